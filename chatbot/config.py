@@ -1,0 +1,276 @@
+"""Settings: loaded once from CLI flags, the environment and an optional ``.env`` (in that order of
+precedence), validated, and frozen. Modelled on Starlette's ``Config`` and ``Secret``: the environment is
+injectable for tests and the API key is wrapped so that its ``repr`` never shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from .catalogue import Catalogue, build_catalogue
+
+
+class ConfigError(ValueError):
+    """A setting has a value the app cannot use. The message is one line naming the setting."""
+
+
+class Secret:
+    """A string that does not show itself in ``repr``, ``str`` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    base_url: str
+    key_env: str | None
+    needs_key: bool = True
+
+
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in (
+        Provider("lemondata", "https://api.lemondata.cc/v1", "LEMONDATA_API_KEY"),
+        Provider("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+        Provider("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+        Provider("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+        Provider("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+        Provider("ollama", "http://localhost:11434/v1", "OLLAMA_API_KEY", needs_key=False),
+        Provider("lmstudio", "http://localhost:1234/v1", "LMSTUDIO_API_KEY", needs_key=False),
+        Provider("vllm", "http://localhost:8000/v1", "VLLM_API_KEY", needs_key=False),
+    )
+}
+
+#: Where demo mode's in-process simulator pretends to live (``.invalid`` never resolves).
+DEMO_BASE_URL = "http://demo.invalid/v1"
+
+#: Key used towards local servers that want none (the SDK insists on some string).
+PLACEHOLDER_KEY = "not-needed"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app is configured with. Build with :meth:`Settings.load`."""
+
+    api_key: Secret | None = None
+    base_url: str = PROVIDERS["openai"].base_url
+    provider: str | None = None
+    demo: bool = True
+    models: str | None = None
+    allow_any_model: bool = False
+    system_prompt: str = "You are a helpful assistant. Be concise and direct."
+    context_tokens: int | None = None
+    max_tokens: int = 4_096
+    connect_timeout: float = 10.0
+    first_token_timeout: float = 120.0
+    idle_timeout: float = 60.0
+    max_retries: int = 2
+    max_retry_wait: float = 5.0
+    max_message_chars: int = 200_000
+    max_history_messages: int = 5_000
+    max_history_chars: int = 2_000_000
+    max_concurrency: int = 512
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    db_path: str = "data/switchboard.db"
+    redis_url: Secret | None = None
+    api_tokens: tuple[Secret, ...] = ()
+    max_body_bytes: int = 1_048_576
+    catalogue: Catalogue = field(default_factory=lambda: build_catalogue(None), compare=False, repr=False)
+
+    @classmethod
+    def load(
+        cls,
+        argv: Sequence[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        env_file: str | os.PathLike[str] | None = ".env",
+    ) -> Settings:
+        """Read flags, environment and ``.env``; raise :class:`ConfigError` on a bad value."""
+        args = build_parser().parse_args(list(argv) if argv is not None else [])
+        env: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        env.update(os.environ if environ is None else environ)
+        return _from_sources(args, env)
+
+
+def _from_sources(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    def get(name: str, flag: object = None) -> str | None:
+        if flag is not None:
+            return str(flag)
+        value = env.get(name)
+        return value.strip() if value is not None and value.strip() else None
+
+    provider_name = get("CHATBOT_PROVIDER", args.provider)
+    if provider_name is not None:
+        provider_name = provider_name.lower()
+        if provider_name not in PROVIDERS:
+            raise ConfigError(
+                f"CHATBOT_PROVIDER: expected one of {', '.join(PROVIDERS)}, got {provider_name!r}"
+            )
+    else:  # no preset named: one whose own key variable is set, else the SDK's own default (OpenAI)
+        keyed = [p.name for p in PROVIDERS.values() if p.key_env != "OPENAI_API_KEY" and get(p.key_env or "")]
+        provider_name = keyed[0] if len(keyed) == 1 else None
+    provider = PROVIDERS[provider_name] if provider_name else None
+
+    explicit_url = get("OPENAI_BASE_URL", args.base_url)
+    base_url = explicit_url or (provider or PROVIDERS["openai"]).base_url
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"OPENAI_BASE_URL: expected an http:// or https:// URL, got {base_url!r}")
+
+    key = get("OPENAI_API_KEY")
+    if provider is not None and provider.key_env:
+        key = get(provider.key_env) or key
+    keyless_ok = explicit_url is not None or (provider is not None and not provider.needs_key)
+    demo = not key and not keyless_ok
+    if demo:
+        base_url = DEMO_BASE_URL  # nothing is sent anywhere: the simulator answers in-process
+    if not key and keyless_ok:
+        key = PLACEHOLDER_KEY
+
+    models = get("CHATBOT_MODELS", args.models)
+    try:
+        catalogue = build_catalogue(models)
+    except ValueError as exc:
+        raise ConfigError(f"CHATBOT_MODELS: expected comma-separated ids or alias=id pairs ({exc})") from None
+
+    host = get("GRADIO_SERVER_NAME", args.host) or ("0.0.0.0" if env.get("SPACE_ID") else "127.0.0.1")
+    return Settings(
+        api_key=Secret(key) if key else None,
+        base_url=base_url.rstrip("/"),
+        provider=provider_name if not explicit_url else "custom",
+        demo=demo,
+        models=models,
+        allow_any_model=_flag(get("CHATBOT_ALLOW_ANY_MODEL"), "CHATBOT_ALLOW_ANY_MODEL"),
+        system_prompt=get("CHATBOT_SYSTEM_PROMPT") or Settings.system_prompt,
+        context_tokens=_number(get("CHATBOT_CONTEXT_TOKENS"), "CHATBOT_CONTEXT_TOKENS", int, minimum=256),
+        max_tokens=_number(get("CHATBOT_MAX_TOKENS"), "CHATBOT_MAX_TOKENS", int, minimum=1)
+        or Settings.max_tokens,
+        connect_timeout=_number(get("CHATBOT_CONNECT_TIMEOUT"), "CHATBOT_CONNECT_TIMEOUT", float)
+        or Settings.connect_timeout,
+        first_token_timeout=_number(get("CHATBOT_FIRST_TOKEN_TIMEOUT"), "CHATBOT_FIRST_TOKEN_TIMEOUT", float)
+        or Settings.first_token_timeout,
+        idle_timeout=_number(get("CHATBOT_IDLE_TIMEOUT"), "CHATBOT_IDLE_TIMEOUT", float)
+        or Settings.idle_timeout,
+        max_retries=_number(get("CHATBOT_MAX_RETRIES"), "CHATBOT_MAX_RETRIES", int, minimum=0)
+        if get("CHATBOT_MAX_RETRIES") is not None
+        else Settings.max_retries,
+        max_concurrency=_number(get("CHATBOT_MAX_CONCURRENCY"), "CHATBOT_MAX_CONCURRENCY", int, minimum=1)
+        or Settings.max_concurrency,
+        host=host,
+        port=_number(get("GRADIO_SERVER_PORT", args.port), "GRADIO_SERVER_PORT", int, minimum=0)
+        if get("GRADIO_SERVER_PORT", args.port) is not None
+        else Settings.port,
+        share=bool(args.share) or _flag(get("CHATBOT_SHARE"), "CHATBOT_SHARE"),
+        db_path=get("CHATBOT_DB") or Settings.db_path,
+        redis_url=_redis_url(get("REDIS_URL")),
+        api_tokens=_api_tokens(get("CHATBOT_API_TOKENS")),
+        max_body_bytes=_number(get("CHATBOT_MAX_BODY_BYTES"), "CHATBOT_MAX_BODY_BYTES", int, minimum=1024)
+        or Settings.max_body_bytes,
+        catalogue=catalogue,
+    )
+
+
+#: Shortest API token accepted: a guessable token is worse than none (it looks like protection).
+MIN_TOKEN_CHARS = 16
+
+
+def _api_tokens(raw: str | None) -> tuple[Secret, ...]:
+    """``CHATBOT_API_TOKENS``: comma-separated bearer tokens. Errors never show a token."""
+    if raw is None:
+        return ()
+    tokens = [t.strip() for t in raw.split(",") if t.strip()]
+    if not tokens:
+        raise ConfigError("CHATBOT_API_TOKENS: no token listed (expected comma-separated tokens)")
+    for number, token in enumerate(tokens, 1):
+        if not all(33 <= ord(c) < 127 for c in token):
+            raise ConfigError(
+                f"CHATBOT_API_TOKENS: token #{number} has a space or a character outside printable ASCII"
+            )
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"CHATBOT_API_TOKENS: token #{number} is shorter than {MIN_TOKEN_CHARS} characters; make one "
+                "with: python -c \"import secrets; print(secrets.token_urlsafe(32))\""
+            )
+    return tuple(Secret(t) for t in dict.fromkeys(tokens))
+
+
+def _redis_url(raw: str | None) -> Secret | None:
+    """``REDIS_URL`` (it may carry a password, so it is a Secret and errors never show it)."""
+    if raw is None:
+        return None
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL: expected a redis://, rediss:// or unix:// URL")
+    return Secret(raw)
+
+
+def _number(raw: str | None, name: str, kind: type, minimum: float = 0.001) -> int | float | None:
+    if raw is None:
+        return None
+    what = "a whole number" if kind is int else "a number"
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected {what} of at least {minimum:g}, got {raw!r}") from None
+    if value < minimum or value != value:  # NaN fails the second test
+        raise ConfigError(f"{name}: expected {what} of at least {minimum:g}, got {raw!r}")
+    return value
+
+
+def _flag(raw: str | None, name: str) -> bool:
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Switchboard: a chat app for any OpenAI-compatible API. "
+        "Every flag has an environment variable; flags win over the environment, which wins over .env.",
+        epilog="Environment: OPENAI_API_KEY, OPENAI_BASE_URL, CHATBOT_PROVIDER, <PROVIDER>_API_KEY, "
+        "CHATBOT_MODELS, CHATBOT_ALLOW_ANY_MODEL, CHATBOT_SYSTEM_PROMPT, CHATBOT_CONTEXT_TOKENS, "
+        "CHATBOT_MAX_TOKENS, CHATBOT_CONNECT_TIMEOUT, CHATBOT_FIRST_TOKEN_TIMEOUT, CHATBOT_IDLE_TIMEOUT, "
+        "CHATBOT_MAX_RETRIES, CHATBOT_MAX_CONCURRENCY, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, "
+        "CHATBOT_SHARE, CHATBOT_DB, REDIS_URL, CHATBOT_API_TOKENS, CHATBOT_MAX_BODY_BYTES. See README.md.",
+    )
+    parser.add_argument("--provider", choices=sorted(PROVIDERS), help="provider preset (CHATBOT_PROVIDER)")
+    parser.add_argument("--base-url", help="OpenAI-compatible base URL; wins over --provider (OPENAI_BASE_URL)")
+    parser.add_argument("--models", help="comma-separated ids or alias=id pairs (CHATBOT_MODELS)")
+    parser.add_argument("--host", help="address to bind (GRADIO_SERVER_NAME), default 127.0.0.1")
+    parser.add_argument("--port", type=int, help="port to bind (GRADIO_SERVER_PORT), default 7860")
+    parser.add_argument("--share", action="store_true", default=None, help="open a Gradio share link")
+    return parser

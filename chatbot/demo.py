@@ -1,0 +1,75 @@
+"""Demo mode: an offline simulator that speaks the OpenAI streaming protocol.
+
+With no key configured, the app still works: the SDK client is given an in-process transport that answers
+``/chat/completions`` with real server-sent events, so the whole path (SDK, parsing, coalescing, UI) is the
+one a real provider uses. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import httpx2
+
+from .config import Settings
+
+WORD_DELAY = 0.02
+
+HOW_TO_CONNECT = (
+    "**Demo mode**: no API key is configured, so replies come from a built-in offline simulator. "
+    "To talk to real models, set `OPENAI_API_KEY` (or `LEMONDATA_API_KEY`, `OPENROUTER_API_KEY`, …) "
+    "in the environment or in a `.env` file and restart; see README.md."
+)
+
+
+def demo_reply(message: str, model: str) -> str:
+    said = " ".join(message.split())
+    if len(said) > 200:
+        said = said[:199] + "…"
+    return (
+        f"This is the **demo simulator** answering as `{model}`: no API key is configured, so nothing was "
+        f"sent to a real model.\n\nYou said: “{said}”\n\n"
+        "Replies stream in word by word, exactly as a real provider's would. Code keeps its indentation:\n\n"
+        "```python\ndef greet(name):\n    if name:\n        return f\"Hello, {name}!\"\n    return \"Hello!\"\n```\n\n"
+        "To connect a real provider, set `OPENAI_API_KEY` (or your provider's own key variable) and restart."
+    )
+
+
+def _sse(payload: dict) -> bytes:
+    return f"data: {json.dumps(payload)}\n\n".encode()
+
+
+async def _events(body: dict) -> AsyncIterator[bytes]:
+    model = str(body.get("model", "demo"))
+    messages = body.get("messages") or [{}]
+    last = messages[-1].get("content") if isinstance(messages[-1], dict) else ""
+    text = demo_reply(last if isinstance(last, str) else "", model)
+    base = {"id": "demo", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
+    words = text.split(" ")
+    for i, word in enumerate(words):
+        piece = word if i == 0 else " " + word
+        yield _sse({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+        await asyncio.sleep(WORD_DELAY)
+    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    prompt = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict)) // 4
+    usage = {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)}
+    yield _sse({**base, "choices": [], "usage": usage})
+    yield b"data: [DONE]\n\n"
+
+
+async def _handle(request: httpx2.Request) -> httpx2.Response:
+    if request.url.path.endswith("/chat/completions"):
+        body = json.loads(await request.aread() or b"{}")
+        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=_events(body))
+    if request.url.path.endswith("/models"):
+        return httpx2.Response(200, json={"object": "list", "data": []})
+    return httpx2.Response(404, json={"error": {"message": "not found", "code": 404}})
+
+
+def demo_http_client(settings: Settings) -> httpx2.AsyncClient:
+    """An httpx2 client whose transport is the simulator (for ``AsyncOpenAI(http_client=...)``)."""
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(_handle), base_url=settings.base_url)

@@ -1,0 +1,76 @@
+"""``python app.py`` as a person runs it: help, bad settings, and a fresh machine with no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_app(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    return subprocess.run(
+        [sys.executable, "app.py", *args], cwd=ROOT, env={**base, **(env or {})},
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_help_lists_every_flag_and_variable() -> None:
+    result = run_app("--help")
+    assert result.returncode == 0
+    for word in ("--provider", "--base-url", "--models", "--host", "--port", "--share",
+                 "OPENAI_API_KEY", "CHATBOT_MODELS", "CHATBOT_CONTEXT_TOKENS", "CHATBOT_MAX_TOKENS",
+                 "CHATBOT_SYSTEM_PROMPT", "GRADIO_SERVER_PORT", "lemondata"):
+        assert word in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"CHATBOT_PROVIDER": "nope"}, "CHATBOT_PROVIDER"),
+        ({"CHATBOT_MODELS": "fast=,=x"}, "CHATBOT_MODELS"),
+        ({"CHATBOT_CONTEXT_TOKENS": "lots"}, "CHATBOT_CONTEXT_TOKENS"),
+        ({"CHATBOT_MAX_TOKENS": "-5"}, "CHATBOT_MAX_TOKENS"),
+        ({"OPENAI_BASE_URL": "ftp://x"}, "OPENAI_BASE_URL"),
+    ],
+)
+def test_bad_value_stops_startup_with_one_line(env: dict[str, str], variable: str) -> None:
+    result = run_app(env=env)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and variable in lines[0] and "Traceback" not in result.stderr
+
+
+def _offline(*args: str) -> dict:
+    """Run tests/scripts/offline_demo.py with an empty environment, in a network namespace with only
+    loopback when this machine allows one (it does as root), so nothing outside can be reached."""
+    script = [sys.executable, str(ROOT / "tests" / "scripts" / "offline_demo.py"), *args]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+        command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *script]
+    else:  # pragma: no cover - without the namespace the machine's own network rules apply
+        command = script
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_no_network_no_environment_demo_mode_streams_a_reply() -> None:
+    result = _offline()
+    assert result["started"], result["output"][-2000:]
+    assert "demo simulator" in result["reply"] and "Hello offline" in result["reply"]
+    assert "Demo mode" in result["page"]
+    assert "Traceback" not in result["output"]
+
+
+def test_share_without_network_warns_and_keeps_serving() -> None:
+    result = _offline("--share")
+    assert result["started"] and "demo simulator" in result["reply"]
+    assert "share link could not be created" in result["output"]

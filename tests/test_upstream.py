@@ -1,0 +1,233 @@
+"""The chat core over real HTTP to the fake upstream: events, errors, time-outs, closing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import TEST_KEY
+from fake_upstream import Behaviour, FakeUpstream
+
+from chatbot.upstream import (
+    Done,
+    ErrorEvent,
+    HistoryTrimmed,
+    Idle,
+    ReasoningDelta,
+    TextDelta,
+    ThinkSplitter,
+    Upstream,
+    Usage,
+    drain,
+)
+
+
+def upstream_for(settings_for, **env: str) -> Upstream:
+    return Upstream(settings_for(**env))
+
+
+async def test_reply_streams_in_several_pieces(fake: FakeUpstream, settings_for) -> None:
+    fake.push(Behaviour(reply="one two three four five six", chunk_size=3))
+    events = [e async for e in upstream_for(settings_for).stream("Hi", [], "fast")]
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert len(deltas) > 3
+    assert "".join(d.text for d in deltas) == "one two three four five six"
+    assert isinstance(events[-1], Done) and events[-1].finish_reason == "stop"
+    body = fake.last.body
+    assert body["model"] == "gpt-4.1-mini" and body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert fake.last.headers["authorization"] == f"Bearer {TEST_KEY}"
+
+
+async def test_history_and_system_prompt_are_sent(fake: FakeUpstream, settings_for) -> None:
+    core = upstream_for(settings_for, CHATBOT_SYSTEM_PROMPT="Be brief.")
+    history = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "reply one"}]
+    await drain(core.stream("second", history, "smart"))
+    assert fake.last.body["model"] == "claude-sonnet-4-6"
+    assert fake.last.body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        *history,
+        {"role": "user", "content": "second"},
+    ]
+
+
+async def test_usage_from_catalogue_and_from_upstream_cost(fake: FakeUpstream, settings_for) -> None:
+    core = upstream_for(settings_for)
+    fake.push(Behaviour(reply="abc"), Behaviour(reply="abc", cost=0.0123))
+    _, events = await drain(core.stream("Hi", [], "fast"))
+    usage = next(e for e in events if isinstance(e, Usage))
+    assert usage.cost_source == "catalogue" and usage.cost and usage.cost > 0
+    _, events = await drain(core.stream("Hi", [], "fast"))
+    usage = next(e for e in events if isinstance(e, Usage))
+    assert (usage.cost, usage.cost_source) == (0.0123, "upstream")
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+async def test_reasoning_deltas(fake: FakeUpstream, settings_for, field: str) -> None:
+    fake.push(Behaviour(reply="Answer.", reasoning="Let me think.", reasoning_field=field))
+    events = [e async for e in upstream_for(settings_for).stream("Hi", [], "fast")]
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == "Let me think."
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Answer."
+
+
+async def test_think_tags_become_reasoning(fake: FakeUpstream, settings_for) -> None:
+    fake.push(Behaviour(reply="Answer.", reasoning="Hmm, tags.", think_tags=True, chunk_size=2))
+    events = [e async for e in upstream_for(settings_for).stream("Hi", [], "fast")]
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == "Hmm, tags."
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Answer."
+
+
+def test_think_splitter_unit() -> None:
+    splitter = ThinkSplitter()
+    out = [*splitter.feed("  <th"), *splitter.feed("ink>abc</thi"), *splitter.feed("nk>\nrest"), *splitter.flush()]
+    assert out == [ReasoningDelta("abc"), TextDelta("rest")]
+    plain = ThinkSplitter()
+    assert [*plain.feed("<b>bold"), *plain.flush()] == [TextDelta("<b>bold")]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "kind"),
+    [
+        (Behaviour(status=401), "auth"),
+        (Behaviour(status=402), "no_balance"),
+        (Behaviour(status=403), "refused"),
+        (Behaviour(status=404), "model_not_found"),
+        (Behaviour(status=400, error_code="context_length_exceeded"), "too_long"),
+        (Behaviour(status=413), "too_long"),
+        (Behaviour(status=429, headers={"Retry-After": "30"}), "rate_limited"),
+        (Behaviour(status=500), "overloaded"),
+        (Behaviour(status=503), "overloaded"),
+        (Behaviour(error_chunk_after=2), "upstream_error"),
+        (Behaviour(cut_after=2), "cut"),
+    ],
+)
+async def test_each_failure_is_one_friendly_error(fake: FakeUpstream, settings_for, behaviour, kind) -> None:
+    fake.push(behaviour)
+    events = [e async for e in upstream_for(settings_for).stream("Hi", [], "fast")]
+    errors = [e for e in events if isinstance(e, ErrorEvent)]
+    assert len(errors) == 1 and events[-1] is errors[0]
+    assert errors[0].error.kind == kind
+    text = errors[0].error.text
+    assert "Traceback" not in text and "Error code" not in text and TEST_KEY not in text
+    if kind == "rate_limited":
+        assert "30 seconds" in text
+
+
+async def test_mid_stream_cut_keeps_partial_text(fake: FakeUpstream, settings_for) -> None:
+    fake.push(Behaviour(reply="partial answer that is cut", chunk_size=4, cut_after=3))
+    text, events = await drain(upstream_for(settings_for).stream("Hi", [], "fast"))
+    assert text == "partial answer that is cut"[:12]
+    error = events[-1]
+    assert isinstance(error, ErrorEvent) and error.partial
+
+
+async def test_short_retry_after_is_retried_by_the_sdk_once(fake: FakeUpstream, settings_for) -> None:
+    fake.push(Behaviour(status=429, headers={"Retry-After": "0.1"}), Behaviour(reply="ok now"))
+    text, _ = await drain(upstream_for(settings_for, CHATBOT_MAX_RETRIES="2").stream("Hi", [], "fast"))
+    assert text == "ok now" and len(fake.requests) == 2
+
+
+async def test_long_retry_after_is_not_waited_out(fake: FakeUpstream, settings_for) -> None:
+    fake.push(Behaviour(status=429, headers={"Retry-After": "120"}))
+    _, events = await drain(upstream_for(settings_for, CHATBOT_MAX_RETRIES="2").stream("Hi", [], "fast"))
+    assert len(fake.requests) == 1
+    assert events[-1].error.kind == "rate_limited" and "2 minutes" in events[-1].error.text
+
+
+async def test_first_token_timeout(fake: FakeUpstream, settings_for) -> None:
+    fake.push(Behaviour(stall_before_first=30))
+    core = upstream_for(settings_for, CHATBOT_FIRST_TOKEN_TIMEOUT="0.5")
+    _, events = await drain(core.stream("Hi", [], "fast"))
+    assert events[-1].error.kind == "first_token_timeout"
+    await fake.wait_for_async(lambda: fake.last.disconnected_at is not None, timeout=2)
+
+
+async def test_idle_timeout_mid_reply(fake: FakeUpstream, settings_for) -> None:
+    fake.push(Behaviour(reply="abcdefgh", chunk_size=4, delay=5))
+    core = upstream_for(settings_for, CHATBOT_IDLE_TIMEOUT="0.5")
+    text, events = await drain(core.stream("Hi", [], "fast"))
+    assert text == "abcd" and events[-1].error.kind == "idle_timeout" and events[-1].partial
+
+
+async def test_idle_events_while_silent(fake: FakeUpstream, settings_for) -> None:
+    fake.push(Behaviour(stall_before_first=0.5, reply="late"))
+    events = [e async for e in upstream_for(settings_for).stream("Hi", [], "fast", tick=0.05)]
+    assert sum(isinstance(e, Idle) for e in events) >= 3
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "late"
+
+
+@pytest.mark.parametrize("stall", [0.0, 30.0])
+async def test_closing_the_stream_closes_the_upstream(fake: FakeUpstream, settings_for, stall: float) -> None:
+    """Mid-stream and while the upstream has sent headers but no token: closing the consumer's generator
+    (what Gradio does on Stop or a closed tab) closes the HTTP connection to the upstream."""
+    fake.push(Behaviour(reply="x" * 4000, chunk_size=4, delay=0.05, stall_before_first=stall))
+    events = upstream_for(settings_for).stream("Hi", [], "fast", tick=0.05)
+    async for event in events:
+        if (stall and isinstance(event, Idle)) or isinstance(event, TextDelta):
+            break
+    await fake.wait_for_async(lambda: fake.last.first_byte_at is not None, timeout=2)
+    await events.aclose()
+    await fake.wait_for_async(lambda: fake.last.disconnected_at is not None, timeout=1)
+    assert fake.last.finished_at is None
+
+
+async def test_cancelling_the_task_closes_the_upstream(fake: FakeUpstream, settings_for) -> None:
+    fake.push(Behaviour(stall_before_first=30))
+
+    async def consume() -> None:
+        async for _ in upstream_for(settings_for).stream("Hi", [], "fast"):
+            pass
+
+    task = asyncio.create_task(consume())
+    await fake.wait_for_async(lambda: fake.requests and fake.last.first_byte_at is not None, timeout=2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await fake.wait_for_async(lambda: fake.last.disconnected_at is not None, timeout=1)
+
+
+async def test_unknown_model_never_reaches_the_upstream(fake: FakeUpstream, settings_for) -> None:
+    _, events = await drain(upstream_for(settings_for).stream("Hi", [], "gpt-evil"))
+    assert events[-1].error.kind == "unknown_model" and not fake.requests
+    _, events = await drain(upstream_for(settings_for, CHATBOT_ALLOW_ANY_MODEL="1").stream("Hi", [], "gpt-evil"))
+    assert fake.last.body["model"] == "gpt-evil"
+
+
+async def test_empty_message_is_refused(fake: FakeUpstream, settings_for) -> None:
+    _, events = await drain(upstream_for(settings_for).stream("   ", [], "fast"))
+    assert events[-1].error.kind == "empty_message" and not fake.requests
+
+
+async def test_oversized_message_is_refused_not_cut(fake: FakeUpstream, settings_for) -> None:
+    core = upstream_for(settings_for, CHATBOT_CONTEXT_TOKENS="1000")
+    _, events = await drain(core.stream("word " * 5000, [], "fast"))
+    assert events[-1].error.kind == "message_too_long" and not fake.requests
+    assert "1,000" in events[-1].error.text or "1000" in events[-1].error.text
+
+
+async def test_trimming_over_200_turns_stays_within_budget(fake: FakeUpstream, settings_for) -> None:
+    """End to end: the upstream never receives more prompt tokens than the budget."""
+    from chatbot.tokens import counter_for
+
+    budget = 2000
+    core = upstream_for(settings_for, CHATBOT_CONTEXT_TOKENS=str(budget))
+    counter = counter_for("gpt-4.1-mini")
+    history: list[dict] = []
+    trimmed_seen = 0
+    for turn in range(200):
+        fake.push(Behaviour(reply=f"Reply number {turn} " + "lorem ipsum " * 10))
+        text, events = await drain(core.stream(f"Question {turn} " + "dolor sit amet " * 5, history, "fast"))
+        sent = fake.last.body["messages"]
+        assert counter.count_messages(sent) <= budget
+        assert sent[0]["role"] == "system" and sent[-1]["content"].startswith(f"Question {turn}")
+        assert sent[1]["role"] == "user"  # only whole turns go
+        trimmed_seen += any(isinstance(e, HistoryTrimmed) for e in events)
+        history += [{"role": "user", "content": sent[-1]["content"]}, {"role": "assistant", "content": text}]
+    assert trimmed_seen > 100
+
+
+async def test_twenty_simultaneous_streams(fake: FakeUpstream, settings_for) -> None:
+    fake.default = Behaviour(reply="y" * 40, chunk_size=2, delay=0.05)
+    core = upstream_for(settings_for)
+    results = await asyncio.gather(*(drain(core.stream(f"Hi {i}", [], "fast")) for i in range(20)))
+    assert all(text == "y" * 40 for text, _ in results)
+    assert fake.max_open_streams >= 10  # they ran side by side, not one after another
