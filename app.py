@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
+import threading
+import time
 from collections.abc import Sequence
 
 # Gradio's analytics and version check phone home at import and launch: off before gradio is imported,
@@ -13,9 +16,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 import openai  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
 
+from chatbot.access import login_checker  # noqa: E402
+from chatbot.api import create_api  # noqa: E402
 from chatbot.config import ConfigError, Settings  # noqa: E402
 from chatbot.demo import demo_http_client  # noqa: E402
+from chatbot.i18n import gradio_i18n  # noqa: E402
+from chatbot.models_live import LiveModels  # noqa: E402
+from chatbot.store import Store, StoreError, check_redis, open_store  # noqa: E402
 from chatbot.tokens import ensure_offline_encodings  # noqa: E402
 from chatbot.ui import ChatUI  # noqa: E402
 from chatbot.upstream import Upstream, make_client  # noqa: E402
@@ -25,14 +35,60 @@ log = logging.getLogger("switchboard")
 
 def build(settings: Settings, client: openai.AsyncOpenAI | None = None) -> gr.Blocks:
     """The Gradio app for ``settings`` (queue configured; not launched)."""
+    return _build_ui(settings, _upstream(settings, client))
+
+
+def _upstream(settings: Settings, client: openai.AsyncOpenAI | None) -> Upstream:
     ensure_offline_encodings()
     if client is None:
         client = make_client(settings, http_client=demo_http_client(settings)) if settings.demo else None
-    upstream = Upstream(settings, client)
+    return Upstream(settings, client)
+
+
+def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
+    LiveModels(settings).start()  # the provider's model list, waited for at most CHATBOT_MODELS_TIMEOUT
     demo = ChatUI(settings, upstream).build()
     # No default limit of one event at a time; no direct REST route that skips the queue.
     demo.queue(default_concurrency_limit=None, api_open=False)
     return demo
+
+
+def hardened(settings: Settings) -> dict[str, object]:
+    """Options for Gradio's launch / mount: errors never shown raw, no monitoring endpoint, no server-side
+    rendering, nothing served from the working folder (where .env and data/ live), and the login."""
+    return {
+        "show_error": False,
+        "enable_monitoring": False,
+        "ssr_mode": False,
+        "allowed_paths": [],
+        "blocked_paths": [os.path.abspath(p) for p in (".env", "data", settings.db_path, ".git")],
+        "auth": login_checker(settings.auth),
+        "auth_message": "Sign in to chat." if settings.auth else None,
+    }
+
+
+def presented(settings: Settings) -> dict[str, object]:
+    """Options for Gradio's launch / mount that shape the page: the interface's languages (English,
+    Spanish, Portuguese, from the browser's language) and the largest file a visitor may attach."""
+    return {"i18n": gradio_i18n(), "max_file_size": int(settings.max_upload_mb * 1024 * 1024)}
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """What to warn an operator about when the app is reachable by strangers (a share link, Spaces, or a
+    non-loopback bind) while nothing caps what strangers can spend."""
+    if not settings.public or settings.auth or settings.demo:
+        return []
+    warnings = []
+    if settings.policy.daily_budget_usd is None and not settings.require_user_key:
+        warnings.append(
+            "this app is reachable from other machines and anyone who can open it spends your API key: only "
+            "the per-visitor limits (CHATBOT_RATE_LIMIT, CHATBOT_TOKEN_LIMIT) apply. Set "
+            "CHATBOT_DAILY_BUDGET_USD for a spending ceiling, CHATBOT_AUTH for a login, or "
+            "CHATBOT_REQUIRE_USER_KEY=1 so visitors bring their own keys."
+        )
+    if not settings.policy.rate and not settings.policy.tokens and not settings.require_user_key:
+        warnings.append("no per-visitor limit is set (CHATBOT_RATE_LIMIT / CHATBOT_TOKEN_LIMIT are 'none').")
+    return warnings
 
 
 def launch(demo: gr.Blocks, settings: Settings, **kwargs: object) -> gr.Blocks:
@@ -42,10 +98,9 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs: object) -> gr.Blocks:
         "server_port": settings.port,
         "share": settings.share,
         "max_threads": settings.max_concurrency,  # Gradio's queue runs at most this many jobs at once
-        "show_error": False,
-        "enable_monitoring": False,
-        "ssr_mode": False,
         "quiet": True,
+        **hardened(settings),
+        **presented(settings),
     }
     options.update(kwargs)
     demo.launch(**options)  # type: ignore[arg-type]
@@ -53,6 +108,158 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs: object) -> gr.Blocks:
         print("switchboard: the share link could not be created (no route to Gradio's tunnel); "
               f"still serving locally at {demo.local_url}", file=sys.stderr)
     return demo
+
+
+def build_server(
+    settings: Settings, client: openai.AsyncOpenAI | None = None, store: Store | None = None
+) -> FastAPI:
+    """The whole app as one ASGI app: the HTTP API at the tutorial's paths (``/chat``, ``/chat/stream``,
+    ``/models``, ``/conversations/{id}``, ``/chat/ws``, docs at ``/docs``) and the Gradio UI at ``/``.
+    UI and API share one :class:`Upstream` (one client, one set of visitor limits). ``store`` defaults to
+    the one the settings name (raises :class:`StoreError` when the SQLite file cannot be opened). Serve
+    it with :func:`serve` (blocking) or :func:`serve_in_thread`; the lifespan must run (it starts
+    Gradio's queue and closes the store)."""
+    upstream = _upstream(settings, client)
+    demo = _build_ui(settings, upstream)
+    api = create_api(settings, upstream, open_store(settings) if store is None else store)
+    # What launch(max_threads=...) does: Gradio's queue runs at most this many jobs at once.
+    demo.max_threads = settings.max_concurrency
+    demo._queue.max_thread_count = settings.max_concurrency
+    app = gr.mount_gradio_app(
+        api, demo, path="/", server_name=settings.host, server_port=settings.port, **hardened(settings),
+        **presented(settings),
+    )
+    gradio_app = app.routes[-1].app  # the Mount("/") just added
+
+    def closing() -> None:
+        """Shutdown begins: open streams end by themselves instead of being cancelled after the grace
+        period. The API's replies stop (stored as interrupted); Gradio's as in ``Blocks.close()``."""
+        api.state.chat_service.close()
+        demo._queue.close()
+        demo.is_running = False
+        gradio_app.stop_event.set()
+
+    app.state.switchboard_closing = closing
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that tells the app when shutdown begins, before it waits for open connections."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        closing = getattr(getattr(self.config.app, "state", None), "switchboard_closing", None)
+        if closing is not None:
+            closing()
+        await super().shutdown(sockets)
+
+
+def _server(app: FastAPI, host: str, port: int, **options: object) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, log_level="warning", access_log=False,
+        # X-Forwarded-For is judged by CHATBOT_TRUSTED_PROXIES alone (chatbot/limits.py): uvicorn would
+        # otherwise believe it from any local peer and a forged header would pick the visitor's bucket.
+        proxy_headers=False,
+        lifespan="on", timeout_graceful_shutdown=3, **options,  # type: ignore[arg-type]
+    )
+    return _Server(config)
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("localhost" if host == "::" else host)
+    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
+
+
+class RunningServer:
+    """A server started by :func:`serve_in_thread`: ``url`` (ends with ``/``), ``port``, ``stop()``."""
+
+    def __init__(self, server: uvicorn.Server, thread: threading.Thread, host: str, port: int) -> None:
+        self.server = server
+        self.thread = thread
+        self.port = port
+        self.url = _url(host, port)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and wait for the lifespan shutdown. Open API streams end with an ``[ERROR]`` event
+        and ``[DONE]`` (their replies stored as interrupted); Gradio's streams end as in ``Blocks.close``."""
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def serve_in_thread(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0
+) -> RunningServer:
+    """Serve ``app`` (e.g. from :func:`build_server`) with uvicorn in a daemon thread; port 0 picks a free
+    one. Returns once the server accepts connections. For tests and embedding."""
+    server = _server(app, host, port)
+    thread = threading.Thread(target=server.run, name=f"switchboard:{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError(f"the server did not start on {host}:{port} within {timeout:g} s")
+        time.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return RunningServer(server, thread, host, bound)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _share_link(demo_url: str, host: str, port: int) -> str | None:
+    """Gradio's share tunnel to the local server, or None (printed) when it cannot be created."""
+    from gradio import networking
+
+    try:
+        import secrets
+
+        return networking.setup_tunnel(
+            local_host=host if host not in ("0.0.0.0", "::") else "127.0.0.1", local_port=port,
+            share_token=secrets.token_urlsafe(32), share_server_address=None,
+            share_server_tls_certificate=None,
+        )
+    except Exception:
+        print("switchboard: the share link could not be created (no route to Gradio's tunnel); "
+              f"still serving locally at {demo_url}", file=sys.stderr, flush=True)
+        return None
+
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    """Serve ``app`` on the configured host and port until interrupted (what ``python app.py`` does).
+    Exits with a one-line message when the port cannot be bound."""
+    try:
+        sock = _bind(settings.host, settings.port)
+    except OSError as exc:
+        print(f"switchboard: cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc}); "
+              "pick another port with --port or GRADIO_SERVER_PORT", file=sys.stderr)
+        raise SystemExit(2) from None
+    port = sock.getsockname()[1]
+    url = _url(settings.host, port)
+    if settings.share:
+        public = _share_link(url, settings.host, port)
+        if public:
+            print(f"switchboard: public share link {public}", flush=True)
+    server = _server(app, settings.host, port, ws_max_size=max(settings.max_body_bytes, 65_536))
+    print(f"switchboard: serving on {url} (HTTP API beside it: {url}docs)", flush=True)
+    server.run(sockets=[sock])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -68,10 +275,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         log.info("no API key configured: demo mode (offline simulator). See README.md to connect a provider.")
     else:
         log.info("provider %s at %s", settings.provider or "openai", settings.base_url)
-    demo = build(settings)
-    launch(demo, settings, quiet=False, prevent_thread_lock=True)
-    print(f"switchboard: serving on {demo.local_url}", flush=True)
-    demo.block_thread()
+    for warning in exposure_warnings(settings):
+        print(f"switchboard: WARNING: {warning}", file=sys.stderr, flush=True)
+    try:
+        check_redis(settings)
+        app = build_server(settings)
+    except StoreError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    serve(app, settings)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ class Catalogue:
         """Offer a model (by id or with its facts), under zero or more aliases."""
         if isinstance(model, str):
             model = self.info(model)
-        self._facts.setdefault(model.id, model)
+        if model.known:  # an unknown id keeps no facts, so the live list can supply them later
+            self._facts.setdefault(model.id, model)
         names = list(aliases) or [model.id]
         for name in names:
             if name != model.id:
@@ -155,8 +156,27 @@ class Catalogue:
             target = self._aliases.get(name)
             out.append((f"{name} · {target}" if target else name, name))
         configured = set(self._offered) | set(self._aliases.values())
-        out.extend((mid, mid) for mid in sorted(self._live) if mid not in configured)
+        out.extend((live_label(self._live[mid]), mid) for mid in sorted(self._live) if mid not in configured)
         return out
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
+
+def live_label(model: Model) -> str:
+    """A dropdown label for a model the upstream lists: its id, context window and price where known."""
+    parts = [model.id]
+    if model.known:
+        window = model.context_window
+        parts.append(f"{window // 1_000_000:g}M" if window >= 1_000_000 and not window % 1_000_000
+                     else f"{round(window / 1000):,}K" if window >= 1000 else str(window))
+    if model.input_price is not None and model.output_price is not None:
+        parts.append("free" if not model.input_price and not model.output_price
+                     else f"${model.input_price:g}/${model.output_price:g} per 1M")
+    if model.vision:
+        parts.append("images")
+    return " · ".join(parts)
 
 
 def build_catalogue(spec: str | None) -> Catalogue:

@@ -6,6 +6,7 @@ injectable for tests and the API key is wrapped so that its ``repr`` never shows
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from .catalogue import Catalogue, build_catalogue
+from .limits import Policy, parse_limits
 
 
 class ConfigError(ValueError):
@@ -104,6 +106,18 @@ class Settings:
     redis_url: Secret | None = None
     api_tokens: tuple[Secret, ...] = ()
     max_body_bytes: int = 1_048_576
+    public: bool = False
+    policy: Policy = field(default_factory=Policy)
+    trusted_proxies: int = 0
+    allow_user_key: bool = True
+    require_user_key: bool = False
+    auth: tuple[tuple[str, Secret], ...] = ()
+    live_models: bool = True
+    models_timeout: float = 3.0
+    models_refresh: float = 3_600.0
+    max_upload_mb: float = 20.0
+    browser_secret: Secret | None = None
+    hf_oauth: bool = False
     catalogue: Catalogue = field(default_factory=lambda: build_catalogue(None), compare=False, repr=False)
 
     @classmethod
@@ -150,7 +164,8 @@ def _from_sources(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     if provider is not None and provider.key_env:
         key = get(provider.key_env) or key
     keyless_ok = explicit_url is not None or (provider is not None and not provider.needs_key)
-    demo = not key and not keyless_ok
+    require_user_key = _flag(get("CHATBOT_REQUIRE_USER_KEY"), "CHATBOT_REQUIRE_USER_KEY")
+    demo = not key and not keyless_ok and not require_user_key
     if demo:
         base_url = DEMO_BASE_URL  # nothing is sent anywhere: the simulator answers in-process
     if not key and keyless_ok:
@@ -163,6 +178,9 @@ def _from_sources(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"CHATBOT_MODELS: expected comma-separated ids or alias=id pairs ({exc})") from None
 
     host = get("GRADIO_SERVER_NAME", args.host) or ("0.0.0.0" if env.get("SPACE_ID") else "127.0.0.1")
+    share = bool(args.share) or _flag(get("CHATBOT_SHARE"), "CHATBOT_SHARE")
+    public = share or bool(env.get("SPACE_ID")) or not _is_loopback(host)
+    max_tokens = _number(get("CHATBOT_MAX_TOKENS"), "CHATBOT_MAX_TOKENS", int, minimum=1)
     return Settings(
         api_key=Secret(key) if key else None,
         base_url=base_url.rstrip("/"),
@@ -172,8 +190,7 @@ def _from_sources(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         allow_any_model=_flag(get("CHATBOT_ALLOW_ANY_MODEL"), "CHATBOT_ALLOW_ANY_MODEL"),
         system_prompt=get("CHATBOT_SYSTEM_PROMPT") or Settings.system_prompt,
         context_tokens=_number(get("CHATBOT_CONTEXT_TOKENS"), "CHATBOT_CONTEXT_TOKENS", int, minimum=256),
-        max_tokens=_number(get("CHATBOT_MAX_TOKENS"), "CHATBOT_MAX_TOKENS", int, minimum=1)
-        or Settings.max_tokens,
+        max_tokens=max_tokens or (PUBLIC_MAX_TOKENS if public else Settings.max_tokens),
         connect_timeout=_number(get("CHATBOT_CONNECT_TIMEOUT"), "CHATBOT_CONNECT_TIMEOUT", float)
         or Settings.connect_timeout,
         first_token_timeout=_number(get("CHATBOT_FIRST_TOKEN_TIMEOUT"), "CHATBOT_FIRST_TOKEN_TIMEOUT", float)
@@ -189,14 +206,115 @@ def _from_sources(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         port=_number(get("GRADIO_SERVER_PORT", args.port), "GRADIO_SERVER_PORT", int, minimum=0)
         if get("GRADIO_SERVER_PORT", args.port) is not None
         else Settings.port,
-        share=bool(args.share) or _flag(get("CHATBOT_SHARE"), "CHATBOT_SHARE"),
+        share=share,
         db_path=get("CHATBOT_DB") or Settings.db_path,
         redis_url=_redis_url(get("REDIS_URL")),
         api_tokens=_api_tokens(get("CHATBOT_API_TOKENS")),
         max_body_bytes=_number(get("CHATBOT_MAX_BODY_BYTES"), "CHATBOT_MAX_BODY_BYTES", int, minimum=1024)
         or Settings.max_body_bytes,
+        public=public,
+        policy=_policy(get, public),
+        trusted_proxies=_number(get("CHATBOT_TRUSTED_PROXIES"), "CHATBOT_TRUSTED_PROXIES", int, minimum=0)
+        if get("CHATBOT_TRUSTED_PROXIES") is not None
+        else (1 if env.get("SPACE_ID") else 0),
+        allow_user_key=require_user_key or _flag(get("CHATBOT_ALLOW_USER_KEY") or "1", "CHATBOT_ALLOW_USER_KEY"),
+        require_user_key=require_user_key,
+        auth=_auth(get("CHATBOT_AUTH")),
+        live_models=_flag(get("CHATBOT_LIVE_MODELS") or "1", "CHATBOT_LIVE_MODELS"),
+        models_timeout=_number(get("CHATBOT_MODELS_TIMEOUT"), "CHATBOT_MODELS_TIMEOUT", float, minimum=0.0)
+        if get("CHATBOT_MODELS_TIMEOUT") is not None
+        else Settings.models_timeout,
+        models_refresh=_number(get("CHATBOT_MODELS_REFRESH"), "CHATBOT_MODELS_REFRESH", float, minimum=0.0)
+        if get("CHATBOT_MODELS_REFRESH") is not None
+        else Settings.models_refresh,
+        max_upload_mb=_number(get("CHATBOT_MAX_UPLOAD_MB"), "CHATBOT_MAX_UPLOAD_MB", float, minimum=0.01)
+        or Settings.max_upload_mb,
+        browser_secret=_browser_secret(get("CHATBOT_BROWSER_SECRET")),
+        hf_oauth=bool(env.get("SPACE_ID") and env.get("OAUTH_CLIENT_ID")),  # a Space with `hf_oauth: true`
         catalogue=catalogue,
     )
+
+
+#: Reply cap on a public URL unless CHATBOT_MAX_TOKENS says otherwise.
+PUBLIC_MAX_TOKENS = 1_024
+#: Limits on a public URL (a share link, Spaces, or a non-loopback bind) unless the settings say otherwise;
+#: on loopback (one person on their own machine) none applies. Signed-in Hugging Face users get the higher ones.
+PUBLIC_DEFAULTS = {
+    "CHATBOT_RATE_LIMIT": "5/minute;50/day",
+    "CHATBOT_TOKEN_LIMIT": "30000/day",
+    "CHATBOT_SIGNED_IN_RATE_LIMIT": "20/minute;200/day",
+    "CHATBOT_SIGNED_IN_TOKEN_LIMIT": "120000/day",
+    "CHATBOT_STREAMS_PER_VISITOR": "1",
+    "CHATBOT_MAX_CONCURRENT_STREAMS": "100",
+}
+LOOPBACK_DEFAULTS = {
+    "CHATBOT_RATE_LIMIT": "none",
+    "CHATBOT_TOKEN_LIMIT": "none",
+    "CHATBOT_SIGNED_IN_RATE_LIMIT": "none",
+    "CHATBOT_SIGNED_IN_TOKEN_LIMIT": "none",
+    "CHATBOT_STREAMS_PER_VISITOR": "0",
+    "CHATBOT_MAX_CONCURRENT_STREAMS": "0",
+}
+
+
+def _policy(get, public: bool) -> Policy:  # noqa: ANN001 - the local getter of _from_sources
+    defaults = PUBLIC_DEFAULTS if public else LOOPBACK_DEFAULTS
+
+    def limits_of(name: str):  # noqa: ANN202
+        try:
+            return parse_limits(get(name) or defaults[name], name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def count(name: str) -> int:
+        raw = get(name) or defaults[name]
+        return 0 if raw.lower() == "none" else int(_number(raw, name, int, minimum=0) or 0)
+
+    budget = get("CHATBOT_DAILY_BUDGET_USD")
+    return Policy(
+        rate=limits_of("CHATBOT_RATE_LIMIT"),
+        tokens=limits_of("CHATBOT_TOKEN_LIMIT"),
+        signed_in_rate=limits_of("CHATBOT_SIGNED_IN_RATE_LIMIT"),
+        signed_in_tokens=limits_of("CHATBOT_SIGNED_IN_TOKEN_LIMIT"),
+        streams_per_visitor=count("CHATBOT_STREAMS_PER_VISITOR"),
+        max_streams=count("CHATBOT_MAX_CONCURRENT_STREAMS"),
+        daily_budget_usd=None if budget is None or budget.lower() == "none"
+        else float(_number(budget, "CHATBOT_DAILY_BUDGET_USD", float, minimum=0.0) or 0.0),
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _auth(raw: str | None) -> tuple[tuple[str, Secret], ...]:
+    """``CHATBOT_AUTH``: ``user:pass`` pairs, comma-separated. Errors never show a password."""
+    if raw is None:
+        return ()
+    pairs = []
+    for number, item in enumerate((i.strip() for i in raw.split(",")), 1):
+        user, sep, password = item.partition(":")
+        if not sep or not user.strip() or not password:
+            raise ConfigError(f"CHATBOT_AUTH: entry #{number} is not user:password")
+        pairs.append((user.strip(), Secret(password)))
+    return tuple(pairs)
+
+
+def _browser_secret(raw: str | None) -> Secret | None:
+    """``CHATBOT_BROWSER_SECRET``: what the key of the saved chats in visitors' browsers derives from."""
+    if raw is None:
+        return None
+    if len(raw) < MIN_TOKEN_CHARS:
+        raise ConfigError(
+            f"CHATBOT_BROWSER_SECRET: expected at least {MIN_TOKEN_CHARS} characters; make one with: "
+            "python -c \"import secrets; print(secrets.token_urlsafe(32))\""
+        )
+    return Secret(raw)
 
 
 #: Shortest API token accepted: a guessable token is worse than none (it looks like protection).
@@ -265,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
         "CHATBOT_MODELS, CHATBOT_ALLOW_ANY_MODEL, CHATBOT_SYSTEM_PROMPT, CHATBOT_CONTEXT_TOKENS, "
         "CHATBOT_MAX_TOKENS, CHATBOT_CONNECT_TIMEOUT, CHATBOT_FIRST_TOKEN_TIMEOUT, CHATBOT_IDLE_TIMEOUT, "
         "CHATBOT_MAX_RETRIES, CHATBOT_MAX_CONCURRENCY, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, "
+        "CHATBOT_LIVE_MODELS, CHATBOT_MODELS_TIMEOUT, CHATBOT_MODELS_REFRESH, CHATBOT_MAX_UPLOAD_MB, "
+        "CHATBOT_BROWSER_SECRET, "
         "CHATBOT_SHARE, CHATBOT_DB, REDIS_URL, CHATBOT_API_TOKENS, CHATBOT_MAX_BODY_BYTES. See README.md.",
     )
     parser.add_argument("--provider", choices=sorted(PROVIDERS), help="provider preset (CHATBOT_PROVIDER)")

@@ -46,6 +46,10 @@ async def _events(body: dict) -> AsyncIterator[bytes]:
     model = str(body.get("model", "demo"))
     messages = body.get("messages") or [{}]
     last = messages[-1].get("content") if isinstance(messages[-1], dict) else ""
+    if isinstance(last, list):  # content parts: text, and images (attachments)
+        texts = [p.get("text", "") for p in last if isinstance(p, dict) and p.get("type") == "text"]
+        images = sum(1 for p in last if isinstance(p, dict) and p.get("type") == "image_url")
+        last = " ".join(t for t in texts if isinstance(t, str)) + (f" [+ {images} image(s)]" if images else "")
     text = demo_reply(last if isinstance(last, str) else "", model)
     base = {"id": "demo", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})

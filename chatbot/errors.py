@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import httpx2
 import openai
+
+from .i18n import DEFAULT_LANGUAGE, error_template
+from .i18n import duration as _localized_duration
 
 MESSAGES: dict[str, str] = {
     "auth": "The provider refused the API key (it is missing, wrong or revoked). "
@@ -42,7 +46,25 @@ MESSAGES: dict[str, str] = {
     "empty_message": "Type a message first.",
     "internal": "Something went wrong on our side. Your message is kept: try sending it again.",
     "cut_note": "The reply was cut off here.",
+    "input_too_long": "Your message is {chars:,} characters long; the most this app takes is {limit:,}. "
+    "Shorten it or split it into parts. Nothing was sent.",
+    "limit_messages": "You have reached the limit of {limit}. Try again in {wait}.",
+    "limit_tokens": "You have used your allowance of {limit}. Try again in {wait}.",
+    "limit_one_at_a_time": "One reply at a time, please: wait for the current reply to finish (or stop it), "
+    "then send again.",
+    "limit_capacity": "The app is serving as many chats as it can right now. Try again in a few seconds.",
+    "limit_budget": "This app has reached its spending limit for today. It resets in {wait} "
+    "(at midnight UTC). You can paste your own API key in the settings to keep chatting.",
+    "need_user_key": "This app runs on visitors' own API keys: open “Your API key” and paste yours to chat.",
+    "bad_user_key": "That does not look like an API key (it should be one line of letters, digits and "
+    "dashes). Nothing was sent.",
     "trimmed_note": "{turns} older turn(s) were left out of what the model sees, to fit its context window.",
+    "no_vision": "{model} cannot see images. Pick a model that can (for example “fast”) or remove the image. "
+    "Nothing was sent.",
+    "attachment_too_large": "“{name}” is too large: {size} (the most is {limit}). Nothing was sent.",
+    "attachment_unsupported": "“{name}” cannot be read here: attach images (PNG, JPEG, WebP, GIF) or text "
+    "files. Nothing was sent.",
+    "too_many_attachments": "Too many attachments: at most {limit} per message. Nothing was sent.",
 }
 
 
@@ -65,14 +87,40 @@ class IdleTimeout(Exception):
 @dataclass(frozen=True)
 class Friendly:
     kind: str
-    text: str
+    text: str  # in English
     retry_after: float | None = None
     status: int | None = None
+    params: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def localized(self, lang: str = DEFAULT_LANGUAGE) -> str:
+        """The message in ``lang`` (the English text when it cannot be rendered there)."""
+        if lang == DEFAULT_LANGUAGE or self.kind not in MESSAGES:
+            return self.text
+        try:
+            return render(self.kind, lang, **self.params)
+        except (KeyError, IndexError, ValueError):  # built without its parameters: keep the English
+            return self.text
 
 
-def render(kind: str, **params: object) -> str:
-    """The message for ``kind`` with its parameters filled in."""
-    return MESSAGES[kind].format(**params)
+def friendly(kind: str, *, retry_after: float | None = None, status: int | None = None, **params: object) -> Friendly:
+    """A :class:`Friendly` for ``kind`` that keeps its parameters, so it can be shown in any language.
+    Pass a wait as a number of seconds (``wait=42.0``): it is put into words in the visitor's language."""
+    return Friendly(kind, render(kind, **params), retry_after, status, dict(params))
+
+
+def render(kind: str, lang: str = DEFAULT_LANGUAGE, **params: object) -> str:
+    """The message for ``kind`` in ``lang`` (English by default) with its parameters filled in. A numeric
+    ``wait`` is written as a duration in that language."""
+    wait = params.get("wait")
+    if isinstance(wait, int | float) and not isinstance(wait, bool):
+        params = {**params, "wait": _localized_duration(wait, lang)}
+    template = error_template(kind, lang, MESSAGES)
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError, ValueError):
+        if lang == DEFAULT_LANGUAGE:
+            raise
+        return MESSAGES[kind].format(**params)
 
 
 def friendly_error(exc: BaseException, *, model: str = "this model") -> Friendly:
@@ -85,9 +133,9 @@ def friendly_error(exc: BaseException, *, model: str = "this model") -> Friendly
 
 def _classify(exc: BaseException, model: str) -> Friendly:
     if isinstance(exc, FirstTokenTimeout):
-        return Friendly("first_token_timeout", render("first_token_timeout", seconds=exc.seconds))
+        return friendly("first_token_timeout", seconds=exc.seconds)
     if isinstance(exc, IdleTimeout):
-        return Friendly("idle_timeout", render("idle_timeout", seconds=exc.seconds))
+        return friendly("idle_timeout", seconds=exc.seconds)
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | asyncio.TimeoutError):
         return Friendly("timeout", render("timeout"))
     if isinstance(exc, openai.APIConnectionError) and isinstance(
@@ -104,7 +152,7 @@ def _classify(exc: BaseException, model: str) -> Friendly:
             return Friendly("no_balance", render("no_balance"))
         if code in (429, "429"):
             return Friendly("rate_limited_soon", render("rate_limited_soon"))
-        return Friendly("upstream_error", render("upstream_error", detail=_short(exc.message)))
+        return friendly("upstream_error", detail=_short(exc.message))
     if isinstance(exc, httpx2.TransportError | httpx2.StreamError | ConnectionError):
         return Friendly("cut", render("cut"))
     return Friendly("internal", render("internal"))
@@ -120,21 +168,21 @@ def _from_status(exc: openai.APIStatusError, model: str) -> Friendly:
     if status == 403:
         return Friendly("refused", render("refused"), status=status)
     if status == 404:
-        return Friendly("model_not_found", render("model_not_found", model=model), status=status)
+        return friendly("model_not_found", status=status, model=model)
     if status == 413 or code == "context_length_exceeded" or (status == 400 and _mentions_context(exc)):
         return Friendly("too_long", render("too_long"), status=status)
     if status == 429:
         wait = retry_after_seconds(exc.response.headers if exc.response is not None else {})
         if wait is None:
             return Friendly("rate_limited_soon", render("rate_limited_soon"), status=status)
-        return Friendly("rate_limited", render("rate_limited", wait=_duration(wait)), wait, status)
+        return friendly("rate_limited", retry_after=wait, status=status, wait=wait)
     if status in (408, 504):
         return Friendly("timeout", render("timeout"), status=status)
     if status >= 500:
         return Friendly("overloaded", render("overloaded"), status=status)
     if status == 400 or status == 422:
         return Friendly("bad_request", render("bad_request"), status=status)
-    return Friendly("upstream_error", render("upstream_error", detail=f"HTTP {status}"), status=status)
+    return friendly("upstream_error", status=status, detail=f"HTTP {status}")
 
 
 def retry_after_seconds(headers: object) -> float | None:
@@ -153,16 +201,6 @@ def retry_after_seconds(headers: object) -> float | None:
         if math.isfinite(value) and value >= 0:
             return value
     return None
-
-
-def _duration(seconds: float) -> str:
-    seconds = math.ceil(seconds)
-    if seconds < 90:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    minutes = math.ceil(seconds / 60)
-    if minutes < 90:
-        return f"{minutes} minutes"
-    return f"{math.ceil(minutes / 60)} hours"
 
 
 def _body_field(body: object, name: str) -> object:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,11 +65,16 @@ def trim_history(messages: list[dict], budget: int, count: Callable[[dict], int]
     return Trimmed(messages=[*head, *history[keep_from:], newest], dropped_turns=dropped_turns, tokens=total)
 
 
+_SPECIAL_TOKEN = re.compile(r"<\|(?=[^|<>\s]{1,64}\|>)")
+
+
 def clean_text(text: str, max_chars: int) -> str:
     """Text safe to tokenise and send: no NUL, no lone surrogates, at most ``max_chars`` characters."""
     if len(text) > max_chars:
         text = text[:max_chars]
     text = text.replace("\x00", "")
+    if "<|" in text:  # special tokens such as <|endoftext|> reach the upstream defused, as plain text
+        text = _SPECIAL_TOKEN.sub("<\u200b|", text)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -89,19 +95,31 @@ def _content_text(content: object) -> str:
 
 
 def clean_history(
-    history: object, max_messages: int, max_chars: int, max_message_chars: int
-) -> list[dict[str, str]]:
+    history: object,
+    max_messages: int,
+    max_chars: int,
+    max_message_chars: int,
+    *,
+    files: Callable[[str, str | None], dict | None] | None = None,
+    max_images: int = 4,
+) -> list[dict]:
     """Rebuild a client-supplied history as plain user/assistant text messages.
 
     The history comes from the browser (or any API caller) and can be forged: any role, any size, any
     shape. Only ``user`` and ``assistant`` text is kept; app notes and thinking blocks (messages with a
     ``metadata.title``) are dropped; the newest messages are kept within ``max_messages`` and
     ``max_chars`` before anything is tokenised; consecutive messages of one role are merged.
+
+    With ``files`` (the UI passes it; the API does not), a file attached to a user message is handed to
+    ``files(path, name)``, which returns an OpenAI content part (an inlined text file, or an image for a
+    vision model) or None to leave it out; only the newest ``max_images`` images are kept. A message with
+    an image then has a list of parts as its content; every other message stays a string.
     """
     if not isinstance(history, list | tuple):
         return []
-    kept: list[dict[str, str]] = []
+    kept: list[dict] = []
     total = 0
+    images_left = max_images
     for item in reversed(history):
         if len(kept) >= max_messages or total >= max_chars:
             break
@@ -110,13 +128,65 @@ def clean_history(
         metadata = item.get("metadata")
         if isinstance(metadata, dict) and metadata.get("title"):
             continue
-        text = clean_text(_content_text(item.get("content")), min(max_message_chars, max_chars - total))
-        if not text.strip():
+        content = item.get("content")
+        images: list[dict] = []
+        if files is not None and item["role"] == "user":
+            content, images = _with_files(content, files)
+            images, images_left = images[: max(images_left, 0)], images_left - len(images)
+        text = clean_text(_content_text(content), min(max_message_chars, max_chars - total))
+        if not text.strip() and not images:
             continue
         total += len(text)
+        message: dict = {"role": item["role"], "content": text}
+        if images:
+            message["content"] = ([{"type": "text", "text": text}] if text.strip() else []) + images
         if kept and kept[-1]["role"] == item["role"]:
-            kept[-1]["content"] = text + "\n\n" + kept[-1]["content"]
+            kept[-1]["content"] = _join(message["content"], kept[-1]["content"])
         else:
-            kept.append({"role": item["role"], "content": text})
+            kept.append(message)
     kept.reverse()
     return kept
+
+
+def _with_files(content: object, files: Callable[[str, str | None], dict | None]) -> tuple[list, list[dict]]:
+    """Split a user message's content into text parts (its text, then inlined text files) and images."""
+    parts = list(content) if isinstance(content, list | tuple) else [content]
+    texts: list[object] = []
+    inlined: list[dict] = []
+    images: list[dict] = []
+    for part in parts:
+        found = _file_part(part)
+        if found is None:
+            texts.append(part)
+            continue
+        converted = files(*found)
+        if not isinstance(converted, dict):
+            continue
+        if converted.get("type") == "image_url":
+            images.append(converted)
+        elif converted.get("type") == "text":
+            inlined.append(converted)
+    joined = [t for t in (_content_text(texts), *(part.get("text") for part in inlined)) if isinstance(t, str) and t]
+    return [{"type": "text", "text": "\n\n".join(joined)}], images  # as chatbot.attachments.compose joins them
+
+
+def _file_part(part: object) -> tuple[str, str | None] | None:
+    """(path, name) of a file part in any shape Gradio gives one, else None."""
+    if not isinstance(part, dict) or part.get("type") not in (None, "file"):
+        return None
+    inner = part.get("file") if isinstance(part.get("file"), dict) else part
+    path, name = inner.get("path"), inner.get("orig_name")
+    if not isinstance(path, str) or not path:
+        return None
+    return path, name if isinstance(name, str) else None
+
+
+def _join(earlier: str | list, later: str | list) -> str | list:
+    """Two consecutive messages of one role as one content (a string unless either has images)."""
+    if isinstance(earlier, str) and isinstance(later, str):
+        return earlier + "\n\n" + later
+
+    def parts(content: str | list) -> list:
+        return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+    return parts(earlier) + parts(later)

@@ -12,17 +12,25 @@ Rules this module keeps (each one a Gradio 6.31 trap, see DEVELOPERS.md):
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import gradio as gr
 
+from .attachments import AttachmentRefused, compose, read_part
+from .catalogue import Model
+from .chats import browser_secret
+from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
 from .config import Settings
-from .demo import HOW_TO_CONNECT
 from .errors import render
 from .history import clean_history
+from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
+from .limits import Visitor, visitor_from
 from .upstream import (
     Done,
     ErrorEvent,
@@ -34,6 +42,7 @@ from .upstream import (
     Upstream,
     Usage,
 )
+from .usage import Totals, measure, reply_detail, reply_line
 
 log = logging.getLogger("switchboard.ui")
 
@@ -41,8 +50,11 @@ log = logging.getLogger("switchboard.ui")
 UPDATE_INTERVAL = 0.04
 #: Longest gap between two yields while the upstream is silent, so Gradio notices a closed tab.
 KEEPALIVE_INTERVAL = 0.5
+#: Longest gap between two updates of a stream that is receiving text, however many streams run.
+MAX_INTERVAL = 0.4
 
 NOTE_ID = "switchboard-note"
+COST_ID = "switchboard-cost"
 
 
 def _text(text: str) -> dict[str, str]:
@@ -50,9 +62,13 @@ def _text(text: str) -> dict[str, str]:
 
 
 class ReplyView:
-    """What one reply looks like in the chat, built up from the core's events."""
+    """What one reply looks like in the chat, built up from the core's events, in the visitor's language:
+    the thinking block (open while the model thinks, closed when the answer starts), the answer, the cost
+    line (when the upstream reports usage) and any notes."""
 
-    def __init__(self) -> None:
+    def __init__(self, lang: str = DEFAULT_LANGUAGE, model: Model | None = None) -> None:
+        self.lang = lang
+        self.model = model  # for the cost line's list prices
         self.reasoning: list[str] = []
         self.text: list[str] = []
         self.trimmed = 0
@@ -71,7 +87,6 @@ class ReplyView:
             self.trimmed = event.dropped_turns
         elif isinstance(event, Usage):
             self.usage = event
-            return False
         elif isinstance(event, Done):
             self.finish_reason = event.finish_reason
             self.finished = True
@@ -89,7 +104,7 @@ class ReplyView:
     def messages(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if self.trimmed:
-            note = render("trimmed_note", turns=self.trimmed)
+            note = render("trimmed_note", self.lang, turns=self.trimmed)
             out.append(_note(f"ℹ️ {note}", note, status="done"))
         if self.reasoning:
             status = "done" if (self.text or self.finished) else "pending"
@@ -97,16 +112,19 @@ class ReplyView:
                 {
                     "role": "assistant",
                     "content": _text("".join(self.reasoning)),
-                    "metadata": {"title": "Thinking", "status": status, "id": "thinking"},
+                    "metadata": {"title": text("thinking", self.lang), "status": status, "id": "thinking"},
                 }
             )
         reply = self.reply
         if reply:
             out.append({"role": "assistant", "content": _text(reply)})
+        if self.usage is not None:
+            line = reply_line(self.usage, self.lang)
+            out.append(_note(line, reply_detail(self.usage, self.model, self.lang), "done", COST_ID))
         if self.error is not None:
-            message = self.error.error.text
+            message = self.error.error.localized(self.lang)
             if self.error.partial:
-                message = f"{render('cut_note')} {message}"
+                message = f"{render('cut_note', self.lang)} {message}"
             out.append(_note(f"⚠️ {message}", message))
         return out
 
@@ -114,36 +132,58 @@ class ReplyView:
         """The reply for API callers: the text, then any notes."""
         parts = [self.reply] if self.reply else []
         if self.error is not None:
-            prefix = f"{render('cut_note')} " if self.error.partial else ""
-            parts.append(f"⚠️ {prefix}{self.error.error.text}")
+            prefix = f"{render('cut_note', self.lang)} " if self.error.partial else ""
+            parts.append(f"⚠️ {prefix}{self.error.error.localized(self.lang)}")
         return "\n\n".join(parts)
 
 
-def _note(title: str, body: str, status: str | None = None) -> dict[str, Any]:
+def _note(title: str, body: str, status: str | None = None, note_id: str = NOTE_ID) -> dict[str, Any]:
     """An app note: shown in the chat, never sent upstream (it carries a title, which marks it)."""
-    metadata: dict[str, Any] = {"title": title, "id": NOTE_ID}
+    metadata: dict[str, Any] = {"title": title, "id": note_id}
     if status:
         metadata["status"] = status
     return {"role": "assistant", "content": _text(body), "metadata": metadata}
 
 
-async def coalesce(events: AsyncIterator[Event], view: ReplyView) -> AsyncIterator[ReplyView]:
-    """Apply events to ``view`` and yield it at most every UPDATE_INTERVAL (the first change at once),
-    and at least every KEEPALIVE_INTERVAL while the upstream is silent."""
-    last = 0.0
-    dirty = False
-    async for event in events:
-        if view.apply(event):
-            dirty = True
-        now = time.monotonic()
-        if dirty and now - last >= UPDATE_INTERVAL:
-            last, dirty = now, False
+class Pacer:
+    """Shares one budget of screen updates among all the streams of the app.
+
+    Every update costs Gradio about 2 ms of CPU whatever its size, so 200 streams at 25 updates a second
+    would need 10 CPU-seconds a second. While few streams run, each gets UPDATE_INTERVAL; when many do,
+    each gets an equal share of UPDATE_BUDGET, but never less than one update per MAX_INTERVAL."""
+
+    def __init__(self, budget: float = 250.0) -> None:
+        self.budget = budget
+        self.active = 0
+
+    def interval(self) -> float:
+        return min(max(UPDATE_INTERVAL, self.active / self.budget), MAX_INTERVAL)
+
+
+async def coalesce(
+    events: AsyncIterator[Event], view: ReplyView, pacer: Pacer | None = None
+) -> AsyncIterator[ReplyView]:
+    """Apply events to ``view`` and yield it at most every ``pacer.interval()`` (the first change at
+    once), and at least every KEEPALIVE_INTERVAL while the upstream is silent."""
+    pacer = pacer or Pacer()
+    pacer.active += 1
+    try:
+        last = 0.0
+        dirty = False
+        async for event in events:
+            if view.apply(event):
+                dirty = True
+            now = time.monotonic()
+            if dirty and now - last >= (pacer.interval() if last else 0.0):
+                last, dirty = now, False
+                yield view
+            elif isinstance(event, Idle) and now - last >= KEEPALIVE_INTERVAL:
+                last = now
+                yield view
+        if dirty or last == 0.0:
             yield view
-        elif isinstance(event, Idle) and now - last >= KEEPALIVE_INTERVAL:
-            last = now
-            yield view
-    if dirty or last == 0.0:
-        yield view
+    finally:
+        pacer.active -= 1
 
 
 class ChatUI:
@@ -152,34 +192,144 @@ class ChatUI:
     def __init__(self, settings: Settings, upstream: Upstream) -> None:
         self.settings = settings
         self.upstream = upstream
+        self.pacer = Pacer()  # one budget of screen updates for all streams
 
-    def history_for_upstream(self, history: object) -> list[dict[str, str]]:
+    def history_for_upstream(self, history: object, model: Model | None = None, images: str = "") -> list[dict]:
+        """The history as it goes upstream. With ``model`` (the UI's path), attached files come along:
+        text files inlined, images as image parts for a vision model (``images`` overrides: "estimate"
+        for counting); without it (the API's path), text only."""
+        files = None
+        if model is not None:
+            files = functools.partial(self._history_file, images=images or ("encode" if model.vision else "skip"))
         return clean_history(
             history, self.settings.max_history_messages, self.settings.max_history_chars,
-            self.settings.max_message_chars,
+            self.settings.max_message_chars, files=files,
         )
 
-    async def respond(self, message: str, history: list[dict], model: str | None) -> AsyncIterator[list[dict]]:
-        """The ChatInterface function."""
-        view = ReplyView()
+    @property
+    def _max_upload_bytes(self) -> int:
+        return int(self.settings.max_upload_mb * 1024 * 1024)
+
+    def _history_file(self, path: str, name: str | None, images: str) -> dict | None:
+        """An earlier attachment as a content part, or None (gone, not allowed, or not for this model)."""
         try:
-            plain = self.history_for_upstream(history)
-            events = self.upstream.stream(message, plain, model)
-            async for current in coalesce(events, view):
+            return read_part(path, name, allowed_root=upload_root(), max_bytes=self._max_upload_bytes,
+                             max_text_chars=self.settings.max_message_chars, images=images)
+        except (AttachmentRefused, OSError):
+            return None
+
+    def compose(self, message: object, model: Model | None) -> str | list[dict]:
+        """The new message as it goes upstream: the text (a ChatInterface dict or a string), with the
+        attached files. Raises AttachmentRefused (blocking work: call it from a thread)."""
+        if not isinstance(message, dict):
+            return message if isinstance(message, str) else ""
+        words = message.get("text") if isinstance(message.get("text"), str) else ""
+        files = _files_of(message)
+        if not files or model is None:
+            return words
+        return compose(
+            words, files, vision=model.vision, model=model.id,
+            allowed_root=upload_root(), max_bytes=self._max_upload_bytes,
+            max_text_chars=self.settings.max_message_chars,
+        )
+
+    def _inputs(self, message: object, history: object, model: Model | None) -> tuple[list[dict], str | list[dict]]:
+        return self.history_for_upstream(history, model), self.compose(message, model)
+
+    def offered(self, name: str) -> bool:
+        return self.upstream.resolve(name) is not None
+
+    def gauge(self, model_name: str | None, history: object, lang: str = DEFAULT_LANGUAGE) -> str:
+        """The context gauge (HTML) for a conversation on a model: system prompt and history as they would
+        be sent, against the model's prompt budget. Cheap: token counts are cached per message."""
+        model = self.upstream.resolve(model_name)
+        if model is None:
+            return ""
+        try:
+            budget, reserve = self.upstream.budget(model)
+            plain = self.history_for_upstream(history, model, images="estimate" if model.vision else "skip")
+            prompt = self.settings.system_prompt
+            system = [{"role": "system", "content": prompt}] if prompt else []
+            return measure(system + plain, model, budget, reserve).render(lang)
+        except Exception as exc:  # a gauge is never worth an error
+            log.warning("context gauge failed: %s", type(exc).__name__)
+            return ""
+
+    def model_update(self, saved: str | None, current: str | None) -> tuple[Any, str | None]:
+        """(dropdown update, model now chosen): the live choices, with ``saved`` chosen when offered."""
+        if saved and self.offered(saved):
+            return gr.Dropdown(choices=self.settings.catalogue.choices(), value=saved), saved
+        return gr.Dropdown(choices=self.settings.catalogue.choices()), current
+
+    async def after_reply(
+        self, message: object, history: list, shown: list[dict], model: str | None, view: ReplyView,
+        totals: object, lang: str,
+    ) -> tuple[Any, ...]:
+        """(session totals, session line, gauge, finished conversation) once a reply has ended."""
+        session = Totals.from_dict(totals)
+        if view.usage is not None:
+            session = session.add(view.usage)
+        conversation = [*(history or []), _user_message(message), *shown]
+        gauge = await asyncio.to_thread(self.gauge, model, conversation, lang)
+        finished = {"messages": conversation, "at": time.time()}
+        return session.as_dict(), session.render(lang), gauge, finished
+
+    def visitor(self, request: gr.Request | None, own_key: bool = False) -> Visitor:
+        """Whom a request's limits count: the signed-in user, else the client address (see limits.py)."""
+        if request is None:
+            return Visitor("unknown", own_key=own_key)
+        client = getattr(request, "client", None)
+        return visitor_from(
+            getattr(client, "host", None), _headers(request), self.settings.trusted_proxies,
+            username=_username(request), own_key=own_key,
+        )
+
+    async def respond(
+        self,
+        message: str,
+        history: list[dict],
+        model: str | None,
+        user_key: str | None = None,
+        request: gr.Request | None = None,
+        *,
+        view: ReplyView | None = None,
+    ) -> AsyncIterator[list[dict]]:
+        """The ChatInterface function (also behind retry, edit and every internal route to it). ``message``
+        is text, or the multimodal box's ``{"text", "files"}``."""
+        view = view if view is not None else ReplyView(language_of(request))
+        try:
+            view.model = self.upstream.resolve(model)
+            plain, content = await asyncio.to_thread(self._inputs, message, history, view.model)
+            visitor = self.visitor(request)
+            events = self.upstream.stream(
+                content, plain, model, visitor=visitor, api_key=user_key, tick=self.pacer.interval()
+            )
+            async for current in coalesce(events, view, self.pacer):
                 yield current.messages()
+        except AttachmentRefused as exc:  # too large, unsupported, or an image for a model without vision
+            view.apply(ErrorEvent(exc.friendly, partial=False))
+            yield view.messages()
         except Exception as exc:  # the chat must never lock: no exception leaves this generator
             log.error("chat handler failed: %s", type(exc).__name__)
             view.apply(ErrorEvent(_internal(), partial=bool(view.text)))
             yield view.messages()
 
     async def chat_api(
-        self, message: str, model: str | None = None, history: list[dict] | None = None
+        self,
+        message: str,
+        model: str | None = None,
+        history: list[dict] | None = None,
+        api_key: str | None = None,
+        request: gr.Request | None = None,
     ) -> AsyncIterator[str]:
         """Programmatic chat: the reply text (streamed when called with ``submit``)."""
-        view = ReplyView()
+        view = ReplyView(language_of(request))
         try:
             plain = self.history_for_upstream(history or [])
-            async for current in coalesce(self.upstream.stream(message, plain, model), view):
+            events = self.upstream.stream(
+                message, plain, model, visitor=self.visitor(request), api_key=api_key, tick=self.pacer.interval()
+            )
+            async for current in coalesce(events, view, self.pacer):
                 yield current.as_text()
         except Exception as exc:
             log.error("chat API failed: %s", type(exc).__name__)
@@ -189,43 +339,143 @@ class ChatUI:
     def build(self) -> gr.Blocks:
         settings = self.settings
         catalogue = settings.catalogue
-        with gr.Blocks(title="Switchboard", analytics_enabled=False, fill_height=True) as demo:
-            gr.Markdown("## Switchboard\nOne chat for every model behind your OpenAI-compatible API.")
+        # delete_cache: uploads and exports older than a day leave Gradio's cache (checked hourly).
+        with gr.Blocks(
+            title="Switchboard", analytics_enabled=False, fill_height=True, delete_cache=(3_600, 86_400)
+        ) as demo:
+            gr.Markdown(ui("header"))
             if settings.demo:
-                gr.Markdown(f"> {HOW_TO_CONNECT}", elem_id="demo-banner")
+                gr.Markdown(ui("demo_banner"), elem_id="demo-banner")
+            panel = ChatsPanel(browser_secret(settings), self.gauge, self.model_update)
+            with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
+                panel.render()
+            if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
+                gr.LoginButton()
             model = gr.Dropdown(
                 choices=catalogue.choices(),
                 value=catalogue.default,
-                label="Model",
+                label=ui("model"),
+                info=ui("model_info"),
                 filterable=True,
                 allow_custom_value=settings.allow_any_model,
                 elem_id="model",
             )
+            gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
             chatbot = gr.Chatbot(
-                label="Chat", elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
+                label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
             )
+            textbox = gr.MultimodalTextbox(
+                placeholder=ui("placeholder"), file_count="multiple", sources=["upload"], show_label=False,
+                autofocus=True, submit_btn=True, stop_btn=True, elem_id="message",
+            )
+            totals = gr.State(Totals().as_dict())
+            finished = gr.State(None)
+            session = gr.Markdown(ui("session_empty"), elem_id="session-total", render=False)
 
-            async def respond(message: str, history: list[dict], model: str | None) -> AsyncIterator[list[dict]]:
-                async for update in self.respond(message, history, model):
-                    yield update
+            user_key = gr.Textbox(
+                value="", type="password", label=ui("user_key_label"), max_lines=1, render=False,
+                info=ui("user_key_info"),
+                elem_id="user-key",
+            )
+            if settings.allow_user_key and not settings.demo:
+                with gr.Accordion(ui("user_key"), open=settings.require_user_key):
+                    user_key.render()
 
-            gr.ChatInterface(
+            async def respond(
+                message: dict, history: list[dict], model: str | None, user_key: str | None, totals: dict,
+                request: gr.Request,
+            ) -> AsyncIterator[tuple]:
+                lang = language_of(request)
+                view = ReplyView(lang)
+                update: list[dict] = []
+                async for update in self.respond(message, history, model, user_key, request, view=view):
+                    yield update, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                try:
+                    after = await self.after_reply(message, history, update, model, view, totals, lang)
+                except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
+                    log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
+                    after = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+                yield update, *after
+
+            chat_interface = gr.ChatInterface(
                 respond,
+                multimodal=True,
                 chatbot=chatbot,
-                additional_inputs=[model],
+                textbox=textbox,
+                additional_inputs=[model, user_key, totals],
+                additional_outputs=[totals, session, gauge, finished],
                 concurrency_limit=None,
                 cache_examples=False,
                 api_visibility="private",
                 fill_height=True,
             )
+            session.render()
 
-            async def chat(message: str, model: str = "", history: list[dict] | None = None) -> AsyncIterator[str]:
-                """Send one message (with an optional earlier history) and get the reply text."""
-                async for text in self.chat_api(message, model or None, history):
+            def gauge_for(model: str | None, history: list, request: gr.Request) -> str:
+                return self.gauge(model, history, language_of(request))
+
+            quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
+            model.change(gauge_for, [model, chatbot], gauge, trigger_mode="always_last", **quiet)
+            panel.wire(
+                demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
+                finished=finished, textbox=textbox,
+            )
+
+            async def chat(
+                message: str, model: str = "", history: list[dict] | None = None, api_key: str = "",
+                request: gr.Request = None,  # type: ignore[assignment]
+            ) -> AsyncIterator[str]:
+                """Send one message (with an optional earlier history and your own API key) and get the reply."""
+                async for text in self.chat_api(message, model or None, history, api_key or None, request):
                     yield text
 
             gr.api(chat, api_name="chat", concurrency_limit=None)
         return demo
+
+
+def _headers(request: gr.Request) -> dict[str, str]:
+    try:
+        return {k.lower(): v for k, v in dict(request.headers).items()}
+    except Exception:
+        return {}
+
+
+def _username(request: gr.Request) -> str | None:
+    """The Gradio login's user, or the Hugging Face user signed in with the Spaces login button."""
+    if getattr(request, "username", None):
+        return str(request.username)
+    raw = getattr(request, "request", None)
+    try:
+        info = raw.session.get("oauth_info") if raw is not None and "session" in raw.scope else None
+        return str(info["userinfo"]["preferred_username"]) if info else None
+    except Exception:
+        return None
+
+
+def _files_of(message: dict) -> list[tuple[str, str | None]]:
+    """(path, name) of the files of a multimodal message: paths from the box, or file dicts on a retry."""
+    found: list[tuple[str, str | None]] = []
+    for item in message.get("files") or []:
+        if isinstance(item, str) and item:
+            found.append((item, None))
+        elif isinstance(item, dict) and isinstance(item.get("path"), str) and item["path"]:
+            name = item.get("orig_name")
+            found.append((item["path"], name if isinstance(name, str) else None))
+    return found
+
+
+def _user_message(message: object) -> dict[str, Any]:
+    """The visitor's message as the chat shows it: attached files, then the text."""
+    if not isinstance(message, dict):
+        return {"role": "user", "content": [_text(message if isinstance(message, str) else "")]}
+    parts: list[dict[str, Any]] = [
+        {"type": "file", "file": {"path": path, "orig_name": name or os.path.basename(path)}}
+        for path, name in _files_of(message)
+    ]
+    words = message.get("text")
+    if isinstance(words, str) and words:
+        parts.append(_text(words))
+    return {"role": "user", "content": parts}
 
 
 def _internal() -> Any:

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx2
 import openai
 
 from .catalogue import Model
 from .config import Settings
-from .errors import FirstTokenTimeout, Friendly, IdleTimeout, friendly_error, render
-from .history import MessageTooLong, trim_history
+from .errors import FirstTokenTimeout, Friendly, IdleTimeout, friendly, friendly_error
+from .history import MessageTooLong, clean_text, trim_history
+from .limits import UNKNOWN_PRICE, Guard, Visitor
 from .tokens import counter_for
 
 log = logging.getLogger("switchboard.upstream")
@@ -69,6 +71,9 @@ class Idle:
 
 
 IDLE = Idle()
+LOCAL_VISITOR = Visitor("local")
+#: A key a visitor pastes: one line of printable ASCII, of a plausible length.
+_KEY_RE = re.compile(r"^[\x21-\x7e]{8,512}$")
 Event = TextDelta | ReasoningDelta | Usage | HistoryTrimmed | Done | ErrorEvent | Idle
 _END = object()
 
@@ -114,10 +119,15 @@ class Prepared:
 class Upstream:
     """Builds requests within each model's token budget and streams the replies as events."""
 
-    def __init__(self, settings: Settings, client: openai.AsyncOpenAI | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: openai.AsyncOpenAI | None = None, guard: Guard | None = None
+    ) -> None:
         self.settings = settings
         self.catalogue = settings.catalogue
         self.client = client or make_client(settings)
+        if guard is None and settings.policy.active:
+            guard = Guard(settings.policy, settings.redis_url.reveal() if settings.redis_url else None)
+        self.guard = guard
 
     def resolve(self, name: str | None) -> Model | None:
         """The model a dropdown value or API field names; None when it is not offered."""
@@ -134,49 +144,107 @@ class Upstream:
             prompt = min(prompt, self.settings.context_tokens)
         return max(prompt, 1), reply
 
-    def prepare(self, message: str, history: list[dict], model_name: str | None) -> Prepared | Friendly:
-        """The messages to send (system prompt, trimmed history, new message), or why nothing is sent."""
+    def prepare(
+        self, message: str | list[dict], history: list[dict], model_name: str | None
+    ) -> Prepared | Friendly:
+        """The messages to send (system prompt, trimmed history, new message), or why nothing is sent.
+        ``message`` is text, or OpenAI content parts (text and ``image_url``) when images are attached."""
         model = self.resolve(model_name)
         if model is None:
-            return Friendly("unknown_model", render("unknown_model", model=_printable(model_name)))
-        if not isinstance(message, str) or not message.strip():
-            return Friendly("empty_message", render("empty_message"))
+            return friendly("unknown_model", model=_printable(model_name))
+        if isinstance(message, list):
+            content: str | list[dict] | Friendly = _checked_parts(message, model, self.settings.max_message_chars)
+            if isinstance(content, Friendly):
+                return content
+        else:
+            if not isinstance(message, str) or not message.strip():
+                return friendly("empty_message")
+            if len(message) > self.settings.max_message_chars:  # before tokenising: a 5 MB paste costs nothing
+                limit = self.settings.max_message_chars
+                return friendly("input_too_long", chars=len(message), limit=limit)
+            content = clean_text(message, self.settings.max_message_chars)
         budget, reply = self.budget(model)
         system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
-        messages = system + list(history) + [{"role": "user", "content": message}]
+        messages = system + list(history) + [{"role": "user", "content": content}]
         try:
             trimmed = trim_history(messages, budget, counter_for(model.id).count)
         except MessageTooLong as exc:
-            return Friendly(
-                "message_too_long",
-                render("message_too_long", model=model.id, tokens=exc.tokens, budget=exc.budget),
-            )
+            return friendly("message_too_long", model=model.id, tokens=exc.tokens, budget=exc.budget)
         return Prepared(model, trimmed.messages, trimmed.dropped_turns, trimmed.tokens, reply)
 
     async def stream(
         self,
-        message: str,
+        message: str | list[dict],
         history: list[dict],
         model_name: str | None,
         *,
         client: openai.AsyncOpenAI | None = None,
         tick: float = 0.04,
+        visitor: Visitor | None = None,
+        api_key: str | None = None,
     ) -> AsyncIterator[Event]:
         """Stream one reply as events. Never raises (but for cancellation); always ends with
-        :class:`Done` or :class:`ErrorEvent`. Prompt building runs in a worker thread (tokenising a long
-        history is CPU work that must not block the event loop)."""
+        :class:`Done` or :class:`ErrorEvent`.
+
+        ``visitor`` is whom the limits count (every route passes one); ``api_key`` is a visitor's own key,
+        used for this request only through a client of its own (never stored, never shared), which also
+        exempts the request from the owner's quotas. Prompt building runs in a worker thread (tokenising a
+        long history is CPU work that must not block the event loop)."""
+        api_key, refused = self._user_key(api_key)
+        if refused is not None:
+            yield ErrorEvent(refused, partial=False)
+            return
+        visitor = replace(visitor or LOCAL_VISITOR, own_key=bool(api_key))
+        if self.guard is not None and (refused := await self.guard.precheck(visitor)) is not None:
+            yield ErrorEvent(refused, partial=False)
+            return
         try:
             prepared = await asyncio.to_thread(self.prepare, message, history, model_name)
         except Exception as exc:  # pragma: no cover - prepare is total, this is a safety net
             log.error("could not prepare a request: %s", type(exc).__name__)
-            prepared = Friendly("internal", render("internal"))
+            prepared = friendly("internal")
         if isinstance(prepared, Friendly):
             yield ErrorEvent(prepared, partial=False)
             return
-        if prepared.dropped_turns:
-            yield HistoryTrimmed(prepared.dropped_turns)
-        async for event in self._stream_prepared(prepared, client or self.client, tick):
-            yield event
+        ticket = None
+        if self.guard is not None:
+            ticket = await self.guard.admit(visitor, self._worst_cost(prepared))
+            if isinstance(ticket, Friendly):
+                yield ErrorEvent(ticket, partial=False)
+                return
+        own_client = make_client(self.settings, api_key=api_key) if api_key else None
+        meter = _Meter()
+        try:
+            if prepared.dropped_turns:
+                yield HistoryTrimmed(prepared.dropped_turns)
+            async for event in self._stream_prepared(prepared, own_client or client or self.client, tick):
+                meter.see(event)
+                yield event
+        finally:
+            if own_client is not None:
+                await own_client.close()
+            if ticket is not None and self.guard is not None:
+                await self.guard.settle(ticket, *meter.totals(prepared, self._has_budget))
+
+    @property
+    def _has_budget(self) -> bool:
+        return self.settings.policy.daily_budget_usd is not None
+
+    def _user_key(self, api_key: str | None) -> tuple[str | None, Friendly | None]:
+        """The visitor's own key to use (or None), or why the request is refused."""
+        settings = self.settings
+        key = api_key.strip() if isinstance(api_key, str) and settings.allow_user_key and not settings.demo else ""
+        if key and not _KEY_RE.match(key):
+            return None, friendly("bad_user_key")
+        if not key and settings.require_user_key:
+            return None, friendly("need_user_key")
+        return key or None, None
+
+    def _worst_cost(self, prepared: Prepared) -> float | None:
+        """The most this request can cost (prompt plus a full reply), for the spending ceiling."""
+        if not self._has_budget:
+            return None
+        return _price(prepared.model, prepared.prompt_tokens, prepared.max_tokens)
 
     async def _stream_prepared(
         self, prepared: Prepared, client: openai.AsyncOpenAI, tick: float
@@ -246,6 +314,41 @@ class Upstream:
         except Exception as exc:
             log.warning("upstream request failed: %s", type(exc).__name__)
             queue.put_nowait(exc)
+
+
+def _price(model: Model, prompt_tokens: int, completion_tokens: int) -> float:
+    """A reply's price from the catalogue; a model nobody has priced counts at a deliberately high price."""
+    cost = model.cost(prompt_tokens, completion_tokens)
+    if cost is None:
+        cost = (prompt_tokens * UNKNOWN_PRICE[0] + completion_tokens * UNKNOWN_PRICE[1]) / 1_000_000
+    return cost
+
+
+class _Meter:
+    """What one reply used, from the upstream's usage report or, failing that, from what was streamed."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.streamed: list[str] = []
+
+    def see(self, event: Event) -> None:
+        if isinstance(event, Usage):
+            self.usage = event
+        elif isinstance(event, TextDelta | ReasoningDelta):
+            self.streamed.append(event.text)
+
+    def totals(self, prepared: Prepared, priced: bool) -> tuple[int, float | None]:
+        """(tokens in and out, dollars or None when no budget needs them)."""
+        if self.usage is not None:
+            prompt, completion = self.usage.prompt_tokens, self.usage.completion_tokens
+        else:  # cut, stopped or a provider without usage reports: count what was sent and streamed
+            prompt = prepared.prompt_tokens
+            completion = counter_for(prepared.model.id).count({"role": "assistant", "content": "".join(self.streamed)})
+        if not priced:
+            return prompt + completion, None
+        if self.usage is not None and self.usage.cost_source == "upstream":
+            return prompt + completion, self.usage.cost
+        return prompt + completion, _price(prepared.model, prompt, completion)
 
 
 def _events(chunk: object, splitter: ThinkSplitter, model: Model) -> Iterator[Event]:
@@ -349,6 +452,39 @@ def _partial_suffix(text: str, tag: str) -> int:
         if tag.startswith(text[-size:]):
             return size
     return 0
+
+
+#: Most images one request may carry (attachments and the history's, together).
+MAX_IMAGES = 20
+
+
+def _checked_parts(parts: list, model: Model, max_chars: int) -> list[dict] | Friendly:
+    """A message given as content parts, checked: text parts cleaned, images only for a vision model and
+    only as data or https URLs, some content, not too much."""
+    out: list[dict] = []
+    chars = images = 0
+    for part in parts:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            chars += len(part["text"])
+            if part["text"].strip():
+                out.append({"type": "text", "text": clean_text(part["text"], max_chars)})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else None
+            if not isinstance(url, str) or not url.startswith(("data:image/", "https://")):
+                continue
+            images += 1
+            out.append({"type": "image_url", "image_url": {"url": url}})
+    if not out:
+        return friendly("empty_message")
+    if chars > max_chars:
+        return friendly("input_too_long", chars=chars, limit=max_chars)
+    if images and not model.vision:
+        return friendly("no_vision", model=model.id)
+    if images > MAX_IMAGES:
+        return friendly("too_many_attachments", limit=MAX_IMAGES)
+    return out
 
 
 def _printable(value: object, limit: int = 60) -> str:

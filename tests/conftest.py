@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -33,7 +38,9 @@ def make_settings(base_url: str | None, **env: str):
     """Settings for a test: only the given environment, no .env file, the fake as upstream."""
     from chatbot.config import Settings
 
-    environ = {"OPENAI_API_KEY": TEST_KEY, "CHATBOT_MAX_RETRIES": "0", **env}
+    # The provider's live model list stays off unless a test asks for it (CHATBOT_LIVE_MODELS=1): the
+    # catalogue is then the configured one, the same in every test.
+    environ = {"OPENAI_API_KEY": TEST_KEY, "CHATBOT_MAX_RETRIES": "0", "CHATBOT_LIVE_MODELS": "0", **env}
     if base_url is not None:
         environ["OPENAI_BASE_URL"] = base_url
     return Settings.load([], environ=environ, env_file=None)
@@ -47,3 +54,60 @@ def settings_for(fake: FakeUpstream):
         return make_settings(fake.base_url, **env)
 
     return factory
+
+
+REDIS_BINARY = shutil.which("redis-server")
+NO_REDIS = "redis-server is not installed (apt-get install -y redis-server; .ci/run installs it)"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A throwaway redis-server on 127.0.0.1 and a free port, no persistence."""
+
+    def __init__(self) -> None:
+        if REDIS_BINARY is None:
+            if os.environ.get("CI"):  # CI installs it: a missing binary there is a broken CI, not a skip
+                pytest.fail(NO_REDIS)
+            pytest.skip(NO_REDIS)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = subprocess.Popen(
+            [REDIS_BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail("redis-server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session (skips the test when the binary is missing)."""
+    server = RedisServer()
+    yield server
+    server.stop()

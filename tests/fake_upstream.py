@@ -124,7 +124,8 @@ class Behaviour:
     reasoning: str | None = None
     """Reasoning text streamed before the content."""
     reasoning_field: str = "reasoning_content"
-    """Delta field for reasoning: "reasoning_content" (DeepSeek style) or "reasoning" (OpenRouter)."""
+    """Delta field for reasoning: "reasoning_content" (DeepSeek style), "reasoning" (OpenRouter), or
+    "reasoning_details" (OpenRouter's structured form: a list of ``{"type": "reasoning.text", "text"}``)."""
     think_tags: bool = False
     """Send reasoning as ``<think>...</think>`` at the start of the content instead."""
     usage: bool | None = None
@@ -305,6 +306,13 @@ def _prompt_tokens(body: Any) -> int:
     messages = body.get("messages") if isinstance(body, dict) else None
     chars = sum(len(_text_of(m.get("content"))) for m in messages or [] if isinstance(m, dict))
     return max(1, chars // 4)
+
+
+def _reasoning_value(field_name: str, text: str) -> Any:
+    """Reasoning as the named field carries it: a string, or OpenRouter's ``reasoning_details`` list."""
+    if field_name == "reasoning_details":
+        return [{"type": "reasoning.text", "text": text, "format": "unknown", "index": 0}]
+    return text
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -642,7 +650,7 @@ class FakeUpstream:
         record.reasoning_chunks_sent = len(_pieces(reasoning or "", b.chunk_size))
         message: dict[str, Any] = {"role": "assistant", "content": reply, "refusal": None}
         if reasoning is not None:
-            message[b.reasoning_field] = reasoning
+            message[b.reasoning_field] = _reasoning_value(b.reasoning_field, reasoning)
         payload = {
             "id": f"chatcmpl-fake-{record.index}",
             "object": "chat.completion",
@@ -751,7 +759,7 @@ class FakeUpstream:
         for piece in _pieces(reasoning or "", b.chunk_size):
             await pace()
             record.reasoning_chunks_sent += 1
-            yield chunk({"content": None, b.reasoning_field: piece})
+            yield chunk({"content": None, b.reasoning_field: _reasoning_value(b.reasoning_field, piece)})
 
         for piece in _pieces(reply, b.chunk_size):
             if b.cut_after is not None and record.chunks_sent >= b.cut_after:

@@ -74,3 +74,20 @@ def test_share_without_network_warns_and_keeps_serving() -> None:
     result = _offline("--share")
     assert result["started"] and "demo simulator" in result["reply"]
     assert "share link could not be created" in result["output"]
+
+
+def test_readme_front_matter_makes_a_gradio_space() -> None:
+    """Hugging Face Spaces reads the README's YAML front matter: a Gradio Space running app.py on the Gradio
+    version the tests run against."""
+    import gradio
+    import yaml
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith("---\n")
+    front = yaml.safe_load(readme.split("---\n", 2)[1])
+    assert front["sdk"] == "gradio" and front["title"] == "Switchboard"
+    assert str(front["sdk_version"]) == gradio.__version__
+    assert (ROOT / front["app_file"]).is_file()
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert f"gradio>={'.'.join(gradio.__version__.split('.')[:2])}" in requirements
+    assert "Secret" in readme and "CHATBOT_BROWSER_SECRET" in readme

@@ -58,3 +58,16 @@ def test_spec_parsing() -> None:
     assert parse_models_spec(" fast = gpt-4.1-mini ,llama3.2:8b,openai/gpt-4o ") == [
         ("fast", "gpt-4.1-mini"), (None, "llama3.2:8b"), (None, "openai/gpt-4o"),
     ]
+
+
+def test_live_models_get_labels_and_fill_in_configured_unknown_ids() -> None:
+    from chatbot.catalogue import live_label
+
+    catalogue = build_catalogue("local=llama3.2:latest")
+    assert not catalogue.resolve("local").known
+    catalogue.add_live([Model("llama3.2:latest", 131_072), Model("big/one", 2_000_000, input_price=0, output_price=0,
+                                                                   vision=True)])
+    assert catalogue.resolve("local").context_window == 131_072  # the provider's list fills in the facts
+    assert live_label(catalogue.info("big/one")) == "big/one · 2M · free · images"
+    assert live_label(Model("x", known=False)) == "x"
+    assert catalogue.live_count == 2

@@ -96,3 +96,32 @@ def test_secret_never_shows_itself() -> None:
 def test_models_setting_builds_the_catalogue() -> None:
     settings = load(CHATBOT_MODELS="mini=gpt-4.1-mini, llama3.2")
     assert settings.catalogue.choices() == [("mini · gpt-4.1-mini", "mini"), ("llama3.2", "llama3.2")]
+
+
+def test_settings_of_the_live_catalogue_attachments_and_saved_chats() -> None:
+    default = load(OPENAI_API_KEY="sk-x")
+    assert default.live_models and default.models_timeout == 3.0 and default.models_refresh == 3600.0
+    assert default.max_upload_mb == 20.0 and default.browser_secret is None
+    custom = load(
+        OPENAI_API_KEY="sk-x", CHATBOT_LIVE_MODELS="off", CHATBOT_MODELS_TIMEOUT="0", CHATBOT_MODELS_REFRESH="0",
+        CHATBOT_MAX_UPLOAD_MB="2.5", CHATBOT_BROWSER_SECRET="operator-secret-0123456789",
+    )
+    assert not custom.live_models and custom.models_timeout == 0 and custom.models_refresh == 0
+    assert custom.max_upload_mb == 2.5
+    assert "operator-secret" not in repr(custom) and custom.browser_secret.reveal() == "operator-secret-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"CHATBOT_LIVE_MODELS": "maybe"}, "CHATBOT_LIVE_MODELS"),
+        ({"CHATBOT_MODELS_TIMEOUT": "-1"}, "CHATBOT_MODELS_TIMEOUT"),
+        ({"CHATBOT_MODELS_REFRESH": "hourly"}, "CHATBOT_MODELS_REFRESH"),
+        ({"CHATBOT_MAX_UPLOAD_MB": "0"}, "CHATBOT_MAX_UPLOAD_MB"),
+        ({"CHATBOT_BROWSER_SECRET": "short-secret"}, "CHATBOT_BROWSER_SECRET"),
+    ],
+)
+def test_bad_values_of_the_new_settings(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(**environ)
+    assert str(info.value).startswith(variable) and "short-secret" not in str(info.value)

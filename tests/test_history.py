@@ -217,3 +217,33 @@ def test_trim_properties(conv: Conversation, budget: int, model: str) -> None:
     if dropped_starts:  # greedy: the next older turn would not have fitted
         older = history[dropped_starts[-1] : start]
         assert result.tokens + sum(count(m) for m in older) > budget
+
+
+def test_clean_history_with_files_keeps_attachments_for_the_ui() -> None:
+    from chatbot.history import clean_history
+
+    def files(path: str, name: str | None) -> dict | None:
+        if path.endswith(".png"):
+            return {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{path}"}}
+        if path.endswith(".txt"):
+            return {"type": "text", "text": f"📎 {name or path}"}
+        return None
+
+    def turn(*paths: str, text: str = "look") -> dict:
+        parts = [{"type": "file", "file": {"path": p, "orig_name": p.upper()}} for p in paths]
+        return {"role": "user", "content": [*parts, {"type": "text", "text": text}]}
+
+    history = [turn("a.png"), {"role": "assistant", "content": "A cat."}, turn("b.png", "c.txt", "x.exe"),
+               {"role": "assistant", "content": "A dog."}, turn("d.png", text=""), turn("e.png", text="both?")]
+    cleaned = clean_history(history, 100, 100_000, 10_000, files=files, max_images=3)
+    assert cleaned[0] == {"role": "user", "content": "look"}  # the oldest image is past max_images
+    assert cleaned[2]["content"] == [
+        {"type": "text", "text": "look\n\n📎 C.TXT"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,b.png"}},
+    ]
+    assert cleaned[4] == {"role": "user", "content": [  # two user turns in a row are merged
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,d.png"}},
+        {"type": "text", "text": "both?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,e.png"}},
+    ]}
+    assert clean_history(history, 100, 100_000, 10_000)[2] == {"role": "user", "content": "look"}  # the API's way

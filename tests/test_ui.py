@@ -130,7 +130,7 @@ def test_closed_tab_closes_the_upstream_within_a_second(url: str, fake: FakeUpst
     sent headers but no token for 30 s: the upstream connection is closed within 1 s."""
     fake.push(Behaviour(reply="z" * 8000, chunk_size=4, delay=0.05, stall_before_first=stall))
     with httpx.Client(timeout=10) as client:
-        session = _queue_join(url, client, "chat", ["hi", "fast", []])
+        session = _queue_join(url, client, "chat", ["hi", "fast", [], ""])
         with client.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as sse:
             lines = sse.iter_lines()  # one iterator: leaving a for-loop over it would close the response
             while "process_starts" not in next(lines):
@@ -202,7 +202,8 @@ async def test_respond_never_raises_and_notes_trimming(fake: FakeUpstream) -> No
     updates = [u async for u in ui.respond("latest", history, "fast")]
     final = updates[-1]
     assert final[0]["metadata"]["title"].startswith("ℹ️") and "older turn" in final[0]["metadata"]["title"]
-    assert final[-1]["content"]["text"].startswith("Hello from")
+    answer = [m for m in final if not m.get("metadata")]
+    assert answer[-1]["content"]["text"].startswith("Hello from")
 
 
 def test_reply_view_partial_error_keeps_text() -> None:
@@ -225,7 +226,7 @@ def test_key_and_system_prompt_absent_from_config_and_api_info(url: str, launch_
 
 
 def test_direct_rest_route_does_not_skip_the_queue(url: str) -> None:
-    response = httpx.post(f"{url}gradio_api/run/chat", json={"data": ["hi", "fast", []]}, timeout=10)
+    response = httpx.post(f"{url}gradio_api/run/chat", json={"data": ["hi", "fast", [], ""]}, timeout=10)
     assert response.status_code >= 400
 
 
@@ -233,7 +234,7 @@ def test_many_updates_are_coalesced(url: str, fake: FakeUpstream) -> None:
     """A provider sending 2,000 tiny chunks as fast as it can does not become 2,000 UI updates."""
     fake.push(Behaviour(reply="a" * 2000, chunk_size=1))
     with httpx.Client(timeout=30) as client:
-        session = _queue_join(url, client, "chat", ["fast one", "fast", []])
+        session = _queue_join(url, client, "chat", ["fast one", "fast", [], ""])
         updates = 0
         with client.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}) as sse:
             for line in sse.iter_lines():
@@ -247,3 +248,62 @@ def test_many_updates_are_coalesced(url: str, fake: FakeUpstream) -> None:
 
 def test_threads_are_not_needed_for_concurrency(url: str) -> None:
     assert threading.active_count() < 200
+
+
+@pytest.mark.parametrize("wire", ["reasoning_content", "reasoning", "reasoning_details", "think_tags"])
+async def test_thinking_streams_live_closes_when_the_answer_starts_and_never_goes_back(
+    fake: FakeUpstream, wire: str
+) -> None:
+    """DeepSeek's ``reasoning_content``, OpenRouter's ``reasoning`` and ``reasoning_details``, and
+    ``<think>`` tags in the content: all shown as one "Thinking" block, open (pending) while it streams,
+    done once the answer starts, and left out of the history sent with the next turn."""
+    thought = "First I weigh the options, then I check the numbers twice. " * 2
+    behaviour = Behaviour(reasoning=thought, reply="The answer is 42.", chunk_size=6, delay=0.02)
+    if wire == "think_tags":
+        behaviour.think_tags = True
+    else:
+        behaviour.reasoning_field = wire
+    fake.push(behaviour)
+    settings = make_settings(fake.base_url)
+    ui = ChatUI(settings, Upstream(settings))
+    updates = [update async for update in ui.respond("Why?", [], "reasoning")]
+
+    def thinking(update: list[dict]) -> dict | None:
+        return next((m for m in update if (m.get("metadata") or {}).get("id") == "thinking"), None)
+
+    def answer(update: list[dict]) -> str:
+        return "".join(m["content"]["text"] for m in update if not m.get("metadata"))
+
+    pending = [thinking(u)["content"]["text"] for u in updates if thinking(u) and not answer(u)]
+    assert len(set(pending)) >= 2 and all(thought.startswith(p) for p in pending)  # streamed live
+    assert all(thinking(u)["metadata"]["status"] == "pending" for u in updates if thinking(u) and not answer(u))
+    assert all(thinking(u)["metadata"]["status"] == "done" for u in updates if answer(u))  # closed by the answer
+    final = updates[-1]
+    assert thinking(final)["content"]["text"] == thought and thinking(final)["metadata"]["title"] == "Thinking"
+    assert answer(final) == "The answer is 42."
+
+    history = [{"role": "user", "content": "Why?"}, *final]
+    async for _ in ui.respond("And then?", history, "reasoning"):
+        pass
+    sent = json.dumps(fake.last.body["messages"])
+    assert "weigh the options" not in sent and "<think>" not in sent
+    assert fake.last.body["messages"][1:] == [
+        {"role": "user", "content": "Why?"},
+        {"role": "assistant", "content": "The answer is 42."},
+        {"role": "user", "content": "And then?"},
+    ]
+
+
+async def test_thinking_title_and_errors_in_the_visitors_language(fake: FakeUpstream) -> None:
+    fake.push(Behaviour(reasoning="hmm", reply="ok"), Behaviour(status=402))
+    settings = make_settings(fake.base_url)
+    ui = ChatUI(settings, Upstream(settings))
+
+    class Spanish:
+        headers = {"accept-language": "es-ES,es;q=0.9"}
+        client = None
+
+    final = [u async for u in ui.respond("¿Por qué?", [], "fast", request=Spanish())][-1]  # type: ignore[arg-type]
+    assert final[0]["metadata"]["title"] == "Pensando" and "tokens de entrada" in final[-1]["metadata"]["title"]
+    final = [u async for u in ui.respond("otra", [], "fast", request=Spanish())][-1]  # type: ignore[arg-type]
+    assert "no tiene saldo" in final[-1]["content"]["text"]

@@ -231,3 +231,26 @@ async def test_twenty_simultaneous_streams(fake: FakeUpstream, settings_for) -> 
     results = await asyncio.gather(*(drain(core.stream(f"Hi {i}", [], "fast")) for i in range(20)))
     assert all(text == "y" * 40 for text, _ in results)
     assert fake.max_open_streams >= 10  # they ran side by side, not one after another
+
+
+def test_content_parts_are_checked_before_anything_is_sent(settings_for) -> None:
+    core = upstream_for(settings_for, CHATBOT_MODELS="fast=gpt-4.1-mini,budget=deepseek-chat")
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    prepared = core.prepare([{"type": "text", "text": "What is it?\x00"}, image], [], "fast")
+    assert prepared.messages[-1] == {"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}
+    assert prepared.prompt_tokens > 765  # the image counts at its fixed estimate
+    assert core.prepare([{"type": "text", "text": "x"}, image], [], "budget").kind == "no_vision"
+    assert core.prepare([{"type": "text", "text": "  "}], [], "fast").kind == "empty_message"
+    foreign = {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}
+    assert core.prepare([{"type": "text", "text": "hi"}, foreign, {"type": "audio"}, "junk"], [], "fast").messages[
+        -1
+    ]["content"] == [{"type": "text", "text": "hi"}]
+    assert core.prepare([{"type": "text", "text": "x" * 300_000}], [], "fast").kind == "input_too_long"
+    assert core.prepare([image] * 21, [], "fast").kind == "too_many_attachments"
+
+
+async def test_an_image_part_reaches_the_upstream(fake: FakeUpstream, settings_for) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    text, _ = await drain(upstream_for(settings_for).stream([{"type": "text", "text": "look"}, image], [], "fast"))
+    assert text.endswith("you said look")
+    assert fake.last.body["messages"][-1]["content"] == [{"type": "text", "text": "look"}, image]

@@ -1,0 +1,545 @@
+"""Markdown tables and PNG plots from a results dict (see scenarios.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .scenarios import LABELS, SHORT
+from .stats import fmt_num, fmt_summary
+
+TARGETS = {
+    "ttft_added_p50": 0.030,
+    "tokens_per_s": 5000.0,
+    "cpu_ratio": 0.2,
+    "ramp_errors": 0,
+    "ramp_vs_one": 1.5,
+    "ramp_ttft_p99": 1.0,
+    "ramp_max_gap": 0.5,
+    "history_ratio": 2.0,
+    "rss_growth_mb": 30.0,
+}
+
+SW_KEYS = ("sw_ui", "sw_api", "sw_http")
+
+
+def verdict(value: float | None, limit: float, higher_is_better: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    ok = value >= limit if higher_is_better else value <= limit
+    return "PASS" if ok else "MISS"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
+    """Rows: figure, Switchboard, baseline, ratio, target, result."""
+    sc = res.get("scenarios", {})
+    rows: list[dict[str, str]] = []
+
+    ttft = sc.get("ttft", {}).get("targets", {})
+    if ttft:
+        sdk = ttft.get("sdk", {})
+        lc = ttft.get("lc_ui", {})
+        for k in SW_KEYS:
+            t = ttft.get(k)
+            if not t:
+                continue
+            ratio = t["p50"]["median"] / sdk["p50"]["median"] if sdk else math.nan
+            rows.append({
+                "figure": f"Added TTFT p50 over the SDK floor, one visitor ({SHORT[k]})",
+                "value": fmt_summary(t["added_p50"], "ms"),
+                "baseline": f"SDK floor TTFT p50 {fmt_num(sdk['p50']['median'], 'ms')}; load_chat UI adds "
+                            f"{fmt_num(lc.get('added_p50', {}).get('median', math.nan), 'ms')}",
+                "ratio": f"{fmt_num(ratio, 'x')} the floor's TTFT",
+                "target": "≤ 30 ms", "result": verdict(t["added_p50"]["median"], TARGETS["ttft_added_p50"]),
+            })
+            rows.append({
+                "figure": f"Added TTFT p99 over the SDK floor, one visitor ({SHORT[k]})",
+                "value": fmt_summary(t["added_p99"], "ms"),
+                "baseline": f"SDK floor TTFT p99 {fmt_num(sdk['p99']['median'], 'ms')}",
+                "ratio": "", "target": "(reported)", "result": "",
+            })
+
+    thr = sc.get("throughput", {}).get("targets", {})
+    if thr:
+        tokens = sc["throughput"]["tokens"]
+        floor = thr.get("sdk", {}).get("tokens_per_s", {}).get("median", math.nan)
+        for k in SW_KEYS:
+            t = thr.get(k)
+            if not t or "tokens_per_s" not in t:
+                continue
+            v = t["tokens_per_s"]["median"]
+            rows.append({
+                "figure": f"One stream, {tokens:,}-token reply, no upstream delay: tokens/s ({SHORT[k]})",
+                "value": fmt_summary(t["tokens_per_s"], "tok/s"),
+                "baseline": f"SDK floor {fmt_num(floor, 'tok/s')}",
+                "ratio": f"{fmt_num(v / floor, 'x')} the floor", "target": "≥ 5,000 tok/s",
+                "result": verdict(v, TARGETS["tokens_per_s"], higher_is_better=True),
+            })
+        for k, base in (("sw_ui", "lc_ui"), ("sw_api", "lc_api")):
+            t, b = thr.get(k), thr.get(base)
+            if not t or not b or "app_cpu_per_1k" not in t or "app_cpu_per_1k" not in b:
+                continue
+            ratio = t["app_cpu_per_1k"]["median"] / b["app_cpu_per_1k"]["median"]
+            rows.append({
+                "figure": f"App CPU per 1,000 tokens, one stream ({SHORT[k]} vs {SHORT[base]})",
+                "value": fmt_summary(t["app_cpu_per_1k"], "s"),
+                "baseline": f"{SHORT[base]} {fmt_summary(b['app_cpu_per_1k'], 's')}",
+                "ratio": fmt_num(ratio, "x"), "target": "≤ 0.20× load_chat's",
+                "result": verdict(ratio, TARGETS["cpu_ratio"]),
+            })
+
+    ramp = sc.get("ramp", {}).get("targets", {})
+    if ramp:
+        top = max(sc["ramp"]["steps"])
+
+        def at_top(key: str) -> dict | None:
+            rows_k = ramp.get(key) or []
+            found = [r for r in rows_k if r["visitors"] == top]
+            return found[0] if found else None
+
+        lc, sdk = at_top("lc_ui"), at_top("sdk")
+
+        def base_txt(field: str, unit: str) -> str:
+            parts = []
+            if lc:
+                val = lc[field]
+                txt = fmt_num(val, unit) if field != "errors" else f"{lc['n'] - lc['completed']} of {lc['n']}"
+                if field == "vs_one_stream" and lc.get("censored"):
+                    txt = f"> {txt} (stopped at the {fmt_num(lc['deadline_s'], 's')} deadline)"
+                if field == "ttft_p99" and math.isinf(val):
+                    txt = f"> {fmt_num(lc['deadline_s'], 's')} (never started)"
+                parts.append(f"load_chat {txt}")
+            if sdk:
+                parts.append(f"SDK {fmt_num(sdk[field], unit) if field != 'errors' else sdk['n'] - sdk['completed']}")
+            return "; ".join(parts)
+
+        for k in SW_KEYS:
+            r = at_top(k)
+            if not r:
+                continue
+            failed = r["n"] - r["completed"]
+            rows.append({"figure": f"{top} simultaneous visitors: failed or incomplete ({SHORT[k]})",
+                         "value": f"{failed} of {r['n']}", "baseline": base_txt("errors", ""),
+                         "ratio": "", "target": "0", "result": verdict(failed, TARGETS["ramp_errors"])})
+            rows.append({"figure": f"{top} visitors: total time vs one stream ({SHORT[k]})",
+                         "value": fmt_num(r["vs_one_stream"], "x"),
+                         "baseline": base_txt("vs_one_stream", "x"), "ratio": "",
+                         "target": "≤ 1.5×", "result": verdict(r["vs_one_stream"], TARGETS["ramp_vs_one"])})
+            rows.append({"figure": f"{top} visitors: TTFT p99 ({SHORT[k]})", "value": fmt_num(r["ttft_p99"], "ms"),
+                         "baseline": base_txt("ttft_p99", "ms"),
+                         "ratio": f"{fmt_num(r['ttft_p99'] / sdk['ttft_p99'], 'x')} the SDK's" if sdk else "",
+                         "target": "≤ 1 s", "result": verdict(r["ttft_p99"], TARGETS["ramp_ttft_p99"])})
+            gap_ok = verdict(r["max_gap"], TARGETS["ramp_max_gap"]) if r["completed"] else "MISS"
+            rows.append({"figure": f"{top} visitors: longest gap between updates ({SHORT[k]})",
+                         "value": fmt_num(r["max_gap"], "ms") if r["completed"] else "no visitor completed",
+                         "baseline": base_txt("max_gap", "ms"), "ratio": "", "target": "≤ 500 ms", "result": gap_ok})
+
+    hist = sc.get("history", {})
+    core = hist.get("core")
+    if isinstance(core, list) and len(core) >= 2:
+        lo, hi = core[0], core[-1]
+        ratio = hi["total_s"] / lo["total_s"]
+        rows.append({"figure": f"History cost per turn in the core at {hi['turns']:,} turns vs {lo['turns']} "
+                               "(clean_history + prepare)",
+                     "value": f"{fmt_num(hi['total_s'], 'ms')} vs {fmt_num(lo['total_s'], 'ms')}",
+                     "baseline": "", "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
+                     "result": verdict(ratio, TARGETS["history_ratio"])})
+    app_rows = hist.get("app", {})
+    for k in ("sw_api", "sw_ui"):
+        rk = app_rows.get(k) or []
+        if len(rk) >= 2:
+            lo, hi = rk[0], rk[-1]
+            ratio = hi["app_cpu"]["median"] / lo["app_cpu"]["median"]
+            sdk_rows = app_rows.get("sdk") or []
+            rows.append({"figure": f"History: app CPU per turn at {hi['turns']:,} turns vs {lo['turns']} ({SHORT[k]})",
+                         "value": f"{fmt_num(hi['app_cpu']['median'], 'ms')} vs "
+                                  f"{fmt_num(lo['app_cpu']['median'], 'ms')}",
+                         "baseline": (f"added latency over SDK: {fmt_num(hi.get('added_total', math.nan), 'ms')} vs "
+                                      f"{fmt_num(lo.get('added_total', math.nan), 'ms')}") if sdk_rows else "",
+                         "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
+                         "result": verdict(ratio, TARGETS["history_ratio"])})
+
+    mem = sc.get("memory", {}).get("targets", {})
+    if mem:
+        n = sc["memory"]["sessions"]
+        sw = mem.get("sw_ui")
+        lc = mem.get("lc_ui")
+        if sw:
+            value = sw["growth_per_1000_mb"]
+            label = f"{fmt_num(sw['growth_mb'], 'MB')} after {n:,} sessions"
+            if n != 1000:
+                label += f" ({fmt_num(value, 'MB')} per 1,000)"
+            rows.append({"figure": "RSS growth after 1,000 browser sessions opened and closed (Switchboard)",
+                         "value": label,
+                         "baseline": f"load_chat {fmt_num(lc['growth_per_1000_mb'], 'MB')} per 1,000" if lc else "",
+                         "ratio": fmt_num(sw["growth_per_1000_mb"] / lc["growth_per_1000_mb"], "x")
+                         if lc and lc["growth_per_1000_mb"] > 0 else "",
+                         "target": "≤ 30 MB", "result": verdict(value, TARGETS["rss_growth_mb"])})
+
+    cold = sc.get("coldstart", {})
+    if cold and cold.get("switchboard", {}).get("n"):
+        sw, lc, bare = cold["switchboard"], cold.get("load_chat", {}), cold.get("bare", {})
+        base = f"load_chat {fmt_summary(lc, 's')}" if lc.get("n") else ""
+        if bare.get("n"):
+            base += f"; bare gr.Blocks {fmt_summary(bare, 's')}"
+        rows.append({"figure": "Cold start: `python app.py` to the first 200 on `/`", "value": fmt_summary(sw, "s"),
+                     "baseline": base, "ratio": fmt_num(sw["median"] / lc["median"], "x") + " load_chat's"
+                     if lc.get("n") else "", "target": "(reported)", "result": ""})
+    return rows
+
+
+def markdown(res: dict[str, Any], images: list[str]) -> str:
+    meta = res.get("meta", {})
+    m = meta.get("machine", {})
+    o = meta.get("options", {})
+    sc = res.get("scenarios", {})
+    L: list[str] = []
+    mode = "quick" if o.get("quick") else "full"
+    L.append(f"# Switchboard benchmark ({mode} mode)")
+    L.append("")
+    if o.get("quick"):
+        L.append("> Quick mode: small counts (a sanity pass, not the benchmark). Ramp, history and memory "
+                 "figures are at far smaller loads than the targets name; run `python -m bench` for the real "
+                 "figures.")
+        L.append("")
+    L.append(f"`{meta.get('command', 'python -m bench')}` on {meta.get('date', '')}, took "
+             f"{meta.get('duration_s', 0):.0f} s. Machine: {m.get('cpu', '?')}, {m.get('logical_cores')} logical "
+             f"cores, {m.get('memory_gb')} GB; Python {m.get('python')}, Gradio {m.get('gradio')}, "
+             f"openai {m.get('openai')}. Load average at start {m.get('load_average')}, at end "
+             f"{meta.get('load_average_end')}.")
+    L.append("")
+    L.append("Everything runs on this one machine over loopback: the fake upstream (`tests/fake_upstream.py`, in "
+             "its own process), the app under test (its own process, CPU and RSS read with psutil), and the "
+             "benchmark's asyncio clients. Baselines are measured in the same run: the **SDK floor** (the openai "
+             "SDK streaming straight from the fake, no front end) and **gr.load_chat** with its defaults pointed "
+             "at the same fake. A token is one upstream chunk of "
+             f"{o.get('chunk_size')} characters. Figures are medians over repeated runs with (min – max), "
+             "unless a row says otherwise.")
+    L.append("")
+    L.append("Paths: " + "; ".join(f"**{SHORT[k]}** = {LABELS[k]}" for k in LABELS) + ".")
+    L.append("")
+    L.append("## Headlines")
+    L.append("")
+    rows = headlines(res)
+    L += _table(["Figure", "Switchboard", "Baseline (same run)", "Ratio", "Target", "Result"],
+                [[r["figure"], r["value"], r["baseline"], r["ratio"], r["target"], f"**{r['result']}**"
+                  if r["result"] else ""] for r in rows])
+    L.append("")
+    if res.get("notes"):
+        L.append("Notes:")
+        L += [f"- {n}" for n in res["notes"]]
+        L.append("")
+
+    ttft = sc.get("ttft", {})
+    if ttft.get("targets"):
+        L.append("## Time to first token, one visitor")
+        L.append("")
+        L.append(f"Sequential messages, {ttft['rounds']} rounds of {ttft['samples_per_round']} per path, paths "
+                 f"interleaved; {ttft['reply_tokens']}-token replies, no upstream delay. Time from the visitor "
+                 "sending (the first HTTP request of the path) to the first reply text it receives. p50/p99 per "
+                 "round, then median (min – max) over rounds; 'added' is paired with the SDK floor's round.")
+        L.append("")
+        L += _table(["Path", "TTFT p50", "TTFT p99", "Added p50", "Added p99", "First message after start",
+                     "Errors"],
+                    [[SHORT[k], fmt_summary(t["p50"], "ms"), fmt_summary(t["p99"], "ms"),
+                      fmt_summary(t["added_p50"], "ms"), fmt_summary(t["added_p99"], "ms"),
+                      fmt_num(t["first_after_start"], "ms"), str(t["errors"])] for k, t in ttft["targets"].items()])
+        L.append("")
+    elif ttft.get("error"):
+        L += ["## Time to first token", "", f"Failed: {ttft['error']}", ""]
+
+    thr = sc.get("throughput", {})
+    if thr.get("targets"):
+        L.append("## Throughput of one stream")
+        L.append("")
+        L.append(f"A {thr['tokens']:,}-token reply with no upstream delay, {thr['runs']} runs per path. tokens/s = "
+                 "reply tokens / (send → complete reply received). CPU is the app process's user+system time "
+                 "(all threads) over the run; 'updates' are the distinct text updates the visitor received.")
+        L.append("")
+        L += _table(["Path", "tokens/s", "time", "App CPU s / 1k tokens", "Updates", "App CPU / update",
+                     "Fake CPU s / 1k", "Client CPU s / 1k", "Errors"],
+                    [[SHORT[k], fmt_summary(t.get("tokens_per_s", {}), "tok/s"), fmt_summary(t.get("seconds", {}), "s"),
+                      fmt_summary(t.get("app_cpu_per_1k", {}), "s") if k != "sdk" else "(no app)",
+                      fmt_summary(t.get("updates", {})),
+                      fmt_summary(t.get("app_cpu_per_update_s", {}), "ms") if k != "sdk" else "",
+                      fmt_summary(t.get("fake_cpu_per_1k", {}), "s"), fmt_summary(t.get("client_cpu_per_1k", {}), "s"),
+                      str(t.get("errors", 0))] for k, t in thr["targets"].items()])
+        L.append("")
+        for k, t in thr["targets"].items():
+            if t.get("error_examples"):
+                L.append(f"- {SHORT[k]} errors: {t['error_examples']}")
+        L.append("")
+
+    ramp = sc.get("ramp", {})
+    if ramp.get("targets"):
+        L.append("## Concurrency ramp")
+        L.append("")
+        L.append(f"N visitors send at once; the upstream streams {ramp['reply_tokens']} tokens at "
+                 f"{ramp['tps']:g} tokens/s to each (one stream ≈ {ramp['nominal_stream_s']:.1f} s). One run per "
+                 "step; percentiles are across visitors. 'Total vs one' = (first send → last reply complete) / "
+                 "the same path's 1-visitor time. 'Longest gap' = the longest wait between two text updates any "
+                 "visitor saw after its first token. gr.load_chat runs one event at a time by default, so its "
+                 "steps stop at a deadline; visitors not served by then count as incomplete and their TTFT as ∞.")
+        L.append("")
+        rows_out = []
+        for k, rows_k in ramp["targets"].items():
+            for r in rows_k:
+                rows_out.append([
+                    SHORT[k], str(r["visitors"]), f"{r['completed']}/{r['n']}", fmt_num(r["ttft_p50"], "ms"),
+                    fmt_num(r["ttft_p99"], "ms"),
+                    f"{'> ' if r.get('censored') else ''}{fmt_num(r['wall_s'], 's')} "
+                    f"({'> ' if r.get('censored') else ''}{fmt_num(r['vs_one_stream'], 'x')})",
+                    fmt_num(r["max_gap"], "ms"), fmt_num(r["gap_p99"], "ms"),
+                    fmt_num(r["app_cpu_s"], "s") if k != "sdk" else "",
+                    fmt_num(r["app_cpu_per_update_s"], "ms") if k != "sdk" else "",
+                    fmt_num(r["peak_rss_mb"], "MB") if k != "sdk" else "", fmt_num(r["fake_cpu_s"], "s"),
+                    fmt_num(r["client_cpu_s"], "s")])
+        L += _table(["Path", "Visitors", "Completed", "TTFT p50", "TTFT p99", "Total (vs one)", "Longest gap",
+                     "Gap p99", "App CPU", "App CPU / update", "Peak RSS", "Fake CPU", "Client CPU"], rows_out)
+        L.append("")
+        for k, rows_k in ramp["targets"].items():
+            for r in rows_k:
+                if r.get("error_examples"):
+                    L.append(f"- {SHORT[k]} at {r['visitors']}: {r['error_examples'][:2]}")
+        L.append("")
+
+    hist = sc.get("history", {})
+    if hist:
+        L.append("## History cost per turn")
+        L.append("")
+        core = hist.get("core")
+        if isinstance(core, list):
+            L.append("In the core, in a process of its own: `ChatUI.history_for_upstream` + `Upstream.prepare` "
+                     "(rebuild, count tokens, trim) for one new turn, every earlier message already counted "
+                     "(median over repetitions). Each turn is a ~50-token question and a ~150-token answer.")
+            L.append("")
+            base = core[0]["total_s"]
+            L += _table(["Turns", "Messages sent", "Prompt tokens", "clean_history", "prepare", "Total per turn",
+                         "vs 10 turns"],
+                        [[f"{r['turns']:,}", str(r.get("messages")), f"{r.get('prompt_tokens') or 0:,}",
+                          fmt_num(r["clean_s"], "ms"), fmt_num(r["prepare_s"], "ms"), fmt_num(r["total_s"], "ms"),
+                          fmt_num(r["total_s"] / base, "x")] for r in core])
+            L.append("")
+        elif isinstance(core, dict):
+            L += [f"Core measurement failed: {core.get('error')}", ""]
+        app_rows = hist.get("app", {})
+        if app_rows:
+            L.append(f"Through the app: one message with the whole history attached (as the chat UI and API "
+                     f"send it), {hist['reply_tokens']}-token reply at {hist['tps']:g} tokens/s, "
+                     f"{hist['reps']} turns per length after a warm-up; SDK floor sends the same messages.")
+            L.append("")
+            out_rows = []
+            for k, rows_k in app_rows.items():
+                base = rows_k[0]["app_cpu"]["median"] if rows_k else math.nan
+                for r in rows_k:
+                    out_rows.append([SHORT[k], f"{r['turns']:,}", f"{r['payload_bytes'] / 1e6:.2f} MB",
+                                     fmt_summary(r["ttft"], "ms"), fmt_summary(r["total"], "ms"),
+                                     fmt_num(r.get("added_total", math.nan), "ms") if k != "sdk" else "",
+                                     fmt_summary(r["app_cpu"], "ms") if k != "sdk" else "",
+                                     fmt_num(r["app_cpu"]["median"] / base, "x") if k != "sdk" else "",
+                                     str(r["errors"])])
+            L += _table(["Path", "Turns", "History JSON", "TTFT", "Turn time", "Added vs SDK", "App CPU / turn",
+                         "CPU vs first row", "Errors"], out_rows)
+            L.append("")
+
+    mem = sc.get("memory", {})
+    if mem.get("targets"):
+        L.append("## Memory after closed sessions")
+        L.append("")
+        L.append(f"Each session is a browser visit: GET `/`, the heartbeat stream held open, one message "
+                 f"through the chat UI's submit chain, then the heartbeat closed. {mem['sessions']:,} sessions, "
+                 f"{mem['concurrency']} at a time, after a warm-up of the same kind; RSS read "
+                 f"{mem.get('settle_s', 3):g} s after the last one closed. gr.load_chat serves one event at a "
+                 "time, so it gets fewer sessions and its growth is scaled to 1,000. The slope over the second "
+                 "half is what grows with the number of closed sessions.")
+        L.append("")
+        L += _table(["App", "Sessions", "RSS before", "RSS after", "Growth", "Growth per 1,000",
+                     "Slope, 2nd half, per 1,000", "App CPU / session", "Time", "Errors"],
+                    [[SHORT[k], f"{t.get('sessions', mem['sessions']):,}", fmt_num(t["rss_before_mb"], "MB"),
+                      fmt_num(t["rss_after_mb"], "MB"), fmt_num(t["growth_mb"], "MB"),
+                      fmt_num(t["growth_per_1000_mb"], "MB"), fmt_num(t.get("slope_per_1000_mb", math.nan), "MB"),
+                      fmt_num(t["app_cpu_per_session_s"], "ms"),
+                      fmt_num(t["seconds"], "s"), str(t["errors"])] for k, t in mem["targets"].items()])
+        L.append("")
+
+    cold = sc.get("coldstart", {})
+    if cold.get("samples"):
+        L.append("## Cold start")
+        L.append("")
+        L.append("Process start to the first 200 on `/`, for every launch in this run (apps are launched one "
+                 "at a time with nothing else running).")
+        L.append("")
+        rows_c = [[name, fmt_summary(cold.get(key, {}), "s"), ", ".join(f"{x:.2f}" for x in samples)]
+                  for name, key, samples in (("Switchboard (`python app.py`)", "switchboard",
+                                              cold["samples"].get("switchboard", [])),
+                                             ("gr.load_chat", "load_chat", cold["samples"].get("load_chat", [])),
+                                             ("bare gr.Blocks (Gradio's floor)", "bare", cold.get("bare_gradio", [])))
+                  if samples]
+        L += _table(["App", "Median (min – max)", "Samples (s)"], rows_c)
+        L.append("")
+        if cold.get("idle_cpu"):
+            L.append("Idle CPU (no visitor, measured over " + f"{cold.get('idle_window_s', 3):g} s): " + "; ".join(
+                f"{name} {value * 100:.1f} % of a core" for name, value in cold["idle_cpu"].items()) + ".")
+            L.append("")
+
+    for name, data in sc.items():
+        if isinstance(data, dict) and data.get("error"):
+            L.append(f"Scenario **{name}** failed: `{data['error']}`")
+            L.append("")
+    if images:
+        L.append("## Plots")
+        L.append("")
+        L += [f"![{Path(p).stem}]({Path(p).name})" for p in images]
+        L.append("")
+    return "\n".join(L)
+
+
+# --------------------------------------------------------------------------- plots
+
+COLORS = {"sdk": "#555555", "sw_ui": "#1f77b4", "sw_api": "#17becf", "sw_http": "#2ca02c", "lc_ui": "#d62728",
+          "lc_api": "#ff7f0e"}
+
+
+def plots(res: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sc = res.get("scenarios", {})
+    made: list[str] = []
+
+    def save(fig, name: str) -> None:
+        path = out / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(str(path))
+
+    ttft = sc.get("ttft", {}).get("targets")
+    if ttft:
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        keys = list(ttft)
+        data = [[x * 1000 for x in ttft[k]["all"]] or [math.nan] for k in keys]
+        bp = ax.boxplot(data, whis=(1, 99), showfliers=True, patch_artist=True)
+        for patch, k in zip(bp["boxes"], keys, strict=False):
+            patch.set_facecolor(COLORS[k])
+            patch.set_alpha(0.6)
+        ax.set_xticks(range(1, len(keys) + 1), [SHORT[k] for k in keys], rotation=15)
+        sdk = ttft.get("sdk", {}).get("p50", {}).get("median")
+        if sdk:
+            ax.axhline(sdk * 1000 + 30, color="green", linestyle="--", label="target: SDK p50 + 30 ms")
+            ax.legend()
+        ax.set_ylabel("time to first token (ms)")
+        ax.set_title("Time to first token, one visitor (whiskers p1–p99)")
+        save(fig, "ttft.png")
+
+    thr = sc.get("throughput", {}).get("targets")
+    if thr:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+        keys = list(thr)
+
+        def bars(ax, field, scale=1.0):
+            med = [thr[k].get(field, {}).get("median", math.nan) * scale for k in keys]
+            lo = [m - thr[k].get(field, {}).get("min", math.nan) * scale for k, m in zip(keys, med, strict=False)]
+            hi = [thr[k].get(field, {}).get("max", math.nan) * scale - m for k, m in zip(keys, med, strict=False)]
+            ax.bar(range(len(keys)), med, yerr=[lo, hi], color=[COLORS[k] for k in keys], capsize=4)
+            ax.set_xticks(range(len(keys)), [SHORT[k] for k in keys], rotation=25, ha="right")
+
+        bars(a1, "tokens_per_s")
+        a1.axhline(5000, color="green", linestyle="--", label="target 5,000 tok/s")
+        a1.set_ylabel("tokens/s delivered")
+        a1.legend()
+        a1.set_title(f"One stream, {sc['throughput']['tokens']:,} tokens, no delay")
+        keys_app = [k for k in keys if k != "sdk"]
+        med = [thr[k].get("app_cpu_per_1k", {}).get("median", math.nan) for k in keys_app]
+        a2.bar(range(len(keys_app)), med, color=[COLORS[k] for k in keys_app])
+        a2.set_xticks(range(len(keys_app)), [SHORT[k] for k in keys_app], rotation=25, ha="right")
+        a2.set_ylabel("app CPU seconds per 1,000 tokens")
+        a2.set_title("App CPU per 1,000 tokens")
+        save(fig, "throughput.png")
+
+    ramp = sc.get("ramp", {}).get("targets")
+    if ramp:
+        fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+        (a1, a2), (a3, a4) = axes
+        for k, rows in ramp.items():
+            x = [r["visitors"] for r in rows]
+            cap = lambda v, r: v if not math.isinf(v) else r["deadline_s"]  # noqa: E731
+            a1.plot(x, [cap(r["ttft_p99"], r) for r in rows], marker="o", color=COLORS[k], label=f"{SHORT[k]} p99")
+            a1.plot(x, [cap(r["ttft_p50"], r) for r in rows], marker=".", linestyle=":", color=COLORS[k])
+            a2.plot(x, [r["vs_one_stream"] for r in rows], marker="o", color=COLORS[k], label=SHORT[k])
+            a3.plot(x, [r["max_gap"] for r in rows], marker="o", color=COLORS[k], label=SHORT[k])
+            if k != "sdk":
+                a4.plot(x, [r["app_cpu_s"] for r in rows], marker="o", color=COLORS[k], label=SHORT[k])
+        a1.axhline(1.0, color="green", linestyle="--", label="target p99 1 s")
+        a2.axhline(1.5, color="green", linestyle="--", label="target 1.5×")
+        a3.axhline(0.5, color="green", linestyle="--", label="target 500 ms")
+        for ax, title, ylabel in ((a1, "TTFT p99 (solid) and p50 (dotted); ∞ drawn at the deadline", "seconds"),
+                                  (a2, "Total time vs one stream", "ratio"),
+                                  (a3, "Longest gap between updates", "seconds"),
+                                  (a4, "App CPU seconds per step", "CPU seconds")):
+            ax.set_xscale("log")
+            ax.set_xlabel("simultaneous visitors")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title, fontsize=10)
+            ax.legend(fontsize=7)
+        a1.set_yscale("log")
+        save(fig, "ramp.png")
+
+    hist = sc.get("history", {})
+    if isinstance(hist.get("core"), list) or hist.get("app"):
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+        core = hist.get("core")
+        if isinstance(core, list):
+            x = [r["turns"] for r in core]
+            a1.plot(x, [r["total_s"] * 1000 for r in core], marker="o", label="total")
+            a1.plot(x, [r["clean_s"] * 1000 for r in core], marker=".", linestyle=":", label="clean_history")
+            a1.plot(x, [r["prepare_s"] * 1000 for r in core], marker=".", linestyle=":", label="prepare")
+            a1.plot(x, [core[0]["total_s"] * 2000] * len(x), color="green", linestyle="--", label="target 2× at 10")
+            a1.set_xscale("log")
+            a1.set_yscale("log")
+            a1.set_xlabel("turns in the conversation")
+            a1.set_ylabel("ms per turn")
+            a1.set_title("Core: cost per turn", fontsize=10)
+            a1.legend(fontsize=8)
+        for k, rows in (hist.get("app") or {}).items():
+            x = [r["turns"] for r in rows]
+            if k == "sdk":
+                a2.plot(x, [r["total"]["median"] * 1000 for r in rows], marker="o", color=COLORS[k],
+                        label=f"{SHORT[k]} turn time")
+            else:
+                a2.plot(x, [r["app_cpu"]["median"] * 1000 for r in rows], marker="o", color=COLORS[k],
+                        label=f"{SHORT[k]} app CPU / turn")
+                a2.plot(x, [r["total"]["median"] * 1000 for r in rows], marker=".", linestyle=":", color=COLORS[k],
+                        label=f"{SHORT[k]} turn time")
+        a2.set_xscale("log")
+        a2.set_yscale("log")
+        a2.set_xlabel("turns in the conversation")
+        a2.set_ylabel("ms")
+        a2.set_title("Through the app", fontsize=10)
+        a2.legend(fontsize=7)
+        save(fig, "history.png")
+
+    mem = sc.get("memory", {}).get("targets")
+    if mem:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for k, t in mem.items():
+            xs = [c[0] for c in t["curve"]]
+            ys = [c[1] - t["curve"][0][1] for c in t["curve"]]
+            ax.plot(xs, ys, marker="o", color=COLORS[k], label=SHORT[k])
+        n = sc["memory"]["sessions"]
+        ax.plot([0, n], [0, 30 * n / 1000], color="green", linestyle="--", label="target: 30 MB per 1,000")
+        ax.set_xlabel("sessions opened and closed")
+        ax.set_ylabel("RSS growth (MB)")
+        ax.set_title("Memory after closed sessions", fontsize=10)
+        ax.legend(fontsize=8)
+        save(fig, "memory.png")
+    return made

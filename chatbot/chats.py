@@ -1,0 +1,390 @@
+"""Saved chats: a visitor's conversations, kept in their own browser, that survive a reload and a restart.
+
+Gradio's ``save_history`` encrypts the browser copy with a key it draws again at every server start, so
+the chats vanish on restart. Here the store lives in a ``gr.BrowserState`` with a fixed storage key and an
+encryption secret derived (HMAC) from ``CHATBOT_BROWSER_SECRET``, or from a random secret generated once
+and kept in ``data/browser-secret``; the setting itself never reaches the page.
+
+The store is a plain JSON value::
+
+    {"version": 1, "current": "<id or null>", "chats": [{"id", "title", "created", "updated", "model",
+     "messages": [{"role", "content": [parts], "metadata"?}]}]}
+
+Everything coming back from the browser (the store, an imported file) is untrusted: :func:`normalize_store`
+and :func:`clean_messages` rebuild it with bounded sizes, and keep a file attachment only when its path is
+inside Gradio's upload folder and still exists (no imported path can make the server read a file).
+
+Export writes one conversation as Markdown (for people) or JSON (for :func:`import_json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .i18n import text
+
+log = logging.getLogger("switchboard.chats")
+
+STORAGE_KEY = "switchboard-chats-v1"
+EXPORT_FORMAT = "switchboard.conversation"
+VERSION = 1
+MAX_CHATS = 100
+MAX_MESSAGES = 2_000
+MAX_TEXT = 200_000
+#: Most characters of JSON the whole store may take (a browser keeps about 5 MB per site, and the
+#: encrypted copy is a third larger); the oldest chats go first.
+MAX_STORE_CHARS = 2_500_000
+MAX_TITLE = 80
+SECRET_FILE = Path("data") / "browser-secret"
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_META_KEYS = {"title": str, "status": str, "id": str, "log": str, "duration": (int, float)}
+
+
+# --- the browser secret -----------------------------------------------------------------------------
+
+def _derive(secret: str) -> str:
+    return hmac.new(secret.encode(), b"switchboard browser state v1", hashlib.sha256).hexdigest()[:32]
+
+
+def browser_secret(settings: Settings, secret_file: str | os.PathLike[str] = SECRET_FILE) -> str:
+    """The key the saved chats are encrypted with in the browser: the same at every start. Derived from
+    ``CHATBOT_BROWSER_SECRET``; without it, from a random secret generated once into ``secret_file``
+    (mode 0600); when that cannot be written, a new one per start (the chats then last until a restart)."""
+    if settings.browser_secret:
+        return _derive(settings.browser_secret.reveal())
+    path = Path(secret_file)
+    try:
+        stored = path.read_text(encoding="ascii").strip() if path.is_file() else ""
+        if len(stored) < 16:
+            stored = secrets.token_urlsafe(32)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(stored + "\n")
+        return _derive(stored)
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("cannot keep the saved-chats secret in %s (%s): saved chats will not survive a restart; "
+                    "set CHATBOT_BROWSER_SECRET", path, type(exc).__name__)
+        return _derive(secrets.token_urlsafe(32))
+
+
+# --- cleaning what the browser sends -----------------------------------------------------------------
+
+def _inside(path: str, root: str | os.PathLike[str] | None) -> bool:
+    if root is None:
+        return False
+    try:
+        resolved = Path(path).resolve()
+        resolved.relative_to(Path(root).resolve())
+    except (ValueError, OSError):
+        return False
+    return resolved.is_file()
+
+
+def _clip(value: str, limit: int) -> str:
+    value = value.replace("\x00", "")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _file_part(part: Mapping[str, Any], root: str | os.PathLike[str] | None, lang: str) -> dict[str, Any]:
+    inner = part.get("file") if isinstance(part.get("file"), Mapping) else part
+    path = inner.get("path") if isinstance(inner.get("path"), str) else None
+    name = inner.get("orig_name") or inner.get("name") or (os.path.basename(path) if path else "")
+    name = _clip(" ".join(str(name).split()), 120) or "file"
+    if path and _inside(path, root):
+        file: dict[str, Any] = {"path": path, "orig_name": name}
+        if isinstance(inner.get("mime_type"), str):
+            file["mime_type"] = inner["mime_type"][:100]
+        return {"type": "file", "file": file}
+    return {"type": "text", "text": text("attachment_missing", lang, name=name)}
+
+
+def clean_parts(content: object, root: str | os.PathLike[str] | None, lang: str = "en") -> list[dict[str, Any]]:
+    """Message content in any shape Gradio or a file gives it, as a list of text and file parts."""
+    items = content if isinstance(content, list | tuple) else [content]
+    parts: list[dict[str, Any]] = []
+    for item in items[:64]:
+        if isinstance(item, str):
+            if item:
+                parts.append({"type": "text", "text": _clip(item, MAX_TEXT)})
+        elif isinstance(item, Mapping):
+            kind = item.get("type")
+            if kind == "text" or (kind is None and isinstance(item.get("text"), str)):
+                value = item.get("text")
+                if isinstance(value, str) and value:
+                    parts.append({"type": "text", "text": _clip(value, MAX_TEXT)})
+            elif kind == "file" or (kind is None and ("path" in item or "file" in item or "name" in item)):
+                parts.append(_file_part(item, root, lang))
+    return parts
+
+
+def clean_messages(messages: object, root: str | os.PathLike[str] | None, lang: str = "en") -> list[dict[str, Any]]:
+    """Chat messages rebuilt from untrusted input: user and assistant only, bounded, with safe metadata
+    (a block left "pending" by a Stop is shown as done)."""
+    if not isinstance(messages, list | tuple):
+        return []
+    out: list[dict[str, Any]] = []
+    for item in list(messages)[-MAX_MESSAGES:]:
+        if not isinstance(item, Mapping) or item.get("role") not in ("user", "assistant"):
+            continue
+        parts = clean_parts(item.get("content"), root, lang)
+        if not parts:
+            continue
+        message: dict[str, Any] = {"role": item["role"], "content": parts}
+        metadata = item.get("metadata")
+        if isinstance(metadata, Mapping):
+            kept = {
+                key: (_clip(value, 300) if isinstance(value, str) else value)
+                for key, kind in _META_KEYS.items()
+                if isinstance(value := metadata.get(key), kind) and not isinstance(value, bool)
+            }
+            if kept.get("status") not in (None, "done"):
+                kept["status"] = "done"
+            if kept.get("title"):
+                message["metadata"] = kept
+        out.append(message)
+    return out
+
+
+def title_of(messages: Iterable[Mapping[str, Any]], lang: str = "en") -> str:
+    """A chat's title: the start of its first user message."""
+    for message in messages:
+        if message.get("role") == "user" and not message.get("metadata"):
+            words = " ".join(
+                " ".join(p["text"].split()) for p in message.get("content", []) if p.get("type") == "text"
+            ).strip()
+            if words:
+                return _clip(words, MAX_TITLE)
+    return text("untitled", lang)
+
+
+def _now() -> float:
+    return round(time.time(), 3)
+
+
+def _chat(raw: object, root: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str) or not _ID_RE.match(raw["id"]):
+        return None
+    messages = clean_messages(raw.get("messages"), root)
+    created = raw.get("created") if isinstance(raw.get("created"), int | float) else _now()
+    updated = raw.get("updated") if isinstance(raw.get("updated"), int | float) else created
+    title = raw.get("title") if isinstance(raw.get("title"), str) and raw["title"].strip() else title_of(messages)
+    model = raw.get("model") if isinstance(raw.get("model"), str) else None
+    return {
+        "id": raw["id"], "title": _clip(" ".join(title.split()), MAX_TITLE), "created": float(created),
+        "updated": float(updated), "model": _clip(model, 200) if model else None, "messages": messages,
+    }
+
+
+def empty_store() -> dict[str, Any]:
+    return {"version": VERSION, "current": None, "chats": []}
+
+
+def _fit(chats: list[dict[str, Any]], current: str | None) -> list[dict[str, Any]]:
+    """The newest chats within :data:`MAX_CHATS` and :data:`MAX_STORE_CHARS` (the current one stays)."""
+    chats = sorted(chats, key=lambda c: c["updated"], reverse=True)
+    kept: list[dict[str, Any]] = []
+    size = 0
+    for chat in chats:
+        weight = len(json.dumps(chat, ensure_ascii=False))
+        if chat["id"] != current and (len(kept) >= MAX_CHATS or size + weight > MAX_STORE_CHARS):
+            continue
+        kept.append(chat)
+        size += weight
+    return kept
+
+
+def normalize_store(raw: object, root: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The store from the browser, rebuilt (anything malformed becomes an empty store)."""
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("chats"), list):
+        return empty_store()
+    chats: dict[str, dict[str, Any]] = {}
+    for item in raw["chats"][: MAX_CHATS * 2]:
+        chat = _chat(item, root)
+        if chat is not None:
+            chats.setdefault(chat["id"], chat)
+    current = raw.get("current") if raw.get("current") in chats else None
+    return {"version": VERSION, "current": current, "chats": _fit(list(chats.values()), current)}
+
+
+# --- operations ------------------------------------------------------------------------------------
+
+def find(store: Mapping[str, Any], chat_id: str | None) -> dict[str, Any] | None:
+    return next((c for c in store.get("chats", []) if c["id"] == chat_id), None) if chat_id else None
+
+
+def current(store: Mapping[str, Any]) -> dict[str, Any] | None:
+    return find(store, store.get("current"))
+
+
+def save(store: Mapping[str, Any], messages: object, model: str | None, root: str | os.PathLike[str] | None,
+         lang: str = "en") -> dict[str, Any]:
+    """The store with the current chat's messages replaced (a new chat is created when none is current)."""
+    cleaned = clean_messages(messages, root, lang)
+    chats = [dict(c) for c in store.get("chats", [])]
+    chat = next((c for c in chats if c["id"] == store.get("current")), None)
+    if not cleaned:
+        return {"version": VERSION, "current": chat["id"] if chat else None, "chats": chats}
+    now = max(_now(), max((c.get("updated", 0.0) for c in chats), default=0.0) + 0.001)  # newest on top
+    if chat is None:
+        chat = {"id": secrets.token_hex(8), "title": title_of(cleaned, lang), "created": now}
+        chats.append(chat)
+    chat.update(messages=cleaned, updated=now, model=model or chat.get("model"))
+    return {"version": VERSION, "current": chat["id"], "chats": _fit(chats, chat["id"])}
+
+
+def select(store: Mapping[str, Any], chat_id: str | None) -> dict[str, Any]:
+    """The store with ``chat_id`` current (None, or an id it does not hold: a new chat)."""
+    chosen = find(store, chat_id)
+    return {**store, "current": chosen["id"] if chosen else None}
+
+
+def rename(store: Mapping[str, Any], chat_id: str | None, title: str) -> dict[str, Any]:
+    title = _clip(" ".join(str(title or "").split()), MAX_TITLE)
+    if not title:
+        return dict(store)
+    return {**store, "chats": [{**c, "title": title} if c["id"] == chat_id else c for c in store.get("chats", [])]}
+
+
+def delete(store: Mapping[str, Any], chat_id: str | None) -> dict[str, Any]:
+    chats = [c for c in store.get("chats", []) if c["id"] != chat_id]
+    current_id = store.get("current") if store.get("current") != chat_id else None
+    return {"version": VERSION, "current": current_id, "chats": chats}
+
+
+def choices(store: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(title, id) pairs, newest first, for the list of saved chats."""
+    chats = sorted(store.get("chats", []), key=lambda c: c["updated"], reverse=True)
+    return [(c["title"], c["id"]) for c in chats]
+
+
+# --- export and import -----------------------------------------------------------------------------
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _epoch(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _portable(message: Mapping[str, Any]) -> dict[str, Any]:
+    parts = []
+    for part in message["content"]:
+        if part["type"] == "file":
+            parts.append({"type": "file", "name": part["file"].get("orig_name") or "file"})
+        else:
+            parts.append({"type": "text", "text": part["text"]})
+    content: str | list = parts[0]["text"] if len(parts) == 1 and parts[0]["type"] == "text" else parts
+    out: dict[str, Any] = {"role": message["role"], "content": content}
+    if message.get("metadata"):
+        out["metadata"] = dict(message["metadata"])
+    return out
+
+
+def export_json(chat: Mapping[str, Any]) -> str:
+    """One conversation as JSON (attachments by name only: the files stay on the server)."""
+    payload = {
+        "format": EXPORT_FORMAT,
+        "version": VERSION,
+        "title": chat["title"],
+        "model": chat.get("model"),
+        "created": _iso(chat["created"]),
+        "updated": _iso(chat["updated"]),
+        "messages": [_portable(m) for m in chat["messages"]],
+    }
+    return json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
+
+
+def import_json(data: str | bytes, lang: str = "en") -> dict[str, Any]:
+    """A conversation from :func:`export_json`'s output, as a new chat (fresh id). Raises ValueError
+    (whose text is fit to show, in ``lang``) for anything else. Attachments come back as their names."""
+    try:
+        payload = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(text("import_failed", lang)) from None
+    if not isinstance(payload, Mapping) or payload.get("format") != EXPORT_FORMAT or not isinstance(
+        payload.get("messages"), list
+    ):
+        raise ValueError(text("import_failed", lang))
+    messages = clean_messages(payload["messages"], None, lang)
+    if not messages:
+        raise ValueError(text("import_failed", lang))
+    created = _epoch(payload.get("created")) or _now()
+    title = payload.get("title") if isinstance(payload.get("title"), str) and payload["title"].strip() else None
+    model = payload.get("model") if isinstance(payload.get("model"), str) else None
+    return {
+        "id": secrets.token_hex(8),
+        "title": _clip(" ".join((title or title_of(messages, lang)).split()), MAX_TITLE),
+        "created": created,
+        "updated": _epoch(payload.get("updated")) or created,
+        "model": _clip(model, 200) if model else None,
+        "messages": messages,
+    }
+
+
+def add(store: Mapping[str, Any], chat: dict[str, Any]) -> dict[str, Any]:
+    """The store with ``chat`` added and current."""
+    chats = [*store.get("chats", []), chat]
+    return {"version": VERSION, "current": chat["id"], "chats": _fit(chats, chat["id"])}
+
+
+def export_markdown(chat: Mapping[str, Any], lang: str = "en") -> str:
+    """One conversation as Markdown: thinking in a ``<details>`` block, app notes as quotes."""
+    lines = [f"# {chat['title']}", ""]
+    about = [text("exported_by", lang), _iso(chat["updated"])]
+    if chat.get("model"):
+        about.insert(1, f"`{chat['model']}`")
+    lines += [f"*{' · '.join(about)}*", ""]
+    for message in chat["messages"]:
+        body = "\n\n".join(
+            p["text"] if p["type"] == "text" else f"📎 {p['file'].get('orig_name') or 'file'}"
+            for p in message["content"]
+        )
+        metadata = message.get("metadata") or {}
+        if metadata.get("title") and metadata.get("id") == "thinking":
+            lines += ["<details>", f"<summary>{metadata['title']}</summary>", "", body, "", "</details>", ""]
+        elif metadata.get("title"):
+            quoted = "\n".join(f"> {line}" if line else ">" for line in body.splitlines())
+            lines += [f"> **{metadata['title']}**", ">", quoted, ""]
+        else:
+            who = text("you" if message["role"] == "user" else "assistant", lang)
+            lines += [f"**{who}:**", "", body, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _slug(title: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()[:40]
+    return slug or "chat"
+
+
+def write_export(chat: Mapping[str, Any], kind: str, directory: str | os.PathLike[str], lang: str = "en") -> str:
+    """Write ``chat`` as ``kind`` ("md" or "json") under ``directory``; the file's path (named after the
+    title, in a folder named after the content, so a download is never confused with another)."""
+    body = export_markdown(chat, lang) if kind == "md" else export_json(chat)
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    folder = Path(directory) / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{_slug(chat['title'])}.{kind}"
+    if not path.exists():
+        path.write_text(body, encoding="utf-8")
+    return str(path)

@@ -1,0 +1,201 @@
+"""The saved-chats panel: the Gradio side of :mod:`chatbot.chats` (list, new, rename, delete, export, import).
+
+The store is a ``gr.BrowserState`` with a fixed storage key and secret (see :func:`chatbot.chats.browser_secret`),
+so it outlives reloads and server restarts. It travels to the server only for the events that change it:
+after a reply (and after Stop), when a chat is opened, renamed, deleted or imported; never during a stream.
+Every handler here rebuilds what the browser sends (:func:`chatbot.chats.normalize_store`) and never raises:
+a bad import is a message in the visitor's language.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from . import chats
+from .i18n import language_of, text, ui
+
+log = logging.getLogger("switchboard.chats")
+
+#: Where exported files are written before Gradio serves them (one folder per content hash).
+EXPORT_DIR = Path(tempfile.gettempdir()) / f"switchboard-exports-{os.getuid() if hasattr(os, 'getuid') else 0}"
+#: Most export folders kept (the oldest go first), so no visitor can fill the disk with exports.
+MAX_EXPORTS = 500
+#: The panel's events (and the gauge's) share this many workers: cheap for a person, bounded for a script.
+SIDE_CONCURRENCY: dict[str, Any] = {"concurrency_limit": 4, "concurrency_id": "switchboard-side-panels"}
+
+
+def upload_root() -> str:
+    """Gradio's upload folder: the only place an attachment is ever read from."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()
+
+
+def _prune(directory: Path, keep: int) -> None:
+    """Remove the oldest export folders beyond ``keep``."""
+    folders = sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for folder in folders[: max(0, len(folders) - keep)]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class ChatsPanel:
+    """Renders the panel (call :meth:`render` inside the sidebar) and wires its events (:meth:`wire`)."""
+
+    def __init__(
+        self,
+        secret: str,
+        gauge: Callable[[str | None, list, str], str],
+        model_update: Callable[[str | None, str | None], tuple[Any, str | None]],
+    ) -> None:
+        self.secret = secret
+        self.gauge = gauge  # (model, chat messages, language) -> gauge HTML
+        self.model_update = model_update  # (saved model, current) -> (dropdown update, model chosen)
+
+    # --- layout ---------------------------------------------------------------------------------------
+
+    def render(self) -> None:
+        self.store = gr.BrowserState(chats.empty_store(), storage_key=chats.STORAGE_KEY, secret=self.secret)
+        self.new = gr.Button(ui("new_chat"), variant="primary", size="md", elem_id="new-chat")
+        self.list = gr.Radio(choices=[], value=None, label=ui("saved_chats"), elem_id="saved-chats")
+        with gr.Row():
+            self.title = gr.Textbox(label=ui("title"), max_lines=1, scale=3, elem_id="chat-title")
+            self.rename = gr.Button(ui("rename"), size="sm", scale=1, elem_id="rename-chat")
+        self.delete = gr.Button(ui("delete"), variant="stop", size="sm", elem_id="delete-chat")
+        self.export_md = gr.DownloadButton(ui("export_markdown"), value=None, size="sm", elem_id="export-md")
+        self.export_json = gr.DownloadButton(ui("export_json"), value=None, size="sm", elem_id="export-json")
+        self.import_json = gr.UploadButton(
+            ui("import_json"), file_types=[".json"], file_count="single", size="sm", elem_id="import-json"
+        )
+        gr.Markdown(ui("saved_note"))
+
+    # --- what every handler returns -------------------------------------------------------------------
+
+    def _view(self, store: dict[str, Any], lang: str) -> tuple[Any, ...]:
+        """(store, list, title, export_md, export_json) for a store."""
+        chat = chats.current(store)
+        md = json_path = None
+        if chat is not None:
+            try:
+                md = chats.write_export(chat, "md", EXPORT_DIR, lang)
+                json_path = chats.write_export(chat, "json", EXPORT_DIR, lang)
+                _prune(EXPORT_DIR, MAX_EXPORTS)
+            except OSError as exc:
+                log.warning("could not write an export: %s", type(exc).__name__)
+        return (
+            store,
+            gr.Radio(choices=chats.choices(store), value=store.get("current")),
+            gr.Textbox(value=chat["title"] if chat else ""),
+            gr.DownloadButton(value=md),
+            gr.DownloadButton(value=json_path),
+        )
+
+    def _shown(self, store: dict[str, Any], model: str | None, lang: str) -> tuple[Any, ...]:
+        """(chatbot, chatbot state, model, gauge) for the store's current chat; the model it was last
+        answered by comes back into the dropdown when it is still offered."""
+        chat = chats.current(store)
+        messages = chat["messages"] if chat else []
+        update, chosen = self.model_update(chat.get("model") if chat else None, model)
+        return messages, messages, update, self.gauge(chosen, messages, lang)
+
+    # --- handlers -------------------------------------------------------------------------------------
+
+    def restore(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Page load: the saved chats, and the current one in the chat (with no current chat, nothing the
+        visitor may already have done is overwritten: only the model list is refreshed)."""
+        lang = language_of(request)
+        store = chats.normalize_store(raw, upload_root())
+        if chats.current(store) is None:
+            update, _ = self.model_update(None, model)
+            return (*self._view(store, lang), gr.skip(), gr.skip(), update, self.gauge(model, [], lang))
+        return (*self._view(store, lang), *self._shown(store, model, lang))
+
+    def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """After a reply (or Stop): the conversation as it now stands becomes the current chat."""
+        lang = language_of(request)
+        store = chats.normalize_store(raw, upload_root())
+        messages = finished.get("messages") if isinstance(finished, dict) else finished
+        store = chats.save(store, messages, model, upload_root(), lang)
+        return self._view(store, lang)
+
+    def stopped(self, raw: object, messages: list, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Stop: keep what was shown (the question and the partial answer)."""
+        lang = language_of(request)
+        return (*self.saved(raw, messages, model, request), self.gauge(model, messages, lang))
+
+    def undone(self, raw: object, messages: list, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Undo (the chat's ↶ button) takes back the last question and its answer: so does the saved chat."""
+        last_user = max((i for i, m in enumerate(messages or []) if isinstance(m, dict) and m.get("role") == "user"),
+                        default=None)
+        return self.stopped(raw, list(messages or [])[:last_user] if last_user is not None else [], model, request)
+
+    def open(self, raw: object, chat_id: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        lang = language_of(request)
+        store = chats.select(chats.normalize_store(raw, upload_root()), chat_id)
+        return (*self._view(store, lang), *self._shown(store, model, lang))
+
+    def start_new(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        lang = language_of(request)
+        store = chats.select(chats.normalize_store(raw, upload_root()), None)
+        return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang))
+
+    def renamed(self, raw: object, title: str, request: gr.Request) -> tuple[Any, ...]:
+        lang = language_of(request)
+        store = chats.normalize_store(raw, upload_root())
+        return self._view(chats.rename(store, store.get("current"), title), lang)
+
+    def deleted(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        lang = language_of(request)
+        store = chats.normalize_store(raw, upload_root())
+        store = chats.delete(store, store.get("current"))
+        return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang))
+
+    def imported(self, raw: object, file: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        lang = language_of(request)
+        store = chats.normalize_store(raw, upload_root())
+        path = file if isinstance(file, str) else getattr(file, "name", None)
+        try:
+            if not path or os.path.getsize(path) > chats.MAX_STORE_CHARS:
+                raise ValueError(text("import_failed", lang))
+            chat = chats.import_json(Path(path).read_bytes(), lang)
+        except (ValueError, OSError) as exc:
+            gr.Warning(str(exc) if isinstance(exc, ValueError) else text("import_failed", lang))
+            return (*self._view(store, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        store = chats.add(store, chat)
+        gr.Info(text("imported", lang, title=chat["title"]))
+        return (*self._view(store, lang), *self._shown(store, model, lang))
+
+    # --- events ---------------------------------------------------------------------------------------
+
+    def wire(
+        self,
+        demo: gr.Blocks,
+        *,
+        chatbot: gr.Chatbot,
+        chatbot_state: gr.State,
+        model: gr.Dropdown,
+        gauge: gr.HTML,
+        finished: gr.State,
+        textbox: gr.MultimodalTextbox,
+    ) -> None:
+        view = [self.store, self.list, self.title, self.export_md, self.export_json]
+        shown = [chatbot, chatbot_state, model, gauge]
+        quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
+        demo.load(self.restore, [self.store, model], view + shown, **quiet)
+        finished.change(self.saved, [self.store, finished, model], view, **quiet)
+        textbox.stop(self.stopped, [self.store, chatbot, model], [*view, gauge], **quiet)
+        chatbot.undo(self.undone, [self.store, chatbot, model], [*view, gauge], **quiet)
+        self.list.input(self.open, [self.store, self.list, model], view + shown, **quiet)
+        self.new.click(self.start_new, [self.store, model], view + shown, **quiet)
+        chatbot.clear(self.start_new, [self.store, model], view + shown, **quiet)
+        self.rename.click(self.renamed, [self.store, self.title], view, **quiet)
+        self.title.submit(self.renamed, [self.store, self.title], view, **quiet)
+        self.delete.click(self.deleted, [self.store, model], view + shown, **quiet)
+        self.import_json.upload(self.imported, [self.store, self.import_json, model], view + shown, **quiet)

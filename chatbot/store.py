@@ -1,0 +1,573 @@
+"""Conversation store for the HTTP API: SQLite by default, Redis when ``REDIS_URL`` is set.
+
+A conversation is a sequence of messages with contiguous numbers. Each turn takes two numbers at once,
+atomically: the user's message (stored complete the moment the API accepts it) and a placeholder for the
+reply (status ``streaming``), which :meth:`Store.finish_turn` fills in when the reply ends, ``complete``
+or ``interrupted`` (an error, a dropped client, a Stop) with whatever text was produced. Because the two
+numbers are reserved together, racing requests on one conversation can neither lose a message nor
+interleave one turn's reply into another's; each turn sees as context only the turns that had ended.
+
+Atomicity: SQLite runs every change in one ``BEGIN IMMEDIATE`` transaction (which also serialises
+several processes sharing the file); Redis runs every change as one Lua script. The SQLite connection is
+used from worker threads only, under a lock, so the event loop never blocks on disk.
+
+Every conversation has an owner (a hash of the API token that created it, or ``""`` when the API runs
+without tokens); reading, continuing or deleting with another owner is the same as the id not existing.
+Stored history is never trimmed; only what is sent upstream is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+from .config import Settings
+
+log = logging.getLogger("switchboard.store")
+
+T = TypeVar("T")
+
+Status = Literal["complete", "streaming", "interrupted"]
+
+#: What conversation ids look like (``uuid4().hex``); anything else is unknown without a lookup.
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+class StoreError(Exception):
+    """The store cannot be used (file not writable, Redis unreachable). The message is safe to show:
+    it never contains a password or a token."""
+
+
+@dataclass(frozen=True)
+class Message:
+    seq: int
+    role: str
+    content: str
+    status: Status
+    created_at: float
+    model: str | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    usage: dict[str, Any] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "role": self.role, "content": self.content, "status": self.status,
+            "created_at": self.created_at, "model": self.model, "error": self.error,
+            "finish_reason": self.finish_reason, "usage": self.usage,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Message:
+        return cls(
+            seq=int(data["seq"]), role=str(data["role"]), content=str(data["content"]),
+            status=data["status"], created_at=float(data["created_at"]), model=data.get("model"),
+            error=data.get("error"), finish_reason=data.get("finish_reason"), usage=data.get("usage"),
+        )
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    created_at: float
+    updated_at: float
+    messages: list[Message] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One accepted message and the reserved place of its reply."""
+
+    conversation_id: str
+    user_seq: int
+    reply_seq: int
+    model: str
+    history: list[dict[str, str]]
+    """The context for the upstream: user/assistant text of the turns that had ended (newest last)."""
+    created: bool = False
+    """True when this turn started the conversation."""
+
+
+def new_conversation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def valid_id(conversation_id: object) -> bool:
+    return isinstance(conversation_id, str) and bool(_ID_RE.match(conversation_id))
+
+
+def context_from(messages: list[Message]) -> list[dict[str, str]]:
+    """The upstream context in stored messages: whole turns whose reply has ended with some text.
+
+    Turns still streaming (another request's) and turns whose reply failed before any text are left
+    out, so what the model sees alternates user and assistant and never carries a question that was
+    never answered."""
+    by_seq = {m.seq: m for m in messages}
+    out: list[dict[str, str]] = []
+    for m in messages:
+        if m.role != "user":
+            continue
+        reply = by_seq.get(m.seq + 1)
+        if reply is None or reply.role != "assistant" or reply.status == "streaming" or not reply.content:
+            continue
+        out.append({"role": "user", "content": m.content})
+        out.append({"role": "assistant", "content": reply.content})
+    return out
+
+
+class Store(Protocol):
+    """What the API needs from a conversation store. Every method may raise :class:`StoreError`."""
+
+    async def begin_turn(
+        self, conversation_id: str | None, owner: str, message: str, model: str, context_messages: int
+    ) -> Turn | None:
+        """Store ``message`` and reserve its reply. ``conversation_id`` None starts a conversation.
+        None when the id is unknown or belongs to another owner. ``context_messages`` bounds how
+        many earlier stored messages are read back as context."""
+        ...
+
+    async def finish_turn(
+        self,
+        turn: Turn,
+        content: str,
+        status: Status,
+        *,
+        error: str | None = None,
+        finish_reason: str | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> bool:
+        """Fill in the reply. False when the conversation was deleted meanwhile."""
+        ...
+
+    async def get(self, conversation_id: str, owner: str) -> Conversation | None: ...
+
+    async def delete(self, conversation_id: str, owner: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------- SQLite
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    next_seq INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS messages (
+    conversation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    model TEXT,
+    error TEXT,
+    finish_reason TEXT,
+    usage TEXT,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+"""
+
+_COLUMNS = "seq, role, content, status, created_at, model, error, finish_reason, usage"
+
+
+def _row_message(row: tuple) -> Message:
+    seq, role, content, status, created_at, model, error, finish_reason, usage = row
+    return Message(
+        seq, role, content, status, created_at, model, error, finish_reason,
+        json.loads(usage) if usage else None,
+    )
+
+
+class SQLiteStore:
+    """Conversations in one SQLite file (created, with its folder, on first use)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            # Replies that were streaming when a previous process stopped will never be finished.
+            swept = self._db.execute(
+                "UPDATE messages SET status = 'interrupted', error = COALESCE(error, 'restart') "
+                "WHERE status = 'streaming'"
+            ).rowcount
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"CHATBOT_DB: cannot open the conversation database {str(path)!r} ({_reason(exc)})"
+            ) from None
+        if swept:
+            log.info("marked %d reply(ies) left streaming by a previous run as interrupted", swept)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def locked() -> T:
+            with self._lock:
+                return fn(self._db)
+
+        try:
+            return await asyncio.to_thread(locked)
+        except sqlite3.Error as exc:
+            log.error("conversation database error: %s", type(exc).__name__)
+            raise StoreError(f"the conversation database failed ({_reason(exc)})") from None
+
+    @staticmethod
+    def _transaction(db: sqlite3.Connection, fn: Callable[[], T]) -> T:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn()
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    async def begin_turn(
+        self, conversation_id: str | None, owner: str, message: str, model: str, context_messages: int
+    ) -> Turn | None:
+        if conversation_id is not None and not valid_id(conversation_id):
+            return None
+        now = time.time()
+
+        def work(db: sqlite3.Connection) -> Turn | None:
+            def body() -> Turn | None:
+                created = conversation_id is None
+                cid = new_conversation_id() if created else conversation_id
+                if created:
+                    db.execute(
+                        "INSERT INTO conversations (id, owner, created_at, updated_at, next_seq) "
+                        "VALUES (?, ?, ?, ?, 1)",
+                        (cid, owner, now, now),
+                    )
+                    seq = 1
+                else:
+                    row = db.execute(
+                        "SELECT owner, next_seq FROM conversations WHERE id = ?", (cid,)
+                    ).fetchone()
+                    if row is None or row[0] != owner:
+                        return None
+                    seq = row[1]
+                db.execute(
+                    "UPDATE conversations SET next_seq = ?, updated_at = ? WHERE id = ?", (seq + 2, now, cid)
+                )
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM messages WHERE conversation_id = ? AND seq >= ? ORDER BY seq",
+                    (cid, max(1, seq - context_messages)),
+                ).fetchall()
+                db.executemany(
+                    "INSERT INTO messages (conversation_id, seq, role, content, status, created_at, model) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(cid, seq, "user", message, "complete", now, model),
+                     (cid, seq + 1, "assistant", "", "streaming", now, model)],
+                )
+                history = context_from([_row_message(r) for r in rows])
+                return Turn(str(cid), seq, seq + 1, model, history, created)
+
+            return self._transaction(db, body)
+
+        return await self._run(work)
+
+    async def finish_turn(
+        self,
+        turn: Turn,
+        content: str,
+        status: Status,
+        *,
+        error: str | None = None,
+        finish_reason: str | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> bool:
+        now = time.time()
+        usage_text = json.dumps(usage) if usage is not None else None
+
+        def work(db: sqlite3.Connection) -> bool:
+            def body() -> bool:
+                changed = db.execute(
+                    "UPDATE messages SET content = ?, status = ?, error = ?, finish_reason = ?, usage = ? "
+                    "WHERE conversation_id = ? AND seq = ?",
+                    (content, status, error, finish_reason, usage_text, turn.conversation_id, turn.reply_seq),
+                ).rowcount
+                if changed:
+                    db.execute(
+                        "UPDATE conversations SET updated_at = ? WHERE id = ?", (now, turn.conversation_id)
+                    )
+                return bool(changed)
+
+            return self._transaction(db, body)
+
+        return await self._run(work)
+
+    async def get(self, conversation_id: str, owner: str) -> Conversation | None:
+        if not valid_id(conversation_id):
+            return None
+
+        def work(db: sqlite3.Connection) -> Conversation | None:
+            def body() -> Conversation | None:
+                row = db.execute(
+                    "SELECT owner, created_at, updated_at FROM conversations WHERE id = ?", (conversation_id,)
+                ).fetchone()
+                if row is None or row[0] != owner:
+                    return None
+                rows = db.execute(
+                    f"SELECT {_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY seq",
+                    (conversation_id,),
+                ).fetchall()
+                return Conversation(conversation_id, row[1], row[2], [_row_message(r) for r in rows])
+
+            db.execute("BEGIN")  # one snapshot for both reads
+            try:
+                return body()
+            finally:
+                db.execute("COMMIT")
+
+        return await self._run(work)
+
+    async def delete(self, conversation_id: str, owner: str) -> bool:
+        if not valid_id(conversation_id):
+            return False
+
+        def work(db: sqlite3.Connection) -> bool:
+            def body() -> bool:
+                gone = db.execute(
+                    "DELETE FROM conversations WHERE id = ? AND owner = ?", (conversation_id, owner)
+                ).rowcount
+                if gone:
+                    db.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+                return bool(gone)
+
+            return self._transaction(db, body)
+
+        return await self._run(work)
+
+    async def close(self) -> None:
+        def work() -> None:
+            with self._lock:
+                self._db.close()
+
+        await asyncio.to_thread(work)
+
+
+# ---------------------------------------------------------------------------------------------- Redis
+
+# KEYS: conversation hash, messages hash. ARGV: owner, create ("1"/"0"), now, user json, reply json,
+# how many earlier messages to return. Returns {status} or {seq, n1, json1, n2, json2, ...}: status -1
+# means the new id exists already, 0 unknown or foreign; otherwise the user message's number.
+_BEGIN = """
+local conv, msgs = KEYS[1], KEYS[2]
+local owner, create, now = ARGV[1], ARGV[2], ARGV[3]
+if create == '1' then
+  if redis.call('EXISTS', conv) == 1 then return {-1} end
+  redis.call('HSET', conv, 'owner', owner, 'created_at', now, 'updated_at', now, 'next_seq', 1)
+else
+  local found = redis.call('HGET', conv, 'owner')
+  if not found or found ~= owner then return {0} end
+end
+local seq = tonumber(redis.call('HGET', conv, 'next_seq'))
+redis.call('HSET', conv, 'next_seq', seq + 2, 'updated_at', now)
+local out = {seq}
+local first = math.max(1, seq - tonumber(ARGV[6]))
+if first < seq then
+  local fields = {}
+  for i = first, seq - 1 do fields[#fields + 1] = tostring(i) end
+  local values = redis.call('HMGET', msgs, unpack(fields))
+  for i = 1, #values do
+    if values[i] then out[#out + 1] = fields[i]; out[#out + 1] = values[i] end
+  end
+end
+redis.call('HSET', msgs, tostring(seq), ARGV[4], tostring(seq + 1), ARGV[5])
+return out
+"""
+
+# KEYS: conversation hash, messages hash. ARGV: reply number, reply json, now.
+_FINISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
+return 1
+"""
+
+# KEYS: conversation hash, messages hash. ARGV: owner. Returns false or {created, updated, {n, json, ...}}.
+_GET = """
+local found = redis.call('HMGET', KEYS[1], 'owner', 'created_at', 'updated_at')
+if not found[1] or found[1] ~= ARGV[1] then return false end
+return {found[2], found[3], redis.call('HGETALL', KEYS[2])}
+"""
+
+# KEYS: conversation hash, messages hash. ARGV: owner.
+_DELETE = """
+local found = redis.call('HGET', KEYS[1], 'owner')
+if not found or found ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"""
+
+
+class RedisStore:
+    """Conversations in Redis, shared by every app process that points at the same server.
+
+    Keys: ``{prefix}conv:{id}`` (a hash: owner, times, next number) and ``{prefix}conv:{id}:msgs`` (a
+    hash from message number to the message as JSON). Every change is one Lua script, so it is atomic
+    across processes without a lock that a crashed process could leave behind."""
+
+    def __init__(self, url: str, key_prefix: str = "switchboard:") -> None:
+        import redis.asyncio as aioredis
+
+        self.prefix = key_prefix
+        try:
+            self._redis = aioredis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        except ValueError:
+            raise StoreError("REDIS_URL: not a URL the Redis client can use") from None
+        self._begin = self._redis.register_script(_BEGIN)
+        self._finish = self._redis.register_script(_FINISH)
+        self._get = self._redis.register_script(_GET)
+        self._delete = self._redis.register_script(_DELETE)
+
+    def _keys(self, conversation_id: str) -> list[str]:
+        base = f"{self.prefix}conv:{conversation_id}"
+        return [base, base + ":msgs"]
+
+    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await script(keys=keys, args=args)
+        except RedisError as exc:
+            log.error("redis error: %s", type(exc).__name__)
+            raise StoreError(f"the conversation store (Redis) failed ({type(exc).__name__})") from None
+        except OSError as exc:
+            raise StoreError(f"the conversation store (Redis) is unreachable ({_reason(exc)})") from None
+
+    async def ping(self) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
+
+    async def begin_turn(
+        self, conversation_id: str | None, owner: str, message: str, model: str, context_messages: int
+    ) -> Turn | None:
+        if conversation_id is not None and not valid_id(conversation_id):
+            return None
+        created = conversation_id is None
+        now = time.time()
+        user = _dumps(Message(0, "user", message, "complete", now, model))
+        reply = _dumps(Message(0, "assistant", "", "streaming", now, model))
+        for _ in range(3):  # a fresh id that exists already (never seen in practice) is drawn again
+            cid = new_conversation_id() if created else str(conversation_id)
+            args = [owner, "1" if created else "0", repr(now), user, reply, context_messages]
+            result = await self._call(self._begin, self._keys(cid), args)
+            seq = int(result[0])
+            if seq > 0:
+                break
+            if seq == 0:
+                return None
+        else:
+            raise StoreError("could not allocate a new conversation id")
+        return Turn(cid, seq, seq + 1, model, context_from(_loads_pairs(result[1:])), created)
+
+    async def finish_turn(
+        self,
+        turn: Turn,
+        content: str,
+        status: Status,
+        *,
+        error: str | None = None,
+        finish_reason: str | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> bool:
+        now = time.time()
+        reply = Message(
+            turn.reply_seq, "assistant", content, status, now, turn.model, error, finish_reason, usage
+        )
+        args = [str(turn.reply_seq), _dumps(reply), repr(now)]
+        return bool(await self._call(self._finish, self._keys(turn.conversation_id), args))
+
+    async def get(self, conversation_id: str, owner: str) -> Conversation | None:
+        if not valid_id(conversation_id):
+            return None
+        result = await self._call(self._get, self._keys(conversation_id), [owner])
+        if not result:
+            return None
+        created_at, updated_at, pairs = result
+        return Conversation(conversation_id, float(created_at), float(updated_at), _loads_pairs(pairs))
+
+    async def delete(self, conversation_id: str, owner: str) -> bool:
+        if not valid_id(conversation_id):
+            return False
+        return bool(await self._call(self._delete, self._keys(conversation_id), [owner]))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+
+def _dumps(message: Message) -> str:
+    data = message.as_json()
+    del data["seq"]  # the hash field is the number
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _loads_pairs(pairs: list[str]) -> list[Message]:
+    """Messages from a flat ``[number, json, number, json, ...]`` list, in order."""
+    out = [
+        Message.from_json({**json.loads(pairs[i + 1]), "seq": int(pairs[i])}) for i in range(0, len(pairs), 2)
+    ]
+    out.sort(key=lambda m: m.seq)
+    return out
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, secret-free reason for an OS or database error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:120]
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name: Redis when ``REDIS_URL`` is set, else SQLite at ``CHATBOT_DB``.
+    Raises :class:`StoreError` when the SQLite file cannot be opened."""
+    if settings.redis_url:
+        return RedisStore(settings.redis_url.reveal())
+    return SQLiteStore(settings.db_path)
+
+
+def check_redis(settings: Settings, timeout: float = 5.0) -> None:
+    """With ``REDIS_URL`` set, fail fast (blocking) with a clear :class:`StoreError` when Redis cannot be
+    reached, rather than answer every API call with 503 later."""
+    if not settings.redis_url:
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url.reveal(), socket_connect_timeout=timeout, socket_timeout=timeout
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except ValueError:
+        raise StoreError("REDIS_URL: not a URL the Redis client can use") from None
+    except (redis.RedisError, OSError) as exc:
+        raise StoreError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
