@@ -291,7 +291,11 @@ class Upstream:
         try:
             stream = await client.chat.completions.create(
                 model=model.id,
-                messages=prepared.messages,  # type: ignore[arg-type]
+                # The messages go as extra_body, which the SDK sends as they are: as a parameter it walks
+                # every message through its TypedDict transform on the event loop (~110 us a message,
+                # 0.4 s for a 2,000-turn chat, measured by bench/). They are plain dicts of str already.
+                messages=[],
+                extra_body={"messages": prepared.messages},
                 stream=True,
                 stream_options={"include_usage": True},
                 **cap,  # type: ignore[arg-type]

@@ -91,3 +91,17 @@ def test_readme_front_matter_makes_a_gradio_space() -> None:
     requirements = (ROOT / "requirements.txt").read_text()
     assert f"gradio>={'.'.join(gradio.__version__.split('.')[:2])}" in requirements
     assert "Secret" in readme and "CHATBOT_BROWSER_SECRET" in readme
+
+
+def test_listening_socket_gets_tcp_nodelay() -> None:
+    """asyncio sets TCP_NODELAY on accepted connections only when the listening socket says it is TCP;
+    without it small SSE writes wait ~40 ms for Nagle's algorithm and the peer's delayed ACK."""
+    import socket
+
+    import app as switchboard
+
+    sock = switchboard._bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
