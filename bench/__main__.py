@@ -54,8 +54,7 @@ def parse(argv: list[str] | None = None) -> Options:
         "ramp_targets": tuple(a.ramp_paths.split(",")) if a.ramp_paths else None,
         "scenarios": tuple(s.strip() for s in a.only.split(",")) if a.only else None,
     }
-    o = replace(o, **{k: v for k, v in over.items() if v is not None}, keep_logs=a.keep_logs)
-    o.render = a.render  # type: ignore[attr-defined]
+    o = replace(o, **{k: v for k, v in over.items() if v is not None}, keep_logs=a.keep_logs, render=a.render)
     unknown = set(o.scenarios) - set(SCENARIOS)
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
@@ -95,7 +94,7 @@ def render(directory: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
-    if getattr(opts, "render", None):
+    if opts.render is not None:
         return render(opts.render)
     from .report import markdown, plots
     from .scenarios import Bench

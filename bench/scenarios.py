@@ -86,6 +86,7 @@ class Options:
     warmups: int = 3
     memory_settle_s: float = 3.0
     parallel_start: bool = False  # start both apps at once (quick mode: faster, cold start less clean)
+    render: Path | None = None  # only re-render a results directory (python -m bench --render DIR)
 
     @classmethod
     def quick_mode(cls, **over: Any) -> Options:

@@ -325,7 +325,7 @@ class ChatUI:
         """Programmatic chat: the reply text (streamed when called with ``submit``)."""
         view = ReplyView(language_of(request))
         try:
-            plain = self.history_for_upstream(history or [])
+            plain = await asyncio.to_thread(self.history_for_upstream, history or [])  # O(history): off the loop
             events = self.upstream.stream(
                 message, plain, model, visitor=self.visitor(request), api_key=api_key, tick=self.pacer.interval()
             )
