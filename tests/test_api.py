@@ -589,10 +589,8 @@ def test_dropped_stream_closes_the_upstream_within_a_second(
             lines = sse.iter_lines()
             while not next(lines).startswith("data: z"):
                 pass
-        closed_at = time.monotonic()
-    fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=5)
+    fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=1.0)  # within 1 s of leaving
     assert fake.last.finished_at is None
-    assert fake.last.disconnected_at - closed_at < 1.0
     reply = wait_until(lambda: ended_reply(server, cid))
     assert reply["status"] == "interrupted" and reply["error"] == "disconnected"
     assert set(reply["content"]) <= {"z"} and (stall or reply["content"])
@@ -602,9 +600,7 @@ def test_dropped_chat_request_closes_the_upstream(server: str, fake: FakeUpstrea
     fake.push(Behaviour(stall_before_first=30))
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(server + "chat", json={"message": "think"}, timeout=httpx.Timeout(10, read=0.5))
-    closed_at = time.monotonic()
-    fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=5)
-    assert fake.last.disconnected_at - closed_at < 1.0
+    fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=1.0)  # within 1 s of leaving
 
 
 # ---------------------------------------------------------------------------------------------- WebSocket
@@ -628,12 +624,11 @@ def test_websocket_streams_then_stops_mid_reply(server: str, fake: FakeUpstream)
             event = json.loads(ws.recv(timeout=10))
             deltas += event["type"] == "delta"
         ws.send(json.dumps({"type": "stop"}))
-        stopped_at = time.monotonic()
         while (event := json.loads(ws.recv(timeout=10)))["type"] != "done":
             assert event["type"] == "delta"
         assert event["stopped"] is True and event["interrupted"] is True and event["conversation_id"] == cid
-        fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=5)
-        assert fake.last.disconnected_at - stopped_at < 1.0 and fake.last.finished_at is None
+        fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=1.0)  # within 1 s of Stop
+        assert fake.last.finished_at is None
         reply = conversation(server, cid)["messages"][-1]  # stored before "done" was sent
         assert reply["status"] == "interrupted" and reply["error"] == "stopped" and reply["content"]
 
@@ -657,9 +652,7 @@ def test_websocket_client_leaving_closes_the_upstream(server: str, fake: FakeUps
         ws.send(json.dumps({"message": "think hard"}))
         cid = json.loads(ws.recv(timeout=10))["conversation_id"]
         fake.wait_for(lambda: fake.requests and fake.last.first_byte_at is not None, timeout=10)
-    closed_at = time.monotonic()
-    fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=5)
-    assert fake.last.disconnected_at - closed_at < 1.0
+    fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=1.0)  # within 1 s of leaving
     reply = wait_until(lambda: ended_reply(server, cid))
     assert reply["error"] == "disconnected"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -138,10 +137,8 @@ def test_closed_tab_closes_the_upstream_within_a_second(url: str, fake: FakeUpst
             fake.wait_for(lambda: fake.requests and fake.last.first_byte_at is not None, timeout=5)
             if not stall:
                 fake.wait_for(lambda: fake.last.chunks_sent > 2, timeout=5)
-            closed_at = time.monotonic()
-    fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=2)
+    fake.wait_for(lambda: fake.last.disconnected_at is not None, timeout=1.0)  # within 1 s of leaving
     assert fake.last.finished_at is None
-    assert fake.last.disconnected_at - closed_at < 1.0
 
 
 def test_stop_closes_the_upstream(url: str, fake: FakeUpstream) -> None:
