@@ -27,7 +27,7 @@ from .catalogue import Model
 from .chats import browser_secret
 from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
 from .config import Settings
-from .errors import render
+from .errors import friendly, render
 from .history import clean_history
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
@@ -311,7 +311,7 @@ class ChatUI:
             yield view.messages()
         except Exception as exc:  # the chat must never lock: no exception leaves this generator
             log.error("chat handler failed: %s", type(exc).__name__)
-            view.apply(ErrorEvent(_internal(), partial=bool(view.text)))
+            view.apply(ErrorEvent(friendly("internal"), partial=bool(view.text)))
             yield view.messages()
 
     async def chat_api(
@@ -333,7 +333,7 @@ class ChatUI:
                 yield current.as_text()
         except Exception as exc:
             log.error("chat API failed: %s", type(exc).__name__)
-            view.apply(ErrorEvent(_internal(), partial=bool(view.text)))
+            view.apply(ErrorEvent(friendly("internal"), partial=bool(view.text)))
             yield view.as_text()
 
     def build(self) -> gr.Blocks:
@@ -476,9 +476,3 @@ def _user_message(message: object) -> dict[str, Any]:
     if isinstance(words, str) and words:
         parts.append(_text(words))
     return {"role": "user", "content": parts}
-
-
-def _internal() -> Any:
-    from .errors import Friendly
-
-    return Friendly("internal", render("internal"))

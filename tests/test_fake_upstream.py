@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import httpx2
@@ -156,15 +155,14 @@ async def test_error_chunk_after_raises_api_error(fake: FakeUpstream) -> None:
 async def test_stall_then_close_records_disconnect(fake: FakeUpstream) -> None:
     fake.push(stall_before_first=30)
     async with client(fake) as c:
-        started = time.monotonic()
-        stream = await c.chat.completions.create(model="fake/small", messages=MESSAGES, stream=True)
-        assert time.monotonic() - started < 1.0  # headers were flushed before the stall
+        # headers are flushed before the 30 s stall: create() returns within a bounded wait
+        stream = await asyncio.wait_for(
+            c.chat.completions.create(model="fake/small", messages=MESSAGES, stream=True), timeout=5
+        )
         async with stream:
             await fake.wait_for_async(lambda: fake.open_streams == 1)
             await asyncio.sleep(0.1)
-        closed = time.monotonic()
-        disconnected_at = await fake.wait_for_async(lambda: fake.last.disconnected_at, timeout=2)
-    assert disconnected_at - closed < 1.0
+        await fake.wait_for_async(lambda: fake.last.disconnected_at, timeout=1.0)  # within 1 s of closing
     rec = fake.last
     assert rec.first_byte_at is not None and rec.first_token_at is None
     assert rec.finished_at is None and rec.chunks_sent == 0
@@ -178,10 +176,8 @@ async def test_close_mid_stream_records_disconnect(fake: FakeUpstream) -> None:
         stream = await c.chat.completions.create(model="fake/small", messages=MESSAGES, stream=True)
         async with stream:
             got = [await stream.__anext__() for _ in range(3)]
-        closed = time.monotonic()
-        disconnected_at = await fake.wait_for_async(lambda: fake.last.disconnected_at, timeout=2)
+        await fake.wait_for_async(lambda: fake.last.disconnected_at, timeout=1.0)  # within 1 s of closing
     assert got[2].choices[0].delta.content == "o fr"
-    assert disconnected_at - closed < 1.0
     assert fake.last.finished_at is None and fake.last.chunks_sent < 5
 
 
@@ -191,9 +187,7 @@ async def test_non_stream_stall_timeout_records_disconnect(fake: FakeUpstream) -
     async with client(fake, timeout=0.3) as c:
         with pytest.raises(openai.APITimeoutError):
             await c.chat.completions.create(model="fake/small", messages=MESSAGES)
-        gave_up = time.monotonic()
-        disconnected_at = await fake.wait_for_async(lambda: fake.last.disconnected_at, timeout=2)
-    assert disconnected_at - gave_up < 1.0
+        await fake.wait_for_async(lambda: fake.last.disconnected_at, timeout=1.0)  # within 1 s of giving up
 
 
 @pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
@@ -322,11 +316,11 @@ async def test_models_endpoint(fake: FakeUpstream) -> None:
             await c.models.list()
 
         fake.models_status = None
-        fake.models_delay = 0.3
-        started = time.monotonic()
+        fake.models_delay = 0.3  # a client that waits less than the delay times out; one that waits more does not
+        with pytest.raises(openai.APITimeoutError):
+            await c.with_options(timeout=0.05, max_retries=0).models.list()
         await c.models.list()
-        assert time.monotonic() - started >= 0.3
-    assert fake.models_calls == 3
+    assert fake.models_calls == 4
 
 
 @pytest.mark.asyncio
