@@ -143,7 +143,7 @@ def test_tutorial_curl_command_streams_text_done_and_header(server: str, fake: F
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("curl is not installed (apt-get install -y curl)")
-    fake.push(Behaviour(chunk_size=3))
+    fake.push(Behaviour(chunk_size=3, delay=0.01))  # paced: deltas that arrive together are merged
     command = [
         curl, "-sS", "-i", "-N", "-X", "POST", f"{server}chat/stream",
         "-H", "Content-Type: application/json",

@@ -18,7 +18,9 @@ from chatbot.upstream import (
     ThinkSplitter,
     Upstream,
     Usage,
+    _events,
     drain,
+    sse_data,
 )
 
 
@@ -27,7 +29,8 @@ def upstream_for(settings_for, **env: str) -> Upstream:
 
 
 async def test_reply_streams_in_several_pieces(fake: FakeUpstream, settings_for) -> None:
-    fake.push(Behaviour(reply="one two three four five six", chunk_size=3))
+    # paced: deltas that arrive together are merged into one event (see test_waiting_deltas_are_merged)
+    fake.push(Behaviour(reply="one two three four five six", chunk_size=3, delay=0.02))
     events = [e async for e in upstream_for(settings_for).stream("Hi", [], "fast")]
     deltas = [e for e in events if isinstance(e, TextDelta)]
     assert len(deltas) > 3
@@ -37,6 +40,47 @@ async def test_reply_streams_in_several_pieces(fake: FakeUpstream, settings_for)
     assert body["model"] == "gpt-4.1-mini" and body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}
     assert fake.last.headers["authorization"] == f"Bearer {TEST_KEY}"
+
+
+async def test_waiting_deltas_are_merged(fake: FakeUpstream, settings_for) -> None:
+    reply = " ".join(f"w{i}" for i in range(400))
+    fake.push(Behaviour(reply=reply, chunk_size=2))  # 1,000+ chunks sent as fast as the socket takes them
+    events = [e async for e in upstream_for(settings_for).stream("Hi", [], "fast")]
+    deltas = [e for e in events if isinstance(e, TextDelta)]
+    assert "".join(d.text for d in deltas) == reply
+    assert len(deltas) < len(reply) // 2  # fewer events than chunks: they came in together
+    assert isinstance(events[-1], Done)
+
+
+async def _bytes(*pieces: bytes):
+    for piece in pieces:
+        yield piece
+
+
+async def test_sse_data_parses_events_split_anywhere() -> None:
+    body = b': comment\r\nevent: x\r\ndata: {"a":\r\ndata:1}\r\n\r\nid: 3\ndata: two\n\ndata: [DONE]\n\ndata: tail'
+    for cut in range(1, len(body)):
+        got = [d async for d in sse_data(_bytes(body[:cut], body[cut:]))]
+        assert got == ['{"a":\n1}', "two", "[DONE]"], cut  # "tail" never ended: not an event
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [{}, {"choices": None}, {"choices": "x"}, {"choices": [None]}, {"choices": [{"delta": "x"}]},
+     {"choices": [{"delta": {"content": 5, "reasoning": ["x"]}, "finish_reason": 3}]},
+     {"usage": {"prompt_tokens": "9", "completion_tokens": None, "cost": True}, "choices": []}],
+)
+def test_malformed_chunks_give_no_error(chunk: dict) -> None:
+    model = upstream_model()
+    events = list(_events(chunk, ThinkSplitter(), model))
+    assert all(isinstance(e, Usage) for e in events)
+    assert all(e.prompt_tokens == 0 and e.cost_source != "upstream" for e in events if isinstance(e, Usage))
+
+
+def upstream_model():
+    from chatbot.catalogue import Model
+
+    return Model("gpt-4.1-mini", 1_047_576, 32_768, 0.40, 1.60)
 
 
 async def test_history_and_system_prompt_are_sent(fake: FakeUpstream, settings_for) -> None:
