@@ -25,6 +25,7 @@ from chatbot.config import ConfigError, Settings  # noqa: E402
 from chatbot.demo import demo_http_client  # noqa: E402
 from chatbot.i18n import gradio_i18n  # noqa: E402
 from chatbot.models_live import LiveModels  # noqa: E402
+from chatbot.sessions import SessionReaper  # noqa: E402
 from chatbot.store import Store, StoreError, check_redis, open_store  # noqa: E402
 from chatbot.tokens import ensure_offline_encodings  # noqa: E402
 from chatbot.ui import ChatUI  # noqa: E402
@@ -99,6 +100,8 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs: object) -> gr.Blocks:
         "share": settings.share,
         "max_threads": settings.max_concurrency,  # Gradio's queue runs at most this many jobs at once
         "quiet": True,
+        # Closed sessions leave memory CHATBOT_SESSION_GRACE s after their tab closed, not after an hour.
+        "app_kwargs": {"lifespan": SessionReaper(demo, settings.session_grace).lifespan},
         **hardened(settings),
         **presented(settings),
     }
@@ -127,7 +130,7 @@ def build_server(
     demo._queue.max_thread_count = settings.max_concurrency
     app = gr.mount_gradio_app(
         api, demo, path="/", server_name=settings.host, server_port=settings.port, **hardened(settings),
-        **presented(settings),
+        **presented(settings), app_kwargs={"lifespan": SessionReaper(demo, settings.session_grace).lifespan},
     )
     gradio_app = app.routes[-1].app  # the Mount("/") just added
 

@@ -109,6 +109,7 @@ class AppProcess:
             if self.data_dir is not None:
                 env["CHATBOT_DB"] = str(self.data_dir / f"bench-{self.port}.db")
             env["CHATBOT_BROWSER_SECRET"] = "switchboard-bench"  # nothing written under ./data/
+            env["CHATBOT_SESSION_GRACE"] = "2"  # closed sessions freed 2-4 s after closing
             for name in ("CHATBOT_PROVIDER", "CHATBOT_CONTEXT_TOKENS", "CHATBOT_API_TOKENS", "GRADIO_SERVER_PORT",
                          "REDIS_URL", "CHATBOT_DAILY_BUDGET_USD", "CHATBOT_AUTH", "CHATBOT_SHARE", "SPACE_ID",
                          "GRADIO_SERVER_NAME", "CHATBOT_REQUIRE_USER_KEY"):

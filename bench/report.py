@@ -358,7 +358,10 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
                  f"{mem['concurrency']} at a time, after a warm-up of the same kind; RSS read "
                  f"{mem.get('settle_s', 3):g} s after the last one closed. gr.load_chat serves one event at a "
                  "time, so it gets fewer sessions and its growth is scaled to 1,000. The slope over the second "
-                 "half is what grows with the number of closed sessions.")
+                 "half is what grows with the number of closed sessions. Switchboard runs with "
+                 "`CHATBOT_SESSION_GRACE=2` (default 600): it frees a closed session's state that many seconds "
+                 "after its tab closed, so its RSS shows what stays after the grace; Gradio alone keeps closed "
+                 "sessions for an hour.")
         L.append("")
         L += _table(["App", "Sessions", "RSS before", "RSS after", "Growth", "Growth per 1,000",
                      "Slope, 2nd half, per 1,000", "App CPU / session", "Time", "Errors"],

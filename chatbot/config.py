@@ -117,6 +117,7 @@ class Settings:
     models_refresh: float = 3_600.0
     max_upload_mb: float = 20.0
     browser_secret: Secret | None = None
+    session_grace: float = 600.0
     hf_oauth: bool = False
     catalogue: Catalogue = field(default_factory=lambda: build_catalogue(None), compare=False, repr=False)
 
@@ -230,6 +231,9 @@ def _from_sources(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         max_upload_mb=_number(get("CHATBOT_MAX_UPLOAD_MB"), "CHATBOT_MAX_UPLOAD_MB", float, minimum=0.01)
         or Settings.max_upload_mb,
         browser_secret=_browser_secret(get("CHATBOT_BROWSER_SECRET")),
+        session_grace=_number(get("CHATBOT_SESSION_GRACE"), "CHATBOT_SESSION_GRACE", float, minimum=0.0)
+        if get("CHATBOT_SESSION_GRACE") is not None
+        else Settings.session_grace,
         hf_oauth=bool(env.get("SPACE_ID") and env.get("OAUTH_CLIENT_ID")),  # a Space with `hf_oauth: true`
         catalogue=catalogue,
     )
@@ -384,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CHATBOT_MAX_TOKENS, CHATBOT_CONNECT_TIMEOUT, CHATBOT_FIRST_TOKEN_TIMEOUT, CHATBOT_IDLE_TIMEOUT, "
         "CHATBOT_MAX_RETRIES, CHATBOT_MAX_CONCURRENCY, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, "
         "CHATBOT_LIVE_MODELS, CHATBOT_MODELS_TIMEOUT, CHATBOT_MODELS_REFRESH, CHATBOT_MAX_UPLOAD_MB, "
-        "CHATBOT_BROWSER_SECRET, "
+        "CHATBOT_BROWSER_SECRET, CHATBOT_SESSION_GRACE, "
         "CHATBOT_SHARE, CHATBOT_DB, REDIS_URL, CHATBOT_API_TOKENS, CHATBOT_MAX_BODY_BYTES. See README.md.",
     )
     parser.add_argument("--provider", choices=sorted(PROVIDERS), help="provider preset (CHATBOT_PROVIDER)")
