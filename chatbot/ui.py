@@ -388,14 +388,20 @@ class ChatUI:
                 lang = language_of(request)
                 view = ReplyView(lang)
                 update: list[dict] = []
+                # While streaming only the chat changes: a gr.skip() sent to a component output makes
+                # Gradio build a new component and its config on every update (to a State it costs nothing).
                 async for update in self.respond(message, history, model, user_key, request, view=view):
-                    yield update, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                    yield update, gr.skip(), gr.skip()
                 try:
-                    after = await self.after_reply(message, history, update, model, view, totals, lang)
+                    session_totals, line, gauge_html, done = await self.after_reply(
+                        message, history, update, model, view, totals, lang
+                    )
                 except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
                     log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
-                    after = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
-                yield update, *after
+                    yield update, gr.skip(), gr.skip()
+                    return
+                # the session line and the gauge follow from `finished` (see finished.change below)
+                yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html}
 
             chat_interface = gr.ChatInterface(
                 respond,
@@ -403,7 +409,7 @@ class ChatUI:
                 chatbot=chatbot,
                 textbox=textbox,
                 additional_inputs=[model, user_key, totals],
-                additional_outputs=[totals, session, gauge, finished],
+                additional_outputs=[totals, finished],
                 concurrency_limit=None,
                 cache_examples=False,
                 api_visibility="private",
@@ -415,6 +421,10 @@ class ChatUI:
                 return self.gauge(model, history, language_of(request))
 
             quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
+            finished.change(
+                _after_reply_view, finished, [session, gauge], api_visibility="private", show_progress="hidden",
+                queue=False,
+            )
             model.change(gauge_for, [model, chatbot], gauge, trigger_mode="always_last", **quiet)
             panel.wire(
                 demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
@@ -431,6 +441,13 @@ class ChatUI:
 
             gr.api(chat, api_name="chat", concurrency_limit=None)
         return demo
+
+
+def _after_reply_view(finished: object) -> tuple[Any, Any]:
+    """(session line, gauge) once a reply has ended, from what :meth:`ChatUI.after_reply` put in ``finished``."""
+    if isinstance(finished, dict) and "gauge" in finished:
+        return finished.get("session_line", ""), finished.get("gauge", "")
+    return gr.skip(), gr.skip()
 
 
 def _headers(request: gr.Request) -> dict[str, str]:
