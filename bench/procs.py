@@ -81,9 +81,10 @@ class FakeProcess:
 
 @dataclass
 class AppProcess:
-    """A Gradio app in a subprocess: Switchboard (``python app.py``) or the gr.load_chat baseline."""
+    """A Gradio app in a subprocess: Switchboard (``python app.py``), the gr.load_chat baseline or the
+    Gradio floor (a bare ChatInterface, ``bench/gradio_floor_app.py``)."""
 
-    kind: str  # "switchboard" or "load_chat"
+    kind: str  # "switchboard", "load_chat" or "gradio_floor"
     fake_url: str
     port: int = field(default_factory=free_port)
     cold_start: float = float("nan")
@@ -115,7 +116,8 @@ class AppProcess:
                          "GRADIO_SERVER_NAME", "CHATBOT_REQUIRE_USER_KEY"):
                 env.pop(name, None)
             return [sys.executable, self.script, "--port", str(self.port)], env
-        return [sys.executable, "-m", "bench.loadchat_app", self.fake_url, MODEL_ID, str(self.port)], env
+        module = "bench.gradio_floor_app" if self.kind == "gradio_floor" else "bench.loadchat_app"
+        return [sys.executable, "-m", module, self.fake_url, MODEL_ID, str(self.port)], env
 
     def start(self, timeout: float = 60.0, log_dir: Path | None = None) -> AppProcess:
         """Start, and time ``python app.py`` to the first 200 on ``/`` (the cold start)."""

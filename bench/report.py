@@ -104,7 +104,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
             found = [r for r in rows_k if r["visitors"] == top]
             return found[0] if found else None
 
-        lc, sdk = at_top("lc_ui"), at_top("sdk")
+        lc, sdk, floor = at_top("lc_ui"), at_top("sdk"), at_top("gf_ui")
 
         def base_txt(field: str, unit: str) -> str:
             parts = []
@@ -118,6 +118,9 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                 parts.append(f"load_chat {txt}")
             if sdk:
                 parts.append(f"SDK {fmt_num(sdk[field], unit) if field != 'errors' else sdk['n'] - sdk['completed']}")
+            if floor:  # a bare ChatInterface: what Gradio alone costs at this load
+                value = fmt_num(floor[field], unit) if field != "errors" else floor["n"] - floor["completed"]
+                parts.append(f"Gradio floor {value}")
             return "; ".join(parts)
 
         for k in SW_KEYS:
@@ -407,7 +410,7 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
 # --------------------------------------------------------------------------- plots
 
 COLORS = {"sdk": "#555555", "sw_ui": "#1f77b4", "sw_api": "#17becf", "sw_http": "#2ca02c", "lc_ui": "#d62728",
-          "lc_api": "#ff7f0e"}
+          "lc_api": "#ff7f0e", "gf_ui": "#9467bd"}
 
 
 def plots(res: dict[str, Any], out: Path) -> list[str]:

@@ -45,9 +45,10 @@ LABELS = {
     "sw_http": "Switchboard: HTTP API /chat/stream",
     "lc_ui": "gr.load_chat: chat UI (browser submit chain)",
     "lc_api": "gr.load_chat: Gradio API",
+    "gf_ui": "Gradio floor: a bare gr.ChatInterface streaming from the fake (browser submit chain)",
 }
 SHORT = {"sdk": "SDK floor", "sw_ui": "Switchboard UI", "sw_api": "Switchboard /chat", "sw_http": "Switchboard HTTP",
-         "lc_ui": "load_chat UI", "lc_api": "load_chat API"}
+         "lc_ui": "load_chat UI", "lc_api": "load_chat API", "gf_ui": "Gradio floor UI"}
 SCENARIOS = ("ttft", "throughput", "ramp", "history", "memory", "coldstart")
 SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchboard's default, for the SDK floor
 
@@ -66,7 +67,7 @@ class Options:
     ramp: tuple[int, ...] = (1, 25, 50, 100, 200)
     ramp_tps: float = 20.0
     ramp_reply_tokens: int = 200
-    ramp_targets: tuple[str, ...] = ("sdk", "sw_ui", "sw_http", "lc_ui")
+    ramp_targets: tuple[str, ...] = ("sdk", "sw_ui", "sw_http", "lc_ui", "gf_ui")
     lc_deadline_factor: float = 1.5
     history_core_turns: tuple[int, ...] = (10, 100, 500, 1000, 2000)
     history_core_reps: int = 20
@@ -145,7 +146,7 @@ class Bench:
         self.client: httpx.AsyncClient | None = None
         self.targets: dict[str, Target] = {}
         self.notes: list[str] = []
-        self.cold: dict[str, list[float]] = {"switchboard": [], "load_chat": []}
+        self.cold: dict[str, list[float]] = {"switchboard": [], "load_chat": [], "gradio_floor": []}
         self.first_visit: dict[str, float] = {}
         self.http_api_note: str | None = None
         self.log_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
@@ -179,10 +180,17 @@ class Bench:
             self.targets["sw_http"] = HTTPStreamTarget(SHORT["sw_http"], sw, self.client)
         self.targets["lc_ui"] = BrowserChatTarget(SHORT["lc_ui"], lc, self.client, cfg_lc)
         self.targets["lc_api"] = GradioAPITarget(SHORT["lc_api"], lc, self.client, cfg_lc, "load_chat")
+        if "gradio_floor" in self.apps:
+            gf = self.apps["gradio_floor"]
+            self.targets["gf_ui"] = BrowserChatTarget(SHORT["gf_ui"], gf, self.client,
+                                                      await fetch_config(self.client, gf.url))
 
-    async def restart_apps(self) -> None:
-        for kind in ("switchboard", "load_chat"):
+    async def restart_apps(self, floor: bool = False) -> None:
+        """Fresh app processes; the Gradio floor too when ``floor`` (only the ramp measures it)."""
+        for kind in ("switchboard", "load_chat", *(("gradio_floor",) if floor else ())):
             await self.start_app(kind)
+        if not floor and "gradio_floor" in self.apps:
+            self.apps.pop("gradio_floor").stop()
         await self.build_targets()
 
     def app_of(self, key: str) -> AppProcess | None:
@@ -329,8 +337,9 @@ class Bench:
         """Concurrency ramp: N simultaneous visitors, upstream paced at ramp_tps tokens/s each."""
         o = self.opts
         assert self.fake is not None
-        if o.fresh_apps:
-            await self.restart_apps()
+        floor = "gf_ui" in o.ramp_targets
+        if o.fresh_apps or (floor and "gradio_floor" not in self.apps):
+            await self.restart_apps(floor=floor)
         await asyncio.to_thread(self.fake.configure, o.ramp_reply_tokens, o.chunk_size, o.ramp_tps)
         expected = reply_text(o.ramp_reply_tokens, o.chunk_size)
         one_stream = o.ramp_reply_tokens / o.ramp_tps
