@@ -148,11 +148,16 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
     core = hist.get("core")
     if isinstance(core, list) and len(core) >= 2:
         lo, hi = core[0], core[-1]
-        ratio = hi["total_s"] / lo["total_s"]
+        windowed = "window_total_s" in hi
+        key = "window_total_s" if windowed else "total_s"
+        ratio = hi[key] / lo[key]
+        label = "HistoryWindow.sync + prepare" if windowed else "clean_history + prepare"
+        before = (f"before (clean_history + prepare): {fmt_num(hi['total_s'], 'ms')} vs "
+                  f"{fmt_num(lo['total_s'], 'ms')}, {fmt_num(hi['total_s'] / lo['total_s'], 'x')}") if windowed else ""
         rows.append({"figure": f"History cost per turn in the core at {hi['turns']:,} turns vs {lo['turns']} "
-                               "(clean_history + prepare)",
-                     "value": f"{fmt_num(hi['total_s'], 'ms')} vs {fmt_num(lo['total_s'], 'ms')}",
-                     "baseline": "", "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
+                               f"({label})",
+                     "value": f"{fmt_num(hi[key], 'ms')} vs {fmt_num(lo[key], 'ms')}",
+                     "baseline": before, "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
                      "result": verdict(ratio, TARGETS["history_ratio"])})
     app_rows = hist.get("app", {})
     for k in ("sw_api", "sw_ui"):
@@ -319,16 +324,31 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
         L.append("")
         core = hist.get("core")
         if isinstance(core, list):
-            L.append("In the core, in a process of its own: `ChatUI.history_for_upstream` + `Upstream.prepare` "
-                     "(rebuild, count tokens, trim) for one new turn, every earlier message already counted "
-                     "(median over repetitions). Each turn is a ~50-token question and a ~150-token answer.")
+            L.append("In the core, in a process of its own, for one new turn (median over repetitions; each turn "
+                     "is a ~50-token question and a ~150-token answer). Before: `ChatUI.history_for_upstream` "
+                     "(clean_history) + `Upstream.prepare` with the list (count every message, cached, and trim). "
+                     "After: one `HistoryWindow` per conversation, `window.sync(history)` with the history as "
+                     "the client sends it + `Upstream.prepare` with the snapshot. Control: a fixed piece of work "
+                     "timed in the same cache state (it should not change with the length).")
             L.append("")
             base = core[0]["total_s"]
-            L += _table(["Turns", "Messages sent", "Prompt tokens", "clean_history", "prepare", "Total per turn",
-                         "vs 10 turns"],
-                        [[f"{r['turns']:,}", str(r.get("messages")), f"{r.get('prompt_tokens') or 0:,}",
-                          fmt_num(r["clean_s"], "ms"), fmt_num(r["prepare_s"], "ms"), fmt_num(r["total_s"], "ms"),
-                          fmt_num(r["total_s"] / base, "x")] for r in core])
+            windowed = all("window_total_s" in r for r in core)
+            header = ["Turns", "Messages sent", "Prompt tokens", "Before: clean_history", "prepare", "Total per turn",
+                      "vs first row"]
+            if windowed:
+                header += ["After: sync", "prepare", "Total per turn", "vs first row", "Same request", "Control"]
+            rows_out = []
+            for r in core:
+                row = [f"{r['turns']:,}", str(r.get("messages")), f"{r.get('prompt_tokens') or 0:,}",
+                       fmt_num(r["clean_s"], "ms"), fmt_num(r["prepare_s"], "ms"), fmt_num(r["total_s"], "ms"),
+                       fmt_num(r["total_s"] / base, "x")]
+                if windowed:
+                    row += [fmt_num(r["window_sync_s"], "ms"), fmt_num(r["window_prepare_s"], "ms"),
+                            fmt_num(r["window_total_s"], "ms"),
+                            fmt_num(r["window_total_s"] / core[0]["window_total_s"], "x"),
+                            "yes" if r.get("same_as_old") else "NO", fmt_num(r.get("control_s", math.nan), "ms")]
+                rows_out.append(row)
+            L += _table(header, rows_out)
             L.append("")
         elif isinstance(core, dict):
             L += [f"Core measurement failed: {core.get('error')}", ""]
@@ -507,6 +527,8 @@ def plots(res: dict[str, Any], out: Path) -> list[str]:
         if isinstance(core, list):
             x = [r["turns"] for r in core]
             a1.plot(x, [r["total_s"] * 1000 for r in core], marker="o", label="total")
+            if "window_total_s" in core[0]:
+                a1.plot(x, [r["window_total_s"] * 1000 for r in core], marker="o", label="window total")
             a1.plot(x, [r["clean_s"] * 1000 for r in core], marker=".", linestyle=":", label="clean_history")
             a1.plot(x, [r["prepare_s"] * 1000 for r in core], marker=".", linestyle=":", label="prepare")
             a1.plot(x, [core[0]["total_s"] * 2000] * len(x), color="green", linestyle="--", label="target 2× at 10")

@@ -284,6 +284,12 @@ class TokenCounter:
         self.misses = 0  # messages actually tokenised by this counter
 
     @property
+    def key(self) -> tuple[str, float]:
+        """What determines this counter's results (encoding and margin): counters with equal keys count
+        every message alike (chatbot.history keeps token-count prefix sums per key)."""
+        return (self.encoding_name, self.margin)
+
+    @property
     def encoding(self) -> tiktoken.Encoding:
         return get_encoding(self.encoding_name)
 

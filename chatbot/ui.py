@@ -28,7 +28,7 @@ from .chats import browser_secret
 from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
 from .config import Settings
 from .errors import friendly, render
-from .history import clean_history
+from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
 from .upstream import (
@@ -52,6 +52,10 @@ UPDATE_INTERVAL = 0.04
 KEEPALIVE_INTERVAL = 0.5
 #: Longest gap between two updates of a stream that is receiving text, however many streams run.
 MAX_INTERVAL = 0.4
+#: Browser tabs whose upstream history is kept between turns (the most recently used), and a bound on what
+#: they hold together (HistoryWindow.weight); a tab beyond them has its history cleaned whole next turn.
+WINDOW_SESSIONS = 256
+WINDOW_WEIGHT = 64_000_000
 
 NOTE_ID = "switchboard-note"
 COST_ID = "switchboard-cost"
@@ -193,6 +197,10 @@ class ChatUI:
         self.settings = settings
         self.upstream = upstream
         self.pacer = Pacer()  # one budget of screen updates for all streams
+        # Each browser tab's history as it went upstream last turn: a new turn cleans only what was added
+        # (the history Gradio passes in is still the one checked; see HistoryWindow.sync).
+        self.windows = WindowCache(lambda: HistoryWindow.for_settings(settings), max_windows=WINDOW_SESSIONS,
+                                   max_weight=WINDOW_WEIGHT)
 
     def history_for_upstream(self, history: object, model: Model | None = None, images: str = "") -> list[dict]:
         """The history as it goes upstream. With ``model`` (the UI's path), attached files come along:
@@ -233,8 +241,15 @@ class ChatUI:
             max_text_chars=self.settings.max_message_chars,
         )
 
-    def _inputs(self, message: object, history: object, model: Model | None) -> tuple[list[dict], str | list[dict]]:
-        return self.history_for_upstream(history, model), self.compose(message, model)
+    def _inputs(
+        self, message: object, history: object, model: Model | None, window: HistoryWindow | None = None
+    ) -> tuple[list[dict] | HistorySnapshot, str | list[dict]]:
+        """(history as it goes upstream, new message): blocking, run it in a worker thread."""
+        if window is None:
+            return self.history_for_upstream(history, model), self.compose(message, model)
+        mode = ("encode" if model.vision else "skip") if model is not None else None
+        files = functools.partial(self._history_file, images=mode) if mode else None
+        return window.sync(history, files=files, files_key=mode), self.compose(message, model)
 
     def offered(self, name: str) -> bool:
         return self.upstream.resolve(name) is not None
@@ -299,7 +314,11 @@ class ChatUI:
         view = view if view is not None else ReplyView(language_of(request))
         try:
             view.model = self.upstream.resolve(model)
-            plain, content = await asyncio.to_thread(self._inputs, message, history, view.model)
+            key = getattr(request, "session_hash", None)
+            window = self.windows.get(key) if key else None
+            plain, content = await asyncio.to_thread(self._inputs, message, history, view.model, window)
+            if key and window is not None:
+                self.windows.update(key, window)
             visitor = self.visitor(request)
             events = self.upstream.stream(
                 content, plain, model, visitor=visitor, api_key=user_key, tick=self.pacer.interval()

@@ -26,7 +26,7 @@ import orjson
 from .catalogue import Model
 from .config import Settings
 from .errors import FirstTokenTimeout, Friendly, IdleTimeout, friendly, friendly_error
-from .history import MessageTooLong, clean_text, trim_history
+from .history import HistorySnapshot, HistoryWindow, MessageTooLong, clean_text, trim_history
 from .limits import UNKNOWN_PRICE, Guard, Visitor
 from .tokens import counter_for
 
@@ -155,10 +155,17 @@ class Upstream:
         return max(prompt, 1), reply
 
     def prepare(
-        self, message: str | list[dict], history: list[dict], model_name: str | None
+        self,
+        message: str | list[dict],
+        history: list[dict] | HistorySnapshot | HistoryWindow,
+        model_name: str | None,
     ) -> Prepared | Friendly:
         """The messages to send (system prompt, trimmed history, new message), or why nothing is sent.
-        ``message`` is text, or OpenAI content parts (text and ``image_url``) when images are attached."""
+        ``message`` is text, or OpenAI content parts (text and ``image_url``) when images are attached.
+
+        ``history`` is the cleaned history: a list of messages (counted and trimmed in full), or a
+        :class:`HistorySnapshot` from :meth:`HistoryWindow.sync` (a window stands for its latest
+        snapshot), trimmed from its prefix sums without walking it; both give the same request."""
         model = self.resolve(model_name)
         if model is None:
             return friendly("unknown_model", model=_printable(model_name))
@@ -175,9 +182,15 @@ class Upstream:
             content = clean_text(message, self.settings.max_message_chars)
         budget, reply = self.budget(model)
         system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
-        messages = system + list(history) + [{"role": "user", "content": content}]
+        newest = {"role": "user", "content": content}
+        counter = counter_for(model.id)
+        if isinstance(history, HistoryWindow):
+            history = history.snapshot
         try:
-            trimmed = trim_history(messages, budget, counter_for(model.id).count)
+            if isinstance(history, HistorySnapshot):
+                trimmed = history.trim(budget, counter, system=system, newest=newest)
+            else:
+                trimmed = trim_history([*system, *history, newest], budget, counter.count)
         except MessageTooLong as exc:
             return friendly("message_too_long", model=model.id, tokens=exc.tokens, budget=exc.budget)
         return Prepared(model, trimmed.messages, trimmed.dropped_turns, trimmed.tokens, reply)
@@ -185,7 +198,7 @@ class Upstream:
     async def stream(
         self,
         message: str | list[dict],
-        history: list[dict],
+        history: list[dict] | HistorySnapshot | HistoryWindow,
         model_name: str | None,
         *,
         client: openai.AsyncOpenAI | None = None,
@@ -199,7 +212,9 @@ class Upstream:
         ``visitor`` is whom the limits count (every route passes one); ``api_key`` is a visitor's own key,
         used for this request only through a client of its own (never stored, never shared), which also
         exempts the request from the owner's quotas. Prompt building runs in a worker thread (tokenising a
-        long history is CPU work that must not block the event loop)."""
+        long history is CPU work that must not block the event loop). ``history`` is as for
+        :meth:`prepare`: pass a snapshot from :meth:`HistoryWindow.sync` (made in a worker thread) so a turn
+        costs O(new messages); a window itself stands for its snapshot when prepare runs."""
         api_key, refused = self._user_key(api_key)
         if refused is not None:
             yield ErrorEvent(refused, partial=False)

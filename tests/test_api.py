@@ -875,3 +875,31 @@ def test_shutdown_ends_open_streams_cleanly(start, fake: FakeUpstream, tmp_path:
     assert "Exception in ASGI application" not in caplog.text
     reply = conversation(start(CHATBOT_DB=db).url, cid)["messages"][-1]
     assert reply["status"] == "interrupted" and reply["error"] == "shutting_down" and reply["content"]
+
+
+def test_a_stored_conversation_keeps_one_history_window(fake: FakeUpstream, tmp_path: Path) -> None:
+    """The conversation's cleaned history is kept between turns, also while the store's newest-messages
+    window slides; what goes upstream is still the stored context; DELETE lets the window go."""
+    settings = dataclasses.replace(
+        make_settings(fake.base_url, CHATBOT_DB=str(tmp_path / "switchboard.db")), max_history_messages=12
+    )
+    app = switchboard.build_server(settings)
+    server = switchboard.serve_in_thread(app)
+    service = app.state.chat_service
+    try:
+        cid = None
+        for turn in range(20):
+            body = {"message": f"turn {turn}", **({"conversation_id": cid} if cid else {})}
+            cid = httpx.post(server.url + "chat", json=body, timeout=30).json()["conversation_id"]
+            stored = conversation(server.url, cid)["messages"][:-2]  # before this turn
+            assert fake.last.messages[1:] == [
+                *({"role": m["role"], "content": m["content"]} for m in stored[-12:]),
+                {"role": "user", "content": f"turn {turn}"},
+            ]
+        assert cid in service.windows
+        window = service.windows.get(cid)
+        assert window.rebuilds <= 2 and window.syncs == 20  # the empty history, the first one, then appends
+        assert httpx.delete(f"{server.url}conversations/{cid}").status_code == 204
+        assert cid not in service.windows
+    finally:
+        server.stop()

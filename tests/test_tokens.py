@@ -363,3 +363,12 @@ def test_counter_for_shares_instances() -> None:
     assert counter_for("claude-opus-4-6") is counter_for("deepseek-chat")
     assert counter_for("gpt-4o") is not counter_for("claude-opus-4-6")
     assert counter_for("gpt-4") is not counter_for("gpt-4o")
+
+
+def test_counter_key_names_what_decides_the_counts() -> None:
+    assert TokenCounter("gpt-4o").key == counter_for("gpt-4.1-mini").key == ("o200k_base", 1.0)
+    assert TokenCounter("gpt-4").key == ("cl100k_base", 1.0)
+    assert TokenCounter("claude-sonnet-4-6").key == ("o200k_base", NON_OPENAI_MARGIN)
+    assert len({TokenCounter(m).key for m in ("gpt-4o", "gpt-4", "claude-x", "mistral-large")}) == 3
+    message = {"role": "user", "content": "same words, same count " * 5}
+    assert TokenCounter("claude-x").count(message) == TokenCounter("mistral-large").count(message)
