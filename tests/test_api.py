@@ -11,14 +11,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_KEY, RedisServer, free_port, make_settings
+from conftest import TEST_KEY, RedisServer, free_port, make_settings, wait_until
 from fake_upstream import Behaviour, FakeUpstream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -68,18 +67,6 @@ def text_of(events: list[str]) -> str:
 
 def json_events(events: list[str]) -> list[dict]:
     return [json.loads(e) for e in events]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll until ``predicate()`` is truthy (a bounded wait for an event, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.01)
 
 
 def ended_reply(url: str, cid: str) -> dict | None:

@@ -7,9 +7,8 @@ import asyncio
 import datetime
 import json
 import socket
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 import gradio as gr
 import httpx
 import pytest
-from conftest import make_settings
+from conftest import make_settings, wait_until
 from fake_upstream import Behaviour, FakeUpstream
 
 import app as switchboard
@@ -28,17 +27,6 @@ T0 = datetime.datetime(2030, 1, 1, 12, 0, 0)
 
 def later(seconds: float) -> datetime.datetime:
     return T0 + datetime.timedelta(seconds=seconds)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not met within {timeout:g} s")
-        time.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- reap() on a real StateHolder
