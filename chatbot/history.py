@@ -39,6 +39,40 @@ class MessageTooLong(ValueError):
         return (type(self), (self.tokens, self.budget))
 
 
+INLINE_MESSAGES = 8  # a history this small is cleaned, counted and trimmed on the event loop
+INLINE_CHARS = 4_000
+
+
+def small_history(history: object, extra_chars: int = 0) -> bool:
+    """Whether ``history`` (messages, a :class:`HistorySnapshot` or a :class:`HistoryWindow`) is at most
+    INLINE_MESSAGES messages of text (strings or text parts, no files) of INLINE_CHARS characters in all
+    (``extra_chars`` counted in): small enough that cleaning, syncing, counting and trimming it costs less
+    than a hop to a worker thread."""
+    if isinstance(history, HistoryWindow):
+        history = history.snapshot
+    if isinstance(history, HistorySnapshot):
+        if len(history) > INLINE_MESSAGES:
+            return False
+        history = history.messages
+    if not isinstance(history, list) or len(history) > INLINE_MESSAGES:
+        return False
+    chars = extra_chars
+    for m in history:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):  # a chat's text parts (a file part would be read: not small)
+            for part in content:
+                if not (isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)):
+                    return False
+                chars += len(part["text"])
+        else:
+            return False
+        if chars > INLINE_CHARS:
+            return False
+    return chars <= INLINE_CHARS
+
+
 def trim_history(messages: list[dict], budget: int, count: Callable[[dict], int]) -> Trimmed:
     """Keep system prompt, newest message and as many of the latest whole turns as fit in budget.
 

@@ -113,16 +113,22 @@ def context_from(messages: list[Message]) -> list[dict[str, str]]:
     Turns still streaming (another request's) and turns whose reply failed before any text are left
     out, so what the model sees alternates user and assistant and never carries a question that was
     never answered."""
-    by_seq = {m.seq: m for m in messages}
+    return context_from_rows([(m.seq, m.role, m.content, m.status) for m in messages])
+
+
+def context_from_rows(rows: list[tuple[int, str, str, str]]) -> list[dict[str, str]]:
+    """:func:`context_from` on ``(seq, role, content, status)`` rows in seq order (what the store reads
+    for a turn: building a Message per row, usage JSON parsed, cost more than the rest of a turn)."""
+    by_seq = {row[0]: row for row in rows}
     out: list[dict[str, str]] = []
-    for m in messages:
-        if m.role != "user":
+    for seq, role, content, _status in rows:
+        if role != "user":
             continue
-        reply = by_seq.get(m.seq + 1)
-        if reply is None or reply.role != "assistant" or reply.status == "streaming" or not reply.content:
+        reply = by_seq.get(seq + 1)
+        if reply is None or reply[1] != "assistant" or reply[3] == "streaming" or not reply[2]:
             continue
-        out.append({"role": "user", "content": m.content})
-        out.append({"role": "assistant", "content": reply.content})
+        out.append({"role": "user", "content": content})
+        out.append({"role": "assistant", "content": reply[2]})
     return out
 
 
@@ -269,7 +275,8 @@ class SQLiteStore:
                     "UPDATE conversations SET next_seq = ?, updated_at = ? WHERE id = ?", (seq + 2, now, cid)
                 )
                 rows = db.execute(
-                    f"SELECT {_COLUMNS} FROM messages WHERE conversation_id = ? AND seq >= ? ORDER BY seq",
+                    "SELECT seq, role, content, status FROM messages WHERE conversation_id = ? AND seq >= ? "
+                    "ORDER BY seq",
                     (cid, max(1, seq - context_messages)),
                 ).fetchall()
                 db.executemany(
@@ -278,7 +285,7 @@ class SQLiteStore:
                     [(cid, seq, "user", message, "complete", now, model),
                      (cid, seq + 1, "assistant", "", "streaming", now, model)],
                 )
-                history = context_from([_row_message(r) for r in rows])
+                history = context_from_rows(rows)
                 return Turn(str(cid), seq, seq + 1, model, history, created)
 
             return self._transaction(db, body)

@@ -212,6 +212,11 @@ def get_encoding(name: str) -> tiktoken.Encoding:
     return enc
 
 
+def encoding_loaded(name: str) -> bool:
+    """Whether :func:`get_encoding` has this encoding already (loading one takes a few hundred ms)."""
+    return name in _encodings
+
+
 class _LRU:
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize

@@ -28,9 +28,10 @@ from .chats import browser_secret
 from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
 from .config import Settings
 from .errors import friendly, render
-from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history
+from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, small_history
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
+from .message_box import MessageBox
 from .upstream import (
     Done,
     ErrorEvent,
@@ -316,7 +317,10 @@ class ChatUI:
             view.model = self.upstream.resolve(model)
             key = getattr(request, "session_hash", None)
             window = self.windows.get(key) if key else None
-            plain, content = await asyncio.to_thread(self._inputs, message, history, view.model, window)
+            if _text_only(message) and small_history(history, len(_words(message))):  # cheaper than a hop
+                plain, content = self._inputs(message, history, view.model, window)
+            else:
+                plain, content = await asyncio.to_thread(self._inputs, message, history, view.model, window)
             if key and window is not None:
                 self.windows.update(key, window)
             visitor = self.visitor(request)
@@ -383,7 +387,7 @@ class ChatUI:
             chatbot = gr.Chatbot(
                 label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
             )
-            textbox = gr.MultimodalTextbox(
+            textbox = MessageBox(
                 placeholder=ui("placeholder"), file_count="multiple", sources=["upload"], show_label=False,
                 autofocus=True, submit_btn=True, stop_btn=True, elem_id="message",
             )
@@ -498,6 +502,17 @@ def _files_of(message: dict) -> list[tuple[str, str | None]]:
             name = item.get("orig_name")
             found.append((item["path"], name if isinstance(name, str) else None))
     return found
+
+
+def _words(message: object) -> str:
+    """The text of a message (a multimodal box's dict or a string)."""
+    words = message.get("text") if isinstance(message, dict) else message
+    return words if isinstance(words, str) else ""
+
+
+def _text_only(message: object) -> bool:
+    """Whether a message has no attached files (nothing to read from disk)."""
+    return not (isinstance(message, dict) and _files_of(message))
 
 
 def _user_message(message: object) -> dict[str, Any]:

@@ -105,3 +105,18 @@ def test_listening_socket_gets_tcp_nodelay() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_settle_heap_freezes_the_built_app_and_widens_the_young_generation() -> None:
+    import gc
+
+    import app as switchboard
+
+    threshold = gc.get_threshold()
+    try:
+        switchboard.settle_heap()
+        assert gc.get_freeze_count() > 0  # what is alive now is never scanned again by a full collection
+        assert gc.get_threshold() == (switchboard.GC_YOUNG_THRESHOLD, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -19,6 +19,7 @@ from chatbot.history import (
     Trimmed,
     WindowCache,
     clean_history,
+    small_history,
     trim_history,
 )
 from chatbot.tokens import TokenCounter, counter_for, ensure_offline_encodings
@@ -534,3 +535,16 @@ def test_window_cache_is_bounded() -> None:
     assert len(heavy) == 2  # each holds ~20,000 characters
     heavy.discard(4)
     assert 4 not in heavy and len(heavy) == 1
+
+
+def test_small_history_is_a_few_text_messages() -> None:
+    turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
+    assert small_history([]) and small_history(turn * 4)
+    assert not small_history(turn * 5)  # more than eight messages
+    assert not small_history([{"role": "user", "content": "y" * 4_001}])
+    assert not small_history(turn, extra_chars=4_000)  # the new message counts too
+    assert not small_history([{"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/a"}}]}])
+    assert not small_history([{"role": "user", "content": None}]) and not small_history("junk")
+    window = HistoryWindow(64, 100_000, 32_000)
+    assert small_history(window.sync(turn)) and small_history(window)
+    assert not small_history(window.sync(turn * 5))

@@ -304,3 +304,16 @@ async def test_thinking_title_and_errors_in_the_visitors_language(fake: FakeUpst
     assert final[0]["metadata"]["title"] == "Pensando" and "tokens de entrada" in final[-1]["metadata"]["title"]
     final = [u async for u in ui.respond("otra", [], "fast", request=Spanish())][-1]  # type: ignore[arg-type]
     assert "no tiene saldo" in final[-1]["content"]["text"]
+
+
+def test_the_message_box_is_gradios_own_and_builds_its_schema_once(url: str) -> None:
+    from chatbot.message_box import MessageBox
+
+    config = httpx.get(f"{url}config", timeout=10).json()
+    box = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "message")
+    assert box["type"] == "multimodaltextbox"  # the front end's own component
+    assert box["api_info"] == gr.MultimodalTextbox(render=False).api_info()
+    first, second = MessageBox(render=False), MessageBox(render=False, interactive=False)
+    assert first.api_info() is second.api_info()  # each update builds a new box: no new schema
+    demo = switchboard.build(make_settings("http://127.0.0.1:9/v1"))
+    assert any(isinstance(b, MessageBox) and b.elem_id == "message" for b in demo.blocks.values())

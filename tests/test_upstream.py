@@ -8,6 +8,7 @@ import pytest
 from conftest import TEST_KEY
 from fake_upstream import Behaviour, FakeUpstream
 
+from chatbot.history import HistoryWindow
 from chatbot.upstream import (
     Done,
     ErrorEvent,
@@ -20,6 +21,7 @@ from chatbot.upstream import (
     Usage,
     _events,
     drain,
+    prepares_inline,
     sse_data,
 )
 
@@ -298,3 +300,58 @@ async def test_an_image_part_reaches_the_upstream(fake: FakeUpstream, settings_f
     text, _ = await drain(upstream_for(settings_for).stream([{"type": "text", "text": "look"}, image], [], "fast"))
     assert text.endswith("you said look")
     assert fake.last.body["messages"][-1]["content"] == [{"type": "text", "text": "look"}, image]
+
+
+def test_only_small_text_prompts_are_prepared_on_the_event_loop(settings_for) -> None:
+    turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert prepares_inline("Hi", [])
+    assert prepares_inline("Hi", turn * 4)  # 8 short messages
+    assert not prepares_inline("Hi", turn * 5)  # more messages: counting them may be real work
+    assert not prepares_inline("x" * 4_001, [])  # a long paste is tokenised in a thread
+    assert not prepares_inline("Hi", [{"role": "user", "content": "y" * 4_000}])  # so is a long history
+    assert not prepares_inline([{"type": "text", "text": "look"}], [])  # attachments
+    assert prepares_inline("Hi", [{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    assert not prepares_inline("Hi", [{"role": "user", "content": [image]}])
+    window = HistoryWindow.for_settings(settings_for())
+    snapshot = window.sync(turn)
+    assert prepares_inline("Hi", snapshot) and prepares_inline("Hi", window)
+    assert not prepares_inline("Hi", window.sync(turn * 5))
+
+
+async def test_inline_and_threaded_prepare_send_the_same_request(fake: FakeUpstream, settings_for) -> None:
+    core = upstream_for(settings_for)
+    turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    for history in (turn, turn * 5):  # the first is prepared inline, the second in a thread
+        await drain(core.stream("again", history, "fast"))
+        assert fake.last.body["messages"][1:] == [*history, {"role": "user", "content": "again"}]
+
+
+def test_a_tokeniser_not_loaded_yet_keeps_prepare_off_the_event_loop(settings_for) -> None:
+    from chatbot import tokens
+
+    core = upstream_for(settings_for)
+    name = tokens.counter_for("gpt-4.1-mini").encoding_name
+    saved = tokens._encodings.pop(name, None)
+    try:
+        assert not core._counter_ready("fast")  # its first load reads a file: a thread does it
+        core.prepare("a message not counted before: tokenised now", [], "fast")
+        assert core._counter_ready("fast") and tokens.encoding_loaded(name)
+    finally:
+        if saved is not None:
+            tokens._encodings[name] = saved
+
+
+def test_warm_up_loads_the_offered_models_tokenisers(settings_for) -> None:
+    from chatbot import tokens
+
+    core = upstream_for(settings_for, CHATBOT_MODELS="fast=gpt-4.1-mini,old=gpt-4")
+    names = {tokens.counter_for(m).encoding_name for m in ("gpt-4.1-mini", "gpt-4")}
+    assert names == {"o200k_base", "cl100k_base"}
+    saved = {n: tokens._encodings.pop(n) for n in names if n in tokens._encodings}
+    try:
+        core.warm_up_in_background().join(timeout=60)
+        assert all(tokens.encoding_loaded(n) for n in names)
+        assert core._counter_ready("fast") and core._counter_ready("old")
+    finally:
+        tokens._encodings.update(saved)
