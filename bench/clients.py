@@ -39,6 +39,7 @@ class Visit:
     t0: float
     ttft: float | None = None  # seconds from sending to the first visible reply text
     end: float | None = None  # absolute perf_counter time the reply was complete
+    reply_step: float | None = None  # seconds from sending to the reply step's request (chat UI chain only)
     updates: list[float] = field(default_factory=list)  # times the visible text changed
     text: str = ""
     error: str | None = None
@@ -80,6 +81,43 @@ def make_http_client(limit: int = 2000) -> httpx.AsyncClient:
         timeout=httpx.Timeout(120.0, connect=30.0, read=None, pool=None),
         limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit, keepalive_expiry=2.0),
     )
+
+
+class PageClients:
+    """httpx clients of a few connections each, one per page in flight, as each browser tab keeps its own.
+
+    One shared pool of hundreds of connections costs this process more than the app it measures: before
+    every request httpcore asks each pooled connection whether it has expired (a ``getpeername`` and a
+    poll each), which py-spy put at a fifth of the benchmark's CPU with 200 chat-UI visitors."""
+
+    def __init__(self, connections: int = 6) -> None:
+        self.connections = connections
+        self.free: list[httpx.AsyncClient] = []
+        self.made: list[httpx.AsyncClient] = []
+        self._ssl = httpx.create_ssl_context()  # built once: loading the CA bundle per client costs ms
+
+    @contextlib.asynccontextmanager
+    async def page(self):
+        client = self.free.pop() if self.free else self._new()
+        try:
+            yield client
+        finally:
+            self.free.append(client)
+
+    def _new(self) -> httpx.AsyncClient:
+        n = self.connections
+        client = httpx.AsyncClient(
+            timeout=httpx.Timeout(120.0, connect=30.0, read=None, pool=None), verify=self._ssl,
+            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n, keepalive_expiry=2.0),
+        )
+        self.made.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self.made:
+            await client.aclose()
+        self.made.clear()
+        self.free.clear()
 
 
 # --------------------------------------------------------------------------- Gradio diffs
@@ -212,11 +250,78 @@ async def _sse_events(response):
                         continue
 
 
+class SessionStream:
+    """A page's one ``queue/data`` stream, as Gradio's front end keeps it: opened after a ``queue/join``
+    when none is open, shared by every event of the session (messages are routed by ``event_id``), read
+    until the server's ``close_stream`` (sent once the session has no event pending), and reopened if an
+    event is still waiting then. Two streams of one session would take each other's messages from the
+    server's per-session queue, and hanging up before ``close_stream`` makes the server drop that queue."""
+
+    _open: dict[tuple[str, str], SessionStream] = {}
+
+    def __init__(self, url: str, session_hash: str) -> None:
+        self.url, self.session_hash = url, session_hash
+        self.waiting: dict[str, asyncio.Queue] = {}
+        self.early: dict[str, list[dict]] = {}  # messages that came before their join's answer
+        self.reader: asyncio.Task | None = None
+
+    @classmethod
+    def of(cls, url: str, session_hash: str) -> SessionStream:
+        key = (url, session_hash)
+        if key not in cls._open:
+            cls._open[key] = cls(url, session_hash)
+        return cls._open[key]
+
+    def listen(self, event_id: str) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue()
+        for msg in self.early.pop(event_id, []):
+            q.put_nowait(msg)
+        self.waiting[event_id] = q
+        if self.reader is None:
+            self.reader = asyncio.create_task(self._read())
+        return q
+
+    def done(self, event_id: str) -> None:
+        self.waiting.pop(event_id, None)
+
+    async def _read(self) -> None:
+        try:
+            while self.waiting:
+                async with RawStream(f"{self.url}/gradio_api/queue/data?session_hash={self.session_hash}") as resp:
+                    if resp.status != 200:
+                        self._fail(f"queue/data answered {resp.status}")
+                        return
+                    async for msg in _sse_events(resp):
+                        if msg.get("msg") == "close_stream":
+                            break
+                        eid = msg.get("event_id")
+                        if eid is None:
+                            continue
+                        if eid in self.waiting:
+                            self.waiting[eid].put_nowait(msg)
+                        else:
+                            self.early.setdefault(eid, []).append(msg)
+                for q in self.waiting.values():  # closed with events still waiting: reopen if none ends
+                    q.put_nowait({"msg": "_stream_ended"})
+                await asyncio.sleep(0)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            self._fail(f"{type(exc).__name__}: {exc}"[:200])
+        finally:
+            self.reader = None
+            if not self.waiting:
+                SessionStream._open.pop((self.url, self.session_hash), None)
+                self.early.clear()
+
+    def _fail(self, error: str) -> None:
+        for q in self.waiting.values():
+            q.put_nowait({"msg": "_failed", "error": error})
+
+
 async def run_queued(
     client: httpx.AsyncClient, url: str, fn_index: int, data: list, session_hash: str,
     on_outputs: Callable[[list, float], None],
 ) -> tuple[list | None, str | None]:
-    """Join the queue and follow the session's SSE stream to the end of this event.
+    """Join the queue and follow this event on the session's stream (:class:`SessionStream`) to its end.
 
     ``on_outputs(values, now)`` is called with the full output values after every update.
     Returns (final outputs, error)."""
@@ -226,14 +331,14 @@ async def run_queued(
     if r.status_code != 200:
         return None, f"queue/join answered {r.status_code}: {r.text[:200]}"
     event_id = r.json().get("event_id")
+    stream = SessionStream.of(url, session_hash)
+    messages = stream.listen(event_id)
     outputs: list | None = None
-    async with RawStream(f"{url}/gradio_api/queue/data?session_hash={session_hash}") as resp:
-        if resp.status != 200:
-            return None, f"queue/data answered {resp.status}"
-        async for msg in _sse_events(resp):
+    stalls = 0
+    try:
+        while True:
+            msg = await messages.get()
             kind = msg.get("msg")
-            if msg.get("event_id") not in (None, event_id):
-                continue
             if kind == "process_generating":
                 now = perf()
                 data_out = (msg.get("output") or {}).get("data") or []
@@ -255,9 +360,14 @@ async def run_queued(
                 return outputs, None
             elif kind == "unexpected_error":
                 return outputs, f"unexpected_error: {msg.get('message')}"
-            elif kind == "close_stream":
-                break
-    return outputs, "stream closed before process_completed"
+            elif kind == "_failed":
+                return outputs, msg["error"]
+            elif kind == "_stream_ended":
+                stalls += 1
+                if stalls > 3:
+                    return outputs, "stream closed before process_completed"
+    finally:
+        stream.done(event_id)
 
 
 async def run_direct(client: httpx.AsyncClient, url: str, fn_index: int, data: list,
@@ -411,6 +521,7 @@ class BrowserChatTarget(Target):
 
     def __init__(self, name: str, app, client: httpx.AsyncClient, config: dict) -> None:
         self.name, self.app, self.client, self.url = name, app, client, app.url
+        self.pages = PageClients()
         comps = {c["id"]: c for c in config["components"]}
         self.initial = {cid: c.get("props", {}).get("value") for cid, c in comps.items()}
         self.types = {cid: c["type"] for cid, c in comps.items()}
@@ -443,32 +554,43 @@ class BrowserChatTarget(Target):
         multimodal = self.types[self.textbox] == "multimodaltextbox"
         values[self.textbox] = {"text": message, "files": []} if multimodal else message
         v = v if v is not None else Visit(perf())
-        failed = False
         try:
-            for dep in self.chain:
-                if not dep.get("backend_fn", True):
-                    continue
-                if dep.get("trigger_only_on_success") and failed:
-                    continue
-                if dep.get("trigger_only_on_failure") and not failed:
-                    continue
-                data = [None if self.types.get(i) == "state" else values.get(i) for i in dep["inputs"]]
-                outs_ids = dep["outputs"]
+            async with self.pages.page() as client:
+                await self._run_step(self.chain[0], values, session_hash, v, client)
+        except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            v.error = f"{type(exc).__name__}: {exc}"[:200]
+        v.text = reply_text_of(values.get(self.chatbot))
+        return v.finish(expected)
 
-                def seen(outputs: list, now: float, outs_ids=outs_ids) -> None:
-                    if self.chatbot in outs_ids:
-                        idx = outs_ids.index(self.chatbot)
-                        if idx < len(outputs):
-                            v.saw(reply_text_of(outputs[idx]), now)
+    async def close(self) -> None:
+        await self.pages.aclose()
 
-                if dep.get("queue", True):
-                    outputs, error = await run_queued(self.client, self.url, dep["id"], data, session_hash, seen)
-                else:
-                    outputs, error = await run_direct(self.client, self.url, dep["id"], data, session_hash)
-                if error:
-                    failed = True
-                    v.error = v.error or f"step {dep.get('api_name')}: {error}"
-                    continue
+    async def _run_step(self, dep: dict, values: dict[int, Any], session_hash: str, v: Visit,
+                        client: httpx.AsyncClient) -> None:
+        """One step, then its followers all at once, as Gradio's front end dispatches them: when a step
+        ends, every ``.then()`` (and, as it went, ``.success()`` or ``.failure()``) follower is sent
+        without waiting for its siblings, each reading the page's values as they are at that moment."""
+        failed = False
+        if dep.get("backend_fn", True):
+            data = [None if self.types.get(i) == "state" else values.get(i) for i in dep["inputs"]]
+            outs_ids = dep["outputs"]
+
+            def seen(outputs: list, now: float) -> None:
+                if self.chatbot in outs_ids:
+                    idx = outs_ids.index(self.chatbot)
+                    if idx < len(outputs):
+                        v.saw(reply_text_of(outputs[idx]), now)
+
+            if v.reply_step is None and self.chatbot in outs_ids and dep.get("types", {}).get("generator"):
+                v.reply_step = perf() - v.t0  # what the chain spends before the reply is even asked for
+            if dep.get("queue", True):
+                outputs, error = await run_queued(client, self.url, dep["id"], data, session_hash, seen)
+            else:
+                outputs, error = await run_direct(client, self.url, dep["id"], data, session_hash)
+            if error:
+                failed = True
+                v.error = v.error or f"step {dep.get('api_name')}: {error}"
+            else:
                 for cid, value in zip(outs_ids, outputs or [], strict=False):
                     if self.types.get(cid) == "state":
                         continue
@@ -479,10 +601,11 @@ class BrowserChatTarget(Target):
                         values[cid] = value
                 if self.chatbot in outs_ids and v.end is None and dep.get("types", {}).get("generator"):
                     v.end = perf()  # the reply is complete once the streaming step ends
-        except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            v.error = f"{type(exc).__name__}: {exc}"[:200]
-        v.text = reply_text_of(values.get(self.chatbot))
-        return v.finish(expected)
+        followers = [d for d in self.chain if d.get("trigger_after") == dep["id"]
+                     and not (d.get("trigger_only_on_success") and failed)
+                     and not (d.get("trigger_only_on_failure") and not failed)]
+        if followers:
+            await asyncio.gather(*(self._run_step(d, values, session_hash, v, client) for d in followers))
 
 
 class HTTPStreamTarget(Target):
@@ -491,11 +614,16 @@ class HTTPStreamTarget(Target):
     def __init__(self, name: str, app, client: httpx.AsyncClient) -> None:
         self.name, self.app, self.client, self.url = name, app, client, app.url
 
-    async def visit(self, message, history=None, expected=None, v=None) -> Visit:
+    async def visit(self, message, history=None, expected=None, v=None, conversation_id: str | None = None) -> Visit:
+        """One message; with ``conversation_id``, a turn of that stored conversation (the server holds the
+        history, the request carries only the message)."""
         v = v if v is not None else Visit(perf())
         parts: list[str] = []
         try:
-            body = orjson.dumps({"message": message, "model": MODEL_ALIAS})
+            fields = {"message": message, "model": MODEL_ALIAS}
+            if conversation_id is not None:
+                fields["conversation_id"] = conversation_id
+            body = orjson.dumps(fields)
             async with RawStream(f"{self.url}/chat/stream", "POST", body) as resp:
                 if resp.status != 200:
                     v.error = f"/chat/stream answered {resp.status}"

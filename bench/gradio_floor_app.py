@@ -6,6 +6,9 @@ Switchboard's UI misses a target and this floor misses it too, the limit is Grad
 upstream's SSE with httpx and orjson and updates the chat at most every ``INTERVAL`` seconds (the first
 token at once), which is Switchboard's pacing under load; yielding more often only costs Gradio more.
 
+It also has Switchboard's heap settings (``gc.freeze()`` once built, a larger young generation; see
+``app.settle_heap``), which are app code, not Gradio's.
+
 Run as ``python -m bench.gradio_floor_app BASE_URL MODEL PORT``.
 """
 
@@ -47,6 +50,11 @@ def main() -> None:
 
     demo = gr.ChatInterface(chat, concurrency_limit=None, cache_examples=False)
     demo.queue(default_concurrency_limit=None)
+    import gc  # Switchboard's heap settings (app.settle_heap): without them full collections dominate
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(7_000, *gc.get_threshold()[1:])
     demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, ssr_mode=False,
                 max_threads=512)  # Switchboard's default CHATBOT_MAX_CONCURRENCY
 

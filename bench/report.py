@@ -46,6 +46,11 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
     if ttft:
         sdk = ttft.get("sdk", {})
         lc = ttft.get("lc_ui", {})
+        gf = ttft.get("gf_ui", {})
+        floor_txt = ""
+        if gf:
+            floor_txt = (f"; Gradio floor UI adds {fmt_num(gf['added_p50']['median'], 'ms')}, of which "
+                         f"{fmt_num(gf.get('before_reply_step_p50'), 'ms')} go before its reply step starts")
         for k in SW_KEYS:
             t = ttft.get(k)
             if not t:
@@ -55,7 +60,8 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                 "figure": f"Added TTFT p50 over the SDK floor, one visitor ({SHORT[k]})",
                 "value": fmt_summary(t["added_p50"], "ms"),
                 "baseline": f"SDK floor TTFT p50 {fmt_num(sdk['p50']['median'], 'ms')}; load_chat UI adds "
-                            f"{fmt_num(lc.get('added_p50', {}).get('median', math.nan), 'ms')}",
+                            f"{fmt_num(lc.get('added_p50', {}).get('median', math.nan), 'ms')}"
+                            + (floor_txt if k == "sw_ui" else ""),
                 "ratio": f"{fmt_num(ratio, 'x')} the floor's TTFT",
                 "target": "≤ 30 ms", "result": verdict(t["added_p50"]["median"], TARGETS["ttft_added_p50"]),
             })
@@ -160,18 +166,25 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                      "baseline": before, "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
                      "result": verdict(ratio, TARGETS["history_ratio"])})
     app_rows = hist.get("app", {})
-    for k in ("sw_api", "sw_ui"):
+    for k in ("sw_http", "sw_api", "sw_ui"):
         rk = app_rows.get(k) or []
         if len(rk) >= 2:
             lo, hi = rk[0], rk[-1]
             ratio = hi["app_cpu"]["median"] / lo["app_cpu"]["median"]
             sdk_rows = app_rows.get("sdk") or []
-            rows.append({"figure": f"History: app CPU per turn at {hi['turns']:,} turns vs {lo['turns']} ({SHORT[k]})",
+            baseline = (f"added latency over SDK: {fmt_num(hi.get('added_total', math.nan), 'ms')} vs "
+                        f"{fmt_num(lo.get('added_total', math.nan), 'ms')}") if sdk_rows and k != "sw_http" else ""
+            gf = app_rows.get("gf_ui") or []
+            if k == "sw_ui" and len(gf) >= 2:
+                baseline = (f"Gradio floor UI: {fmt_num(gf[-1]['app_cpu']['median'], 'ms')} vs "
+                            f"{fmt_num(gf[0]['app_cpu']['median'], 'ms')}, "
+                            f"{fmt_num(gf[-1]['app_cpu']['median'] / gf[0]['app_cpu']['median'], 'x')}")
+            how = " (stored conversation, only the message sent)" if k == "sw_http" else ""
+            rows.append({"figure": f"History: app CPU per turn at {hi['turns']:,} turns vs {lo['turns']} "
+                                   f"({SHORT[k]}{how})",
                          "value": f"{fmt_num(hi['app_cpu']['median'], 'ms')} vs "
                                   f"{fmt_num(lo['app_cpu']['median'], 'ms')}",
-                         "baseline": (f"added latency over SDK: {fmt_num(hi.get('added_total', math.nan), 'ms')} vs "
-                                      f"{fmt_num(lo.get('added_total', math.nan), 'ms')}") if sdk_rows else "",
-                         "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
+                         "baseline": baseline, "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
                          "result": verdict(ratio, TARGETS["history_ratio"])})
 
     mem = sc.get("memory", {}).get("targets", {})
@@ -252,12 +265,16 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
         L.append(f"Sequential messages, {ttft['rounds']} rounds of {ttft['samples_per_round']} per path, paths "
                  f"interleaved; {ttft['reply_tokens']}-token replies, no upstream delay. Time from the visitor "
                  "sending (the first HTTP request of the path) to the first reply text it receives. p50/p99 per "
-                 "round, then median (min – max) over rounds; 'added' is paired with the SDK floor's round.")
+                 "round, then median (min – max) over rounds; 'added' is paired with the SDK floor's round. "
+                 "A chat UI path runs the textbox's submit chain as the browser does (each step's followers "
+                 "sent at once when it ends, one queue stream per page); 'before the reply step' is the p50 "
+                 "time from sending to the request that starts the reply, spent in the chain's earlier steps.")
         L.append("")
-        L += _table(["Path", "TTFT p50", "TTFT p99", "Added p50", "Added p99", "First message after start",
-                     "Errors"],
+        L += _table(["Path", "TTFT p50", "TTFT p99", "Added p50", "Added p99", "Before the reply step",
+                     "First message after start", "Errors"],
                     [[SHORT[k], fmt_summary(t["p50"], "ms"), fmt_summary(t["p99"], "ms"),
                       fmt_summary(t["added_p50"], "ms"), fmt_summary(t["added_p99"], "ms"),
+                      fmt_num(t["before_reply_step_p50"], "ms") if t.get("before_reply_step_p50") else "",
                       fmt_num(t["first_after_start"], "ms"), str(t["errors"])] for k, t in ttft["targets"].items()])
         L.append("")
     elif ttft.get("error"):
@@ -354,9 +371,13 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
             L += [f"Core measurement failed: {core.get('error')}", ""]
         app_rows = hist.get("app", {})
         if app_rows:
-            L.append(f"Through the app: one message with the whole history attached (as the chat UI and API "
-                     f"send it), {hist['reply_tokens']}-token reply at {hist['tps']:g} tokens/s, "
-                     f"{hist['reps']} turns per length after a warm-up; SDK floor sends the same messages.")
+            L.append(f"Through the app, {hist['reply_tokens']}-token replies at {hist['tps']:g} tokens/s, "
+                     f"{hist['reps']} turns per length after a warm-up turn. Chat UIs (Switchboard's and the bare "
+                     "ChatInterface): one page whose conversation grows by a turn each time, the browser sending "
+                     "the whole chat each turn, as Gradio's Chatbot does. /chat: a new history of that length "
+                     "each time, attached to the call. HTTP: a conversation of that length stored by the app, "
+                     "each request carrying only the new message (`conversation_id`). The SDK floor sends the "
+                     "same messages as /chat.")
             L.append("")
             out_rows = []
             for k, rows_k in app_rows.items():

@@ -35,7 +35,7 @@ from .clients import (
 )
 from .fake_server import reply_text
 from .history_core import plain_history, sentence, ui_history
-from .procs import ROOT, AppProcess, FakeProcess, Sampler, free_port
+from .procs import MODEL_ID, ROOT, AppProcess, FakeProcess, Sampler, free_port
 from .stats import percentile, summary
 
 LABELS = {
@@ -168,6 +168,8 @@ class Bench:
 
     async def build_targets(self) -> None:
         assert self.client is not None and self.fake is not None
+        for old in self.targets.values():
+            await old.close()
         self.targets = {"sdk": SDKTarget(self.fake.base_url, SHORT["sdk"])}
         sw, lc = self.apps["switchboard"], self.apps["load_chat"]
         cfg_sw = await fetch_config(self.client, sw.url)
@@ -259,7 +261,10 @@ class Bench:
         assert self.fake is not None
         await asyncio.to_thread(self.fake.configure, o.ttft_reply_tokens, o.chunk_size)
         expected = reply_text(o.ttft_reply_tokens, o.chunk_size)
-        keys = [k for k in ("sdk", "sw_ui", "sw_api", "sw_http", "lc_ui", "lc_api") if k in self.targets]
+        if "gradio_floor" not in self.apps:  # the bare ChatInterface: what Gradio's chain alone costs
+            await self.start_app("gradio_floor")
+            await self.build_targets()
+        keys = [k for k in ("sdk", "sw_ui", "sw_api", "sw_http", "lc_ui", "lc_api", "gf_ui") if k in self.targets]
         first: dict[str, float | None] = {}
         for k in keys:  # the first message after start-up (lazy imports, tokenizer load, first connection)
             v = await self.targets[k].visit("first message", None, expected)
@@ -267,6 +272,7 @@ class Bench:
             for _ in range(o.warmups):
                 await self.targets[k].visit("warm-up", None, expected)
         rounds: dict[str, list[list[float]]] = {k: [] for k in keys}
+        before: dict[str, list[float]] = {k: [] for k in keys}  # chat UI chains: send -> the reply step
         errors: dict[str, list[str]] = {k: [] for k in keys}
         for _ in range(o.ttft_rounds):
             samples: dict[str, list[float]] = {k: [] for k in keys}
@@ -275,6 +281,8 @@ class Bench:
                     v = await self.targets[k].visit(f"ttft {i}", None, expected)
                     if v.ok and v.ttft is not None:
                         samples[k].append(v.ttft)
+                        if v.reply_step is not None:
+                            before[k].append(v.reply_step)
                     else:
                         errors[k].append(v.error or "no text")
             for k in keys:
@@ -291,6 +299,7 @@ class Bench:
                 "added_p50": summary([a - b for a, b in zip(p50, sdk_p50, strict=False)]),
                 "added_p99": summary([a - b for a, b in zip(p99, sdk_p99, strict=False)]),
                 "first_after_start": first[k], "errors": len(errors[k]), "error_examples": errors[k][:2],
+                "before_reply_step_p50": percentile(before[k], 50) if before[k] else None,
                 "all": [x for r in rounds[k] for x in r],
             }
         return out
@@ -387,6 +396,29 @@ class Bench:
             out["targets"][k] = rows
         return out
 
+    def _stored_conversation(self, turns: int) -> str:
+        """A conversation of ``turns`` finished turns written into Switchboard's database (the one its
+        benchmark process uses) through the app's own store, owned as an API caller without a token is."""
+        from chatbot.store import SQLiteStore
+
+        app = self.apps["switchboard"]
+        assert app.data_dir is not None
+        store = SQLiteStore(app.data_dir / f"bench-{app.port}.db")
+
+        async def write() -> str:
+            cid = None
+            history = plain_history(turns)
+            for i in range(0, len(history), 2):
+                turn = await store.begin_turn(cid, "", history[i]["content"], MODEL_ID, 0)
+                assert turn is not None
+                cid = turn.conversation_id
+                await store.finish_turn(turn, history[i + 1]["content"], "complete", finish_reason="stop")
+            await store.close()
+            assert cid is not None
+            return cid
+
+        return asyncio.run(write())
+
     async def scenario_history(self) -> dict[str, Any]:
         """History cost per turn: the core in-process, then through the app against the SDK floor."""
         o = self.opts
@@ -403,7 +435,10 @@ class Bench:
             self.notes.append(f"History (core) failed: {core['error']}")
         await asyncio.to_thread(self.fake.configure, o.history_reply_tokens, o.chunk_size, o.history_tps)
         expected = reply_text(o.history_reply_tokens, o.chunk_size)
-        keys = [k for k in ("sdk", "sw_api", "sw_ui") if k in self.targets]
+        if "gradio_floor" not in self.apps:  # the bare ChatInterface with the same chat
+            await self.start_app("gradio_floor")
+            await self.build_targets()
+        keys = [k for k in ("sdk", "sw_api", "sw_ui", "gf_ui", "sw_http") if k in self.targets]
         app_rows: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
         for n in o.history_app_turns:
             times: dict[str, float] = {}
@@ -413,15 +448,33 @@ class Bench:
                 ttfts: list[float] = []
                 errs = 0
                 cpu0 = 0.0
+                # The chat UIs: one page whose conversation grows by a turn each time, as a visitor's does
+                # (the browser sends the whole chat every turn). The HTTP API: a stored conversation of n
+                # turns, each request carrying only the new message. The others: a new n-turn history each
+                # time (the history is the caller's).
+                page, conversation = None, None
+                if k in ("sw_ui", "gf_ui"):
+                    target = self.targets[k]
+                    assert isinstance(target, BrowserChatTarget)
+                    page = target.new_page()
+                    page[target.chatbot] = ui_history(plain_history(n))
+                elif k == "sw_http":
+                    conversation = await asyncio.to_thread(self._stored_conversation, n)
                 for rep in range(o.history_app_reps + 1):  # the first is a warm-up (earlier turns counted)
                     if rep == 1 and app:
                         cpu0 = app.cpu()
                     plain = plain_history(n, fresh=f"fresh{rep}")
                     message = f"New question {rep}: {sentence(rep, 12)}"
-                    hist: list[dict] = ui_history(plain) if k == "sw_ui" else plain
+                    hist: list[dict] | None = plain
                     if k == "sdk":
                         hist = [{"role": "system", "content": SYSTEM_PROMPT}, *plain]
-                    v = await self.targets[k].visit(message, hist, expected)
+                    if page is not None:
+                        v = await self.targets[k].visit(message, None, expected, page=page,
+                                                        session_hash=f"history-{k}-{n}")
+                    elif conversation is not None:
+                        v = await self.targets[k].visit(message, None, expected, conversation_id=conversation)
+                    else:
+                        v = await self.targets[k].visit(message, hist, expected)
                     if rep == 0:
                         continue
                     if not v.ok:
@@ -432,7 +485,8 @@ class Bench:
                 # CPU over the block of turns / turns (psutil reads CPU in 10 ms ticks)
                 cpu = (app.cpu() - cpu0) / o.history_app_reps if app else math.nan
                 times[k] = statistics.median(totals) if totals else math.nan
-                app_rows[k].append({"turns": n, "payload_bytes": len(json.dumps(plain_history(n))), "errors": errs,
+                payload = 0 if conversation is not None else len(json.dumps(plain_history(n)))  # history sent
+                app_rows[k].append({"turns": n, "payload_bytes": payload, "errors": errs,
                                     "total": summary(totals), "ttft": summary(ttfts), "app_cpu": summary([cpu])})
             self.log(f"    {n} turns: " + ", ".join(f"{SHORT[k]} {times[k]*1000:.0f} ms" for k in keys))
         # added latency over the SDK floor with the same messages

@@ -42,3 +42,56 @@ def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
     assert {"ttft.png", "throughput.png", "ramp.png"} <= set(pngs), pngs
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_browser_chain_sends_followers_at_once_and_shares_one_queue_stream() -> None:
+    """The benchmark's chat-UI visitor does what Gradio's front end does: when a step ends, all its
+    followers are sent at once (two siblings that wait for each other would fail one after the other),
+    and the events of one page share its queue stream, read to ``close_stream``."""
+    import socket
+    import threading
+    import types
+    import uuid
+
+    import gradio as gr
+
+    from bench.clients import BrowserChatTarget, SessionStream, fetch_config, make_http_client
+
+    barrier = threading.Barrier(2, timeout=5)
+
+    def clear(message: str) -> tuple[str, str]:
+        return "", message
+
+    def side() -> str:
+        barrier.wait()  # both siblings must be running at once
+        return "ok"
+
+    async def reply(message: str, history: list):
+        yield [*history, {"role": "user", "content": message}, {"role": "assistant", "content": "hi "}]
+        yield [*history, {"role": "user", "content": message}, {"role": "assistant", "content": f"hi {message}"}]
+
+    with gr.Blocks() as demo:
+        chatbot = gr.Chatbot()
+        box = gr.Textbox()
+        saved = gr.State()
+        a, b = gr.Textbox(), gr.Textbox()
+        sent = box.submit(clear, box, [box, saved], queue=False)
+        sent.then(side, None, a, queue=False)
+        sent.then(side, None, b).then(reply, [saved, chatbot], chatbot)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo.queue().launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    client = make_http_client()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        target = BrowserChatTarget("test", types.SimpleNamespace(url=url), client, await fetch_config(client, url))
+        page = uuid.uuid4().hex[:12]
+        for word in ("there", "again"):  # two messages from one page: one stream per page, reopened
+            visit = await target.visit(word, [], f"hi {word}", session_hash=page)
+            assert visit.ok, visit.error
+            assert visit.reply_step is not None and visit.ttft is not None and visit.ttft > visit.reply_step
+        assert not SessionStream._open or all(s.reader is None or not s.waiting for s in SessionStream._open.values())
+    finally:
+        await client.aclose()
+        demo.close()
