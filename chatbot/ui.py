@@ -230,9 +230,9 @@ class ChatUI:
     def compose(self, message: object, model: Model | None) -> str | list[dict]:
         """The new message as it goes upstream: the text (a ChatInterface dict or a string), with the
         attached files. Raises AttachmentRefused (blocking work: call it from a thread)."""
+        words = _words(message)
         if not isinstance(message, dict):
-            return message if isinstance(message, str) else ""
-        words = message.get("text") if isinstance(message.get("text"), str) else ""
+            return words
         files = _files_of(message)
         if not files or model is None:
             return words
@@ -523,7 +523,7 @@ def _user_message(message: object) -> dict[str, Any]:
         {"type": "file", "file": {"path": path, "orig_name": name or os.path.basename(path)}}
         for path, name in _files_of(message)
     ]
-    words = message.get("text")
-    if isinstance(words, str) and words:
+    words = _words(message)
+    if words:
         parts.append(_text(words))
     return {"role": "user", "content": parts}

@@ -142,8 +142,8 @@ class Upstream:
 
     def warm_up(self) -> None:
         """Do now, once, what the first request would otherwise wait for: load the tokenisers of the
-        offered models (a few hundred ms each) and import the SDK's chat resources. Measured with 200
-        visitors arriving at a fresh app: a quarter of its CPU in the first seconds (py-spy)."""
+        offered models (a few hundred ms each). Measured with 200 visitors arriving at a fresh app: a
+        quarter of its CPU in the first seconds (py-spy)."""
         try:
             seen: set[str] = set()
             for _, value in self.catalogue.choices():
@@ -152,7 +152,6 @@ class Upstream:
                 if counter is not None and counter.encoding_name not in seen:
                     seen.add(counter.encoding_name)
                     _ = counter.encoding
-            _ = self.client.chat.completions.with_streaming_response
         except Exception as exc:  # a warm-up is never worth an error: the first request does it instead
             log.warning("warm-up skipped: %s", type(exc).__name__)
 

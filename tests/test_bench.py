@@ -48,6 +48,7 @@ async def test_browser_chain_sends_followers_at_once_and_shares_one_queue_stream
     """The benchmark's chat-UI visitor does what Gradio's front end does: when a step ends, all its
     followers are sent at once (two siblings that wait for each other would fail one after the other),
     and the events of one page share its queue stream, read to ``close_stream``."""
+    import asyncio
     import socket
     import threading
     import types
@@ -92,6 +93,10 @@ async def test_browser_chain_sends_followers_at_once_and_shares_one_queue_stream
             assert visit.ok, visit.error
             assert visit.reply_step is not None and visit.ttft is not None and visit.ttft > visit.reply_step
         assert not SessionStream._open or all(s.reader is None or not s.waiting for s in SessionStream._open.values())
+        stream = SessionStream._open.get((url, page))
+        if stream is not None and stream.reader is not None:  # still reading: up to the server's close_stream
+            await asyncio.wait_for(asyncio.shield(stream.reader), timeout=10)
+        assert (url, page) not in SessionStream._open  # the stream ended and the page let it go
     finally:
         await client.aclose()
         demo.close()
