@@ -18,6 +18,7 @@ from conftest import RedisServer, free_port
 
 from chatbot.config import Secret, Settings
 from chatbot.store import (
+    EndedRows,
     Message,
     RedisStore,
     SQLiteStore,
@@ -213,6 +214,98 @@ async def test_sqlite_file_and_folder_are_created_and_survive_a_restart(tmp_path
     assert again is not None and again.user_seq == 5
     assert [m["content"] for m in again.history] == ["kept", "kept too"]
     await second.close()
+
+
+async def test_sqlite_turns_read_the_same_context_as_the_whole_stored_conversation(tmp_path: Path) -> None:
+    """Turns answered, failed, cut, still streaming and finished out of order, with a context window that
+    slides: each turn's context is what the whole stored conversation gives, though only the messages
+    after the ended ones are read back."""
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    window = 9
+    first = await store.begin_turn(None, OWNER, "q0", "m", window)
+    assert first is not None
+    cid = first.conversation_id
+    await store.finish_turn(first, "a0", "complete")
+    pending = []
+    for i in range(1, 40):
+        turn = await store.begin_turn(cid, OWNER, f"q{i}", "m", window)
+        assert turn is not None
+        stored = await store.get(cid, OWNER)
+        assert stored is not None
+        earlier = [m for m in stored.messages if turn.user_seq - window <= m.seq < turn.user_seq]
+        assert turn.history == context_from(earlier), i
+        if i % 7 == 3:
+            pending.append(turn)  # left streaming for a while
+        else:
+            outcome = ("a", "complete") if i % 5 else ("", "interrupted")
+            await store.finish_turn(turn, outcome[0] + str(i) if outcome[0] else "", outcome[1])
+        if len(pending) > 1:
+            await store.finish_turn(pending.pop(0), f"late {i}", "complete")
+    assert len(store.ended) == 1
+    await store.close()
+
+
+async def test_sqlite_ended_messages_are_not_read_again(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "db.sqlite")
+    turn = await store.begin_turn(None, OWNER, "question", "m", 100)
+    assert turn is not None
+    await store.finish_turn(turn, "answer", "complete")
+    second = await store.begin_turn(turn.conversation_id, OWNER, "again", "m", 100)
+    assert second is not None and [m["content"] for m in second.history] == ["question", "answer"]
+    # Changed behind the store's back on its own connection (nothing a store does): still the kept text.
+    store._db.execute("UPDATE messages SET content = 'changed' WHERE seq = 2")
+    await store.finish_turn(second, "answer 2", "complete")
+    third = await store.begin_turn(turn.conversation_id, OWNER, "third", "m", 100)
+    assert third is not None
+    assert [m["content"] for m in third.history] == ["question", "answer", "again", "answer 2"]
+    await store.close()
+
+
+@pytest.mark.parametrize("finisher", ["continuing process", "other process"])
+async def test_sqlite_reply_finished_after_another_process_marked_it_interrupted(
+    tmp_path: Path, finisher: str
+) -> None:
+    """A process opening the file marks replies still streaming as interrupted. When the process that
+    was streaming such a reply finishes it after all, the next turn sees its text: in the process that
+    had read it as interrupted meanwhile, whether that process finished it or another one did."""
+    path = tmp_path / "shared.db"
+    first = SQLiteStore(path)
+    slow = await first.begin_turn(None, OWNER, "slow question", "m", 100)
+    assert slow is not None
+    second = SQLiteStore(path)  # the slow reply is now "interrupted", with no text
+    reader = first if finisher == "continuing process" else second
+    turn = await reader.begin_turn(slow.conversation_id, OWNER, "next", "m", 100)
+    assert turn is not None and turn.history == []
+    await reader.finish_turn(turn, "next answer", "complete")
+    await first.finish_turn(slow, "slow answer", "complete")
+    later = await reader.begin_turn(slow.conversation_id, OWNER, "later", "m", 100)
+    assert later is not None
+    assert [m["content"] for m in later.history] == ["slow question", "slow answer", "next", "next answer"]
+    await first.close()
+    await second.close()
+
+
+def test_ended_rows_are_bounded() -> None:
+    ended = EndedRows(max_conversations=2, max_chars=100)
+    ended.check_version(1)
+    rows = [(1, "user", "x" * 10, "complete"), (2, "assistant", "y" * 10, "complete"),
+            (3, "user", "z", "complete"), (4, "assistant", "", "streaming"), (5, "user", "w", "complete")]
+    ended.keep("a", None, rows)
+    assert ended.known("a", 1, 6) == rows[:3]  # up to the reply still streaming
+    assert ended.known("a", 2, 6) == rows[1:3]
+    known = ended.known("a", 2, 6)
+    ended.keep("a", known, [(4, "assistant", "done", "complete"), (5, "user", "w", "complete")])
+    assert ended.known("a", 2, 6) == rows[1:3] + [(4, "assistant", "done", "complete"), (5, "user", "w", "complete")]
+    assert ended.chars == 10 + 1 + 4 + 1
+    assert ended.known("a", 1, 6) is None  # does not reach back far enough
+    ended.keep("a", None, rows)
+    ended.keep("b", None, rows[:2])
+    ended.keep("c", None, rows[:2])
+    assert len(ended) == 2 and ended.known("a", 1, 6) is None  # the least recently used went
+    ended.keep("d", None, [(1, "user", "q" * 101, "complete")])
+    assert ended.known("d", 1, 2) is None and ended.chars == 40
+    ended.check_version(2)  # another connection wrote to the file
+    assert len(ended) == 0 and ended.chars == 0
 
 
 async def test_two_sqlite_stores_on_one_file_race_without_loss(tmp_path: Path) -> None:

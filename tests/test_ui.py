@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
 import httpx
@@ -317,3 +320,19 @@ def test_the_message_box_is_gradios_own_and_builds_its_schema_once(url: str) -> 
     assert first.api_info() is second.api_info()  # each update builds a new box: no new schema
     demo = switchboard.build(make_settings("http://127.0.0.1:9/v1"))
     assert any(isinstance(b, MessageBox) and b.elem_id == "message" for b in demo.blocks.values())
+
+
+def test_gradio_warm_up_imports_what_the_first_event_would() -> None:
+    """Gradio's first event imports pyplot when matplotlib is installed; the warm-up does it at start."""
+    pytest.importorskip("matplotlib")
+    code = (
+        "import sys\n"
+        "from chatbot.ui import warm_up_gradio\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+        "warm_up_gradio().join(60)\n"
+        "print('matplotlib.pyplot' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
