@@ -216,6 +216,30 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def gradio_limit(res: dict[str, Any]) -> str:
+    """What the Gradio floor (a ChatInterface that only streams) measured in this run says about any chat UI
+    on Gradio at the ramp's top step: the CPU its updates need, and the wait its submit chain makes."""
+    sc = res.get("scenarios", {})
+    ramp = sc.get("ramp", {})
+    rows = [r for r in ramp.get("targets", {}).get("gf_ui") or [] if r["visitors"] == max(ramp.get("steps") or [0])]
+    if not rows or not rows[0]["completed"]:
+        return ""
+    r = rows[0]
+    n, per_update = r["visitors"], r["app_cpu_per_update_s"]
+    needed = n * per_update / TARGETS["ramp_max_gap"]
+    text = (f"**Where Gradio is the limit.** The Gradio floor at {n} visitors: TTFT p99 "
+            f"{fmt_num(r['ttft_p99'], 's')}, longest gap {fmt_num(r['max_gap'], 'ms')}. It used "
+            f"{fmt_num(per_update, 'ms')} of CPU per update it sent (all its CPU over its updates), so updating "
+            f"{n} visitors every {fmt_num(TARGETS['ramp_max_gap'], 'ms')} would take {needed:.2f} CPU-seconds a "
+            "second, and Gradio runs every event on one event loop, which one core at most can serve.")
+    chain = sc.get("ttft", {}).get("targets", {}).get("gf_ui", {}).get("before_reply_step_p50")
+    if chain:
+        text += (f" Its submit chain spends {fmt_num(chain, 'ms')} before the reply step starts for one visitor at "
+                 f"rest (time to first token scenario); {n} visitors arriving at once are served in turn, about "
+                 f"{fmt_num(n * chain, 's')} for the last one's chain alone.")
+    return text
+
+
 def markdown(res: dict[str, Any], images: list[str]) -> str:
     meta = res.get("meta", {})
     m = meta.get("machine", {})
@@ -329,6 +353,9 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
         L += _table(["Path", "Visitors", "Completed", "TTFT p50", "TTFT p99", "Total (vs one)", "Longest gap",
                      "Gap p99", "App CPU", "App CPU / update", "Peak RSS", "Fake CPU", "Client CPU"], rows_out)
         L.append("")
+        limit = gradio_limit(res)
+        if limit:
+            L += [limit, ""]
         for k, rows_k in ramp["targets"].items():
             for r in rows_k:
                 if r.get("error_examples"):

@@ -187,7 +187,9 @@ def test_openapi_schema_and_docs_page_describe_the_api(server: str) -> None:
     stream_op = schema["paths"]["/chat/stream"]["post"]
     assert "text/event-stream" in stream_op["responses"]["200"]["content"]
     assert any(p["name"] == "format" for p in stream_op["parameters"])
-    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http", "scheme": "bearer", "description": "One of the tokens in CHATBOT_API_TOKENS."}
+    assert stream_op["security"] == schema["paths"]["/chat"]["post"]["security"] == [{"HTTPBearer": []}]
     assert TEST_KEY not in json.dumps(schema) and "You are a helpful" not in json.dumps(schema)
     docs = httpx.get(server + "docs", timeout=10)
     assert docs.status_code == 200 and "swagger" in docs.text.lower()

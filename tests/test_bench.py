@@ -100,3 +100,15 @@ async def test_browser_chain_sends_followers_at_once_and_shares_one_queue_stream
     finally:
         await client.aclose()
         demo.close()
+
+
+def test_gradio_limit_is_worked_out_from_the_floor_measured_in_the_run() -> None:
+    from bench.report import gradio_limit
+
+    floor_row = {"visitors": 200, "completed": 200, "ttft_p99": 4.5, "max_gap": 1.0, "app_cpu_per_update_s": 0.003}
+    res = {"scenarios": {"ramp": {"steps": [1, 200], "targets": {"gf_ui": [floor_row]}},
+                         "ttft": {"targets": {"gf_ui": {"before_reply_step_p50": 0.015}}}}}
+    text = gradio_limit(res)
+    assert "1.20 CPU-seconds a second" in text  # 200 visitors x 3 ms / 0.5 s
+    assert "3.00 s for the last one's chain" in text  # 200 x 15 ms
+    assert gradio_limit({"scenarios": {"ramp": {"steps": [1, 200], "targets": {"gf_ui": []}}}}) == ""
