@@ -72,7 +72,7 @@ class Options:
     history_core_turns: tuple[int, ...] = (10, 100, 500, 1000, 2000)
     history_core_reps: int = 20
     history_app_turns: tuple[int, ...] = (10, 100, 1000, 2000)
-    history_app_reps: int = 3
+    history_app_reps: int = 5
     history_reply_tokens: int = 20
     history_tps: float = 100.0
     sessions: int = 1000
