@@ -29,7 +29,7 @@ from chatbot.models_live import LiveModels  # noqa: E402
 from chatbot.sessions import SessionReaper  # noqa: E402
 from chatbot.store import Store, StoreError, check_redis, open_store  # noqa: E402
 from chatbot.tokens import ensure_offline_encodings  # noqa: E402
-from chatbot.ui import ChatUI, warm_up_gradio  # noqa: E402
+from chatbot.ui import ChatUI, cache_component_signatures, warm_up_gradio  # noqa: E402
 from chatbot.upstream import Upstream, make_client  # noqa: E402
 
 log = logging.getLogger("switchboard")
@@ -52,6 +52,7 @@ def _upstream(settings: Settings, client: openai.AsyncOpenAI | None) -> Upstream
 def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
     LiveModels(settings).start()  # the provider's model list, waited for at most CHATBOT_MODELS_TIMEOUT
     demo = ChatUI(settings, upstream).build()
+    cache_component_signatures()
     warm_up_gradio()
     # No default limit of one event at a time; no direct REST route that skips the queue.
     demo.queue(default_concurrency_limit=None, api_open=False)

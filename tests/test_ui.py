@@ -336,3 +336,30 @@ def test_gradio_warm_up_imports_what_the_first_event_would() -> None:
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "True"
+
+
+def test_cached_component_signatures_change_no_config() -> None:
+    """Gradio builds every block's config with inspect.signature; the cached signatures give the same
+    /config and the same per-session config, and inspect then returns the cached object."""
+    code = (
+        "import inspect, json, sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from conftest import make_settings\n"
+        "import gradio as gr\n"
+        "from gradio.state_holder import SessionState\n"
+        "import app as switchboard\n"
+        "from chatbot.ui import cache_component_signatures\n"
+        "switchboard.cache_component_signatures = lambda: 0  # built as it was without them\n"
+        "demo = switchboard.build(make_settings('http://127.0.0.1:9/v1'))\n"
+        "dump = lambda: json.dumps([demo.get_config_file(), SessionState(demo).config_values], default=str)\n"
+        "before = dump()\n"
+        "done = cache_component_signatures()\n"
+        "assert done > 20, done\n"
+        "assert inspect.signature(gr.Textbox.__init__) is gr.Textbox.__init__.__signature__\n"
+        "assert cache_component_signatures() == 0\n"
+        "print(dump() == before)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"
