@@ -473,7 +473,9 @@ class GradioAPITarget(Target):
         given = {"message": message, "model": MODEL_ALIAS, "history": history}
         return [given.get(name, default) if name in given else default for name, default in self.params]
 
-    async def visit(self, message, history=None, expected=None, v=None) -> Visit:
+    async def visit(self, message, history=None, expected=None, v=None, session_hash: str | None = None) -> Visit:
+        """One call; ``session_hash`` reuses an API client's session (gradio_client keeps one per Client),
+        else each call is a new client."""
         v = v if v is not None else Visit(perf())
 
         def seen(outputs: list, now: float) -> None:
@@ -481,8 +483,8 @@ class GradioAPITarget(Target):
             v.saw(value if isinstance(value, str) else "", now)
 
         try:
-            _, v.error = await run_queued(self.client, self.url, self.fn_index,
-                                          self.payload(message, history), uuid.uuid4().hex[:12], seen)
+            _, v.error = await run_queued(self.client, self.url, self.fn_index, self.payload(message, history),
+                                          session_hash or uuid.uuid4().hex[:12], seen)
         except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             v.error = f"{type(exc).__name__}: {exc}"[:200]
         return v.finish(expected)

@@ -401,8 +401,9 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
             L.append(f"Through the app, {hist['reply_tokens']}-token replies at {hist['tps']:g} tokens/s, "
                      f"{hist['reps']} turns per length after a warm-up turn. Chat UIs (Switchboard's and the bare "
                      "ChatInterface): one page whose conversation grows by a turn each time, the browser sending "
-                     "the whole chat each turn, as Gradio's Chatbot does. /chat: a new history of that length "
-                     "each time, attached to the call. HTTP: a conversation of that length stored by the app, "
+                     "the whole chat each turn, as Gradio's Chatbot does. /chat: one API client (one session, "
+                     "as a gradio_client Client keeps) whose conversation grows the same way, the whole history "
+                     "attached to each call. HTTP: a conversation of that length stored by the app, "
                      "each request carrying only the new message (`conversation_id`). The SDK floor sends the "
                      "same messages as /chat.")
             L.append("")

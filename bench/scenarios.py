@@ -449,10 +449,12 @@ class Bench:
                 errs = 0
                 cpu0 = 0.0
                 # The chat UIs: one page whose conversation grows by a turn each time, as a visitor's does
-                # (the browser sends the whole chat every turn). The HTTP API: a stored conversation of n
-                # turns, each request carrying only the new message. The others: a new n-turn history each
-                # time (the history is the caller's).
+                # (the browser sends the whole chat every turn). /chat: one API client (one session, as a
+                # gradio_client Client keeps) whose conversation grows the same way, the whole history sent
+                # with each call; the SDK floor sends the same messages. The HTTP API: a stored conversation
+                # of n turns, each request carrying only the new message.
                 page, conversation = None, None
+                convo = plain_history(n)
                 if k in ("sw_ui", "gf_ui"):
                     target = self.targets[k]
                     assert isinstance(target, BrowserChatTarget)
@@ -463,18 +465,19 @@ class Bench:
                 for rep in range(o.history_app_reps + 1):  # the first is a warm-up (earlier turns counted)
                     if rep == 1 and app:
                         cpu0 = app.cpu()
-                    plain = plain_history(n, fresh=f"fresh{rep}")
                     message = f"New question {rep}: {sentence(rep, 12)}"
-                    hist: list[dict] | None = plain
-                    if k == "sdk":
-                        hist = [{"role": "system", "content": SYSTEM_PROMPT}, *plain]
                     if page is not None:
                         v = await self.targets[k].visit(message, None, expected, page=page,
                                                         session_hash=f"history-{k}-{n}")
                     elif conversation is not None:
                         v = await self.targets[k].visit(message, None, expected, conversation_id=conversation)
+                    elif k == "sdk":
+                        v = await self.targets[k].visit(
+                            message, [{"role": "system", "content": SYSTEM_PROMPT}, *convo], expected)
                     else:
-                        v = await self.targets[k].visit(message, hist, expected)
+                        v = await self.targets[k].visit(message, list(convo), expected,
+                                                        session_hash=f"history-{k}-{n}")
+                    convo += [{"role": "user", "content": message}, {"role": "assistant", "content": expected}]
                     if rep == 0:
                         continue
                     if not v.ok:

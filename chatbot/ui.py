@@ -350,7 +350,20 @@ class ChatUI:
         """Programmatic chat: the reply text (streamed when called with ``submit``)."""
         view = ReplyView(language_of(request))
         try:
-            plain = await asyncio.to_thread(self.history_for_upstream, history or [])  # O(history): off the loop
+            # An API client keeps one session for its calls (gradio_client does): its history, sent whole
+            # each call, is cleaned and counted only where it grew, as the chat tab's is.
+            session = getattr(request, "session_hash", None)
+            key = ("api", session) if session else None
+            window = self.windows.get(key) if key else None
+            items = history or []
+            if window is None:
+                plain: list[dict] | HistorySnapshot = await asyncio.to_thread(self.history_for_upstream, items)
+            elif small_history(items, len(message) if isinstance(message, str) else 0):
+                plain = window.sync(items)  # cheaper than the hop to a worker thread
+            else:
+                plain = await asyncio.to_thread(window.sync, items)
+            if key and window is not None:
+                self.windows.update(key, window)
             events = self.upstream.stream(
                 message, plain, model, visitor=self.visitor(request), api_key=api_key, tick=self.pacer.interval()
             )

@@ -10,6 +10,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import httpx
@@ -363,3 +364,27 @@ def test_cached_component_signatures_change_no_config() -> None:
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "True"
+
+
+async def test_api_session_history_is_cleaned_only_where_it_grew(fake: FakeUpstream) -> None:
+    """/chat from one session (a gradio_client Client keeps one) with its growing history: one cleaning
+    from scratch, then only what was added; another history (here a shorter one) is cleaned again. Each
+    request carries exactly the history sent."""
+    settings = make_settings(fake.base_url)
+    ui = ChatUI(settings, Upstream(settings))
+    request = gr.Request(session_hash="api-client", headers={}, client=SimpleNamespace(host="127.0.0.1"))
+
+    async def call(message: str, sent: list[dict]) -> str:
+        replies = [text async for text in ui.chat_api(message, "fast", sent, None, request)]
+        assert [(m["role"], m["content"]) for m in fake.last.body["messages"][1:]] == [
+            *((m["role"], m["content"]) for m in sent), ("user", message)]
+        return replies[-1]
+
+    history: list[dict] = []
+    for i in range(4):
+        reply = await call(f"question {i}", history)
+        history = [*history, {"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": reply}]
+    window = ui.windows.get(("api", "api-client"))
+    assert (window.syncs, window.rebuilds) == (4, 2)  # an empty history, then one to clean, then growth
+    await call("after a shorter history", history[:2])
+    assert (window.syncs, window.rebuilds) == (5, 3)
