@@ -323,6 +323,14 @@ def test_the_message_box_is_gradios_own_and_builds_its_schema_once(url: str) -> 
     assert any(isinstance(b, MessageBox) and b.elem_id == "message" for b in demo.blocks.values())
 
 
+def in_new_interpreter(code: str) -> str:
+    """Run ``code`` in a fresh Python (what it imports and patches stays there); its last line of output."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def test_gradio_warm_up_imports_what_the_first_event_would() -> None:
     """Gradio's first event imports pyplot when matplotlib is installed; the warm-up does it at start."""
     pytest.importorskip("matplotlib")
@@ -333,10 +341,7 @@ def test_gradio_warm_up_imports_what_the_first_event_would() -> None:
         "warm_up_gradio().join(60)\n"
         "print('matplotlib.pyplot' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parent.parent)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "True"
+    assert in_new_interpreter(code) == "True"
 
 
 def test_cached_component_signatures_change_no_config() -> None:
@@ -360,10 +365,7 @@ def test_cached_component_signatures_change_no_config() -> None:
         "assert cache_component_signatures() == 0\n"
         "print(dump() == before)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                          cwd=Path(__file__).resolve().parent.parent)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "True"
+    assert in_new_interpreter(code) == "True"
 
 
 async def test_api_session_history_is_cleaned_only_where_it_grew(fake: FakeUpstream) -> None:
