@@ -48,7 +48,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .config import Settings
 from .errors import Friendly, render
-from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, clean_text, small_history
+from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, clean_text, sync_window
 from .limits import Visitor, visitor_from
 from .store import Conversation, Store, StoreError, Turn
 from .upstream import (
@@ -586,10 +586,7 @@ class ChatService:
         key = turn.conversation_id
         window = self.windows.get(key)
         try:
-            if small_history(turn.history):  # cheaper than the hop to a worker thread
-                snapshot = window.sync(turn.history)
-            else:
-                snapshot = await asyncio.to_thread(window.sync, turn.history)
+            snapshot = await sync_window(window, turn.history)
         except Exception as exc:  # pragma: no cover - sync is total; a bug must not cost the reply
             log.error("history window failed: %s", type(exc).__name__)
             self.windows.discard(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from array import array
@@ -41,6 +42,14 @@ class MessageTooLong(ValueError):
 
 INLINE_MESSAGES = 8  # a history this small is cleaned, counted and trimmed on the event loop
 INLINE_CHARS = 4_000
+
+
+async def sync_window(window: HistoryWindow, history: object, extra_chars: int = 0) -> HistorySnapshot:
+    """``window.sync(history)`` (text only) on the event loop when the history is small (cheaper than the
+    hop), else in a worker thread."""
+    if small_history(history, extra_chars):
+        return window.sync(history)
+    return await asyncio.to_thread(window.sync, history)
 
 
 def small_history(history: object, extra_chars: int = 0) -> bool:

@@ -107,6 +107,7 @@ class Turn:
 Row = tuple[int, str, str, str]
 """``(seq, role, content, status)``: what a turn reads back of a stored message."""
 
+
 def new_conversation_id() -> str:
     return uuid.uuid4().hex
 

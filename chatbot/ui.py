@@ -30,7 +30,7 @@ from .chats import browser_secret
 from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
 from .config import Settings
 from .errors import friendly, render
-from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, small_history
+from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, small_history, sync_window
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
 from .message_box import MessageBox
@@ -354,15 +354,12 @@ class ChatUI:
             # each call, is cleaned and counted only where it grew, as the chat tab's is.
             session = getattr(request, "session_hash", None)
             key = ("api", session) if session else None
-            window = self.windows.get(key) if key else None
             items = history or []
-            if window is None:
+            if key is None:
                 plain: list[dict] | HistorySnapshot = await asyncio.to_thread(self.history_for_upstream, items)
-            elif small_history(items, len(message) if isinstance(message, str) else 0):
-                plain = window.sync(items)  # cheaper than the hop to a worker thread
             else:
-                plain = await asyncio.to_thread(window.sync, items)
-            if key and window is not None:
+                window = self.windows.get(key)
+                plain = await sync_window(window, items, len(message) if isinstance(message, str) else 0)
                 self.windows.update(key, window)
             events = self.upstream.stream(
                 message, plain, model, visitor=self.visitor(request), api_key=api_key, tick=self.pacer.interval()
