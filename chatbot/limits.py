@@ -18,8 +18,9 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, Storage
@@ -82,6 +83,31 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies:
     return chain[index]
 
 
+def forwarded_for(headers: Any) -> str | None:
+    """Every ``X-Forwarded-For`` line of a request, in order, joined with commas (or None). A proxy may
+    append its own line instead of extending the client's (haproxy does): reading only the first line
+    would believe a forged value. ``headers``: Starlette ``Headers`` (anything with ``getlist``), raw
+    ASGI ``(name, value)`` pairs, or a plain mapping (which can hold one line only)."""
+    if headers is None:
+        return None
+    if callable(getattr(headers, "getlist", None)):
+        lines = [str(v) for v in headers.getlist("x-forwarded-for")]
+    elif isinstance(headers, Mapping):
+        value = next((v for k, v in headers.items() if str(k).lower() == "x-forwarded-for"), None)
+        lines = [str(value)] if value is not None else []
+    else:
+        lines = [_text(v) for k, v in _pairs(headers) if _text(k).lower() == "x-forwarded-for"]
+    return ",".join(lines) if lines else None
+
+
+def _pairs(headers: Iterable[Any]) -> list[tuple[Any, Any]]:
+    return [tuple(pair) for pair in headers if isinstance(pair, (tuple, list)) and len(pair) == 2]
+
+
+def _text(value: Any) -> str:
+    return value.decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
 def visitor_bucket(address: str) -> str:
     """IPv4 as is; IPv6 grouped by /64 (one subscriber gets a whole /64); anything else as a string."""
     try:
@@ -97,16 +123,21 @@ def visitor_bucket(address: str) -> str:
 
 def visitor_from(
     peer: str | None,
-    headers: Mapping[str, str] | None,
+    headers: Any,
     trusted_proxies: int,
     username: str | None = None,
     own_key: bool = False,
 ) -> Visitor:
-    """The visitor for a request: the signed-in user when there is one, else the client address."""
+    """The visitor for a request: the signed-in user when there is one, else the client address.
+    ``headers`` as :func:`forwarded_for` takes them (all ``X-Forwarded-For`` lines count)."""
     if username:
         return Visitor(f"user:{username[:128]}", signed_in=True, own_key=own_key)
-    forwarded = (headers or {}).get("x-forwarded-for")
-    return Visitor(visitor_bucket(client_address(peer, forwarded, trusted_proxies)), own_key=own_key)
+    return Visitor(visitor_bucket(request_address(peer, headers, trusted_proxies)), own_key=own_key)
+
+
+def request_address(peer: str | None, headers: Any, trusted_proxies: int) -> str:
+    """The client address of a request (see :func:`client_address`), from every ``X-Forwarded-For`` line."""
+    return client_address(peer, forwarded_for(headers) if trusted_proxies else None, trusted_proxies)
 
 
 @dataclass

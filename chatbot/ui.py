@@ -531,7 +531,12 @@ def _after_reply_view(finished: object) -> tuple[Any, Any]:
     return gr.skip(), gr.skip()
 
 
-def _headers(request: gr.Request) -> dict[str, str]:
+def _headers(request: gr.Request) -> Any:
+    """The request's headers, every line of a repeated one included (the underlying Starlette request's
+    ``Headers``: ``dict(request.headers)`` keeps one ``X-Forwarded-For`` line of several)."""
+    headers = getattr(getattr(request, "request", None), "headers", None)
+    if callable(getattr(headers, "getlist", None)):
+        return headers
     try:
         return {k.lower(): v for k, v in dict(request.headers).items()}
     except Exception:

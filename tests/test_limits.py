@@ -5,8 +5,18 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from starlette.datastructures import Headers
 
-from chatbot.limits import Guard, Policy, Visitor, client_address, parse_limits, visitor_bucket, visitor_from
+from chatbot.limits import (
+    Guard,
+    Policy,
+    Visitor,
+    client_address,
+    forwarded_for,
+    parse_limits,
+    visitor_bucket,
+    visitor_from,
+)
 
 
 def test_forwarded_for_is_believed_only_for_trusted_hops() -> None:
@@ -22,6 +32,30 @@ def test_rotating_forged_forwarded_for_lands_in_one_bucket() -> None:
     # behind one trusted proxy, forged values left of what the proxy appended are ignored too
     forged = {visitor_from("10.0.0.1", {"x-forwarded-for": f"9.9.9.{i}, 203.0.113.7"}, 1).key for i in range(50)}
     assert forged == {"ip:203.0.113.7"}
+
+
+def test_every_forwarded_for_line_counts_in_order() -> None:
+    # haproxy appends its own line after the client's forged one: the true address is the last line's
+    raw = [(b"host", b"app"), (b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.7")]
+    headers = Headers(raw=raw)  # as the ASGI server hands them (names lower-cased)
+    assert forwarded_for(headers) == "6.6.6.6,203.0.113.7"
+    assert forwarded_for([("X-Forwarded-For", "6.6.6.6"), ("x-forwarded-for", "203.0.113.7")]) == (
+        "6.6.6.6,203.0.113.7"
+    )
+    assert forwarded_for({"X-Forwarded-For": "1.2.3.4"}) == "1.2.3.4"
+    assert forwarded_for({}) is None and forwarded_for(None) is None
+    assert visitor_from("127.0.0.1", headers, 1).key == "ip:203.0.113.7"
+    # a forged line of several hops, then the proxy's: still the proxy's
+    two = Headers(raw=[(b"x-forwarded-for", b"9.9.9.9, 8.8.8.8"), (b"x-forwarded-for", b"203.0.113.7")])
+    assert visitor_from("127.0.0.1", two, 1).key == "ip:203.0.113.7"
+    # two trusted proxies, each appending a line of its own
+    three = Headers(raw=[(b"x-forwarded-for", b"9.9.9.9"), (b"x-forwarded-for", b"203.0.113.7"),
+                         (b"x-forwarded-for", b"10.0.0.2")])
+    assert visitor_from("10.0.0.3", three, 2).key == "ip:203.0.113.7"
+    rotating = {visitor_from("127.0.0.1", Headers(raw=[(b"x-forwarded-for", f"9.9.9.{i}".encode()),
+                                                       (b"x-forwarded-for", b"203.0.113.7")]), 1).key
+                for i in range(20)}
+    assert rotating == {"ip:203.0.113.7"}
 
 
 def test_ipv6_grouped_by_64_and_users_by_name() -> None:
