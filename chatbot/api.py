@@ -649,9 +649,11 @@ class ChatService:
         return message, name.strip(), model.id
 
     def visitor(self, owner: str, peer: str | None, headers: Mapping[str, str]) -> Visitor:
-        """Whom the visitor limits count: the token when there are tokens, else the client address."""
-        name = f"api-token:{owner[:16]}" if owner else None
-        return visitor_from(peer, headers, self.settings.trusted_proxies, username=name)
+        """Whom the limits count: a token, against the API limits (``CHATBOT_API_RATE_LIMIT`` /
+        ``CHATBOT_API_TOKEN_LIMIT``, each token on its own); without tokens, the client address as a visitor."""
+        if owner:
+            return Visitor(f"api-token:{owner[:16]}", api=True)
+        return visitor_from(peer, headers, self.settings.trusted_proxies)
 
     async def begin(self, owner: str, request: ChatRequest, visitor: Visitor) -> Reply:
         """Validate, store the message, and return the reply to run (:class:`ApiError` otherwise)."""

@@ -264,9 +264,10 @@ LOOPBACK_DEFAULTS = {
 def _policy(get, public: bool) -> Policy:  # noqa: ANN001 - the local getter of _from_sources
     defaults = PUBLIC_DEFAULTS if public else LOOPBACK_DEFAULTS
 
-    def limits_of(name: str):  # noqa: ANN202
+    def limits_of(name: str, like: str | None = None):  # noqa: ANN202 - ``like``: the setting it defaults to
+        raw = get(name) or (get(like) or defaults[like] if like else defaults[name])
         try:
-            return parse_limits(get(name) or defaults[name], name)
+            return parse_limits(raw, name)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -280,6 +281,8 @@ def _policy(get, public: bool) -> Policy:  # noqa: ANN001 - the local getter of 
         tokens=limits_of("CHATBOT_TOKEN_LIMIT"),
         signed_in_rate=limits_of("CHATBOT_SIGNED_IN_RATE_LIMIT"),
         signed_in_tokens=limits_of("CHATBOT_SIGNED_IN_TOKEN_LIMIT"),
+        api_rate=limits_of("CHATBOT_API_RATE_LIMIT", like="CHATBOT_RATE_LIMIT"),
+        api_tokens=limits_of("CHATBOT_API_TOKEN_LIMIT", like="CHATBOT_TOKEN_LIMIT"),
         streams_per_visitor=count("CHATBOT_STREAMS_PER_VISITOR"),
         max_streams=count("CHATBOT_MAX_CONCURRENT_STREAMS"),
         daily_budget_usd=None if budget is None or budget.lower() == "none"

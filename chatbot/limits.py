@@ -55,14 +55,24 @@ class Policy:
     tokens: tuple[RateLimitItem, ...] = ()
     signed_in_rate: tuple[RateLimitItem, ...] = ()
     signed_in_tokens: tuple[RateLimitItem, ...] = ()
+    api_rate: tuple[RateLimitItem, ...] = ()  # per HTTP API token (CHATBOT_API_RATE_LIMIT)
+    api_tokens: tuple[RateLimitItem, ...] = ()  # per HTTP API token (CHATBOT_API_TOKEN_LIMIT)
     streams_per_visitor: int = 0  # 0: no per-visitor cap
     max_streams: int = 0  # 0: no cap for the whole app
     daily_budget_usd: float | None = None
 
     @property
     def active(self) -> bool:
-        return bool(self.rate or self.tokens or self.streams_per_visitor or self.max_streams
-                    or self.daily_budget_usd)
+        return bool(self.rate or self.tokens or self.api_rate or self.api_tokens or self.streams_per_visitor
+                    or self.max_streams or self.daily_budget_usd)
+
+    def rate_for(self, visitor: Visitor) -> tuple[RateLimitItem, ...]:
+        """The message limits a visitor is counted against: an API token's, a signed-in user's or a visitor's."""
+        return self.api_rate if visitor.api else self.signed_in_rate if visitor.signed_in else self.rate
+
+    def tokens_for(self, visitor: Visitor) -> tuple[RateLimitItem, ...]:
+        """The token limits a visitor is counted against (as :meth:`rate_for`)."""
+        return self.api_tokens if visitor.api else self.signed_in_tokens if visitor.signed_in else self.tokens
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class Visitor:
     key: str
     signed_in: bool = False
     own_key: bool = False  # brings their own API key: the owner's quotas are not spent
+    api: bool = False  # an HTTP API token: counted against the API limits
 
 
 def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: int) -> str:
@@ -230,10 +241,10 @@ class Guard:
         policy = self.policy
         if policy.streams_per_visitor and self._active[visitor.key] >= policy.streams_per_visitor:
             return friendly("limit_one_at_a_time")
-        for item in policy.signed_in_rate if visitor.signed_in else policy.rate:
+        for item in policy.rate_for(visitor):
             if not await self._moving.test(item, NAMESPACE, "messages", visitor.key):
                 return await self._refusal("limit_messages", self._moving, item, visitor.key, "messages")
-        for item in policy.signed_in_tokens if visitor.signed_in else policy.tokens:
+        for item in policy.tokens_for(visitor):
             if not await self._sliding.test(item, NAMESPACE, "tokens", visitor.key):
                 return await self._refusal("limit_tokens", self._sliding, item, visitor.key, "tokens")
         budget = policy.daily_budget_usd
@@ -243,8 +254,7 @@ class Guard:
 
     async def _check_quotas(self, ticket: Ticket, max_cost_usd: float | None) -> Friendly | None:
         visitor, policy = ticket.visitor, self.policy
-        tokens = policy.signed_in_tokens if visitor.signed_in else policy.tokens
-        for item in tokens:
+        for item in policy.tokens_for(visitor):
             if not await self._sliding.test(item, NAMESPACE, "tokens", visitor.key):
                 return await self._refusal("limit_tokens", self._sliding, item, visitor.key, "tokens")
         if policy.daily_budget_usd is not None:
@@ -252,8 +262,7 @@ class Guard:
             reserve = math.ceil((max_cost_usd or 0.0) * MICRO)
             if spent + reserve > policy.daily_budget_usd * MICRO:
                 return friendly("limit_budget", wait=_until_midnight())
-        rate = policy.signed_in_rate if visitor.signed_in else policy.rate
-        for item in rate:  # last, and atomic: a request refused above does not use up a message
+        for item in policy.rate_for(visitor):  # last, and atomic: a request refused above does not use up a message
             if not await self._moving.hit(item, NAMESPACE, "messages", visitor.key):
                 return await self._refusal("limit_messages", self._moving, item, visitor.key, "messages")
         if policy.daily_budget_usd is not None:
@@ -278,8 +287,7 @@ class Guard:
         try:
             if ticket.counted:
                 visitor = ticket.visitor
-                items = self.policy.signed_in_tokens if visitor.signed_in else self.policy.tokens
-                for item in items:
+                for item in self.policy.tokens_for(visitor):
                     if tokens > 0 and not await self._sliding.hit(item, NAMESPACE, "tokens", visitor.key, cost=tokens):
                         # more than the allowance left: use up the rest, so the next request is refused
                         stats = await self._sliding.get_window_stats(item, NAMESPACE, "tokens", visitor.key)

@@ -1,0 +1,113 @@
+"""Who may use the HTTP API and how much (chatbot/api.py's Gate, chatbot/limits.py's API limits), served
+for real: ``app.build_server`` under uvicorn, the fake upstream behind it, real HTTP and WebSockets.
+
+- API tokens are counted against ``CHATBOT_API_RATE_LIMIT`` / ``CHATBOT_API_TOKEN_LIMIT`` (default: the
+  visitor limits), each token on its own; not against the signed-in users' higher limits.
+- With a login (``CHATBOT_AUTH``), every API route and the docs need a token or the login (HTTP Basic)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import make_settings
+from fake_upstream import FakeUpstream
+
+import app as switchboard
+from chatbot.config import Settings
+
+TOKEN_A = "token-a-0123456789abcdefghij"
+TOKEN_B = "token-b-0123456789abcdefghij"
+
+
+@pytest.fixture
+def start(fake: FakeUpstream, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """``start(**env)``: the whole app served on a free port; returns its URL."""
+    running: list[switchboard.RunningServer] = []
+
+    def run(**env: str) -> str:
+        env.setdefault("CHATBOT_DB", str(tmp_path / f"switchboard-{len(running)}.db"))
+        server = switchboard.serve_in_thread(switchboard.build_server(make_settings(fake.base_url, **env)))
+        running.append(server)
+        return server.url
+
+    yield run
+    for server in running:
+        server.stop()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def ws_reply(url: str, headers: dict[str, str], message: str = "hi over ws") -> list[dict]:
+    """The events for one message over ``/chat/ws``, up to ``done`` (or a request-level error)."""
+    from websockets.sync.client import connect
+
+    events: list[dict] = []
+    with connect(url.replace("http://", "ws://") + "chat/ws", additional_headers=headers, open_timeout=20) as ws:
+        ws.send(json.dumps({"message": message}))
+        while not events or (events[-1]["type"] != "done" and "status" not in events[-1]):
+            events.append(json.loads(ws.recv(timeout=20)))
+    return events
+
+
+def ws_refused(events: list[dict], text: str) -> bool:
+    return not any(e["type"] == "delta" for e in events) and any(
+        e["type"] == "error" and text in e["message"] for e in events
+    )
+
+
+def chat(url: str, headers: dict[str, str], message: str = "hi") -> httpx.Response:
+    return httpx.post(url + "chat", json={"message": message}, headers=headers, timeout=30)
+
+
+# ------------------------------------------------------------------------------------ API rate limits
+
+
+def test_api_limits_default_to_the_visitor_limits() -> None:
+    settings = make_settings(None, CHATBOT_RATE_LIMIT="5/minute", CHATBOT_TOKEN_LIMIT="1000/day")
+    assert [str(i) for i in settings.policy.api_rate] == ["5 per 1 minute"]
+    assert [str(i) for i in settings.policy.api_tokens] == ["1000 per 1 day"]
+    public = Settings.load([], environ={"GRADIO_SERVER_NAME": "0.0.0.0"}, env_file=None).policy
+    assert public.api_rate == public.rate and public.api_tokens == public.tokens
+    own = make_settings(None, CHATBOT_RATE_LIMIT="5/minute", CHATBOT_API_RATE_LIMIT="100/hour",
+                        CHATBOT_API_TOKEN_LIMIT="none").policy
+    assert [str(i) for i in own.api_rate] == ["100 per 1 hour"] and own.api_tokens == ()
+
+
+def test_a_token_gets_the_visitor_limit_not_the_signed_in_one(start, fake: FakeUpstream) -> None:
+    """Measured before: with 5/minute for visitors, each token got the signed-in 20/minute."""
+    url = start(CHATBOT_API_TOKENS=f"{TOKEN_A},{TOKEN_B}", CHATBOT_RATE_LIMIT="2/minute",
+                CHATBOT_SIGNED_IN_RATE_LIMIT="20/minute")
+    assert [chat(url, bearer(TOKEN_A)).status_code for _ in range(2)] == [200, 200]
+    refused = chat(url, bearer(TOKEN_A))
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "limit_messages"
+    assert "2 messages per minute" in refused.json()["error"]["message"]
+    assert ws_refused(ws_reply(url, bearer(TOKEN_A)), "2 messages per minute")  # one bucket, any door
+    # each token is counted on its own (README: N tokens get N times the limit)
+    assert chat(url, bearer(TOKEN_B)).status_code == 200
+    assert len(fake.requests) == 3
+
+
+def test_api_rate_limit_is_its_own_setting_on_http_and_ws(start, fake: FakeUpstream) -> None:
+    url = start(CHATBOT_API_TOKENS=TOKEN_A, CHATBOT_RATE_LIMIT="1/minute", CHATBOT_API_RATE_LIMIT="3/minute")
+    assert chat(url, bearer(TOKEN_A)).status_code == 200
+    assert [e["type"] for e in ws_reply(url, bearer(TOKEN_A))][-1] == "done"
+    assert chat(url, bearer(TOKEN_A)).status_code == 200
+    assert ws_refused(ws_reply(url, bearer(TOKEN_A)), "3 messages per minute")
+    assert "3 messages per minute" in chat(url, bearer(TOKEN_A)).json()["error"]["message"]
+    assert len(fake.requests) == 3
+
+
+def test_api_token_limit_counts_tokens_per_api_token(start, fake: FakeUpstream) -> None:
+    url = start(CHATBOT_API_TOKENS=TOKEN_A, CHATBOT_API_TOKEN_LIMIT="10/day",
+                CHATBOT_SIGNED_IN_TOKEN_LIMIT="100000/day")
+    assert chat(url, bearer(TOKEN_A)).status_code == 200  # a reply uses more than 10 tokens
+    refused = chat(url, bearer(TOKEN_A))
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "limit_tokens"
+    assert ws_refused(ws_reply(url, bearer(TOKEN_A)), "10 tokens per day")
+    assert len(fake.requests) == 1
