@@ -19,8 +19,9 @@ import gradio as gr  # noqa: E402
 import openai  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
-from chatbot.access import login_checker  # noqa: E402
+from chatbot.access import LoginChecker, LoginClient, login_checker  # noqa: E402
 from chatbot.api import create_api  # noqa: E402
 from chatbot.config import ConfigError, Settings  # noqa: E402
 from chatbot.demo import demo_http_client  # noqa: E402
@@ -59,16 +60,17 @@ def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
     return demo
 
 
-def hardened(settings: Settings) -> dict[str, object]:
+def hardened(settings: Settings, login: LoginChecker | None = None) -> dict[str, object]:
     """Options for Gradio's launch / mount: errors never shown raw, no monitoring endpoint, no server-side
-    rendering, nothing served from the working folder (where .env and data/ live), and the login."""
+    rendering, nothing served from the working folder (where .env and data/ live), and the login (``login``,
+    when the HTTP API shares its throttle, else a checker of its own)."""
     return {
         "show_error": False,
         "enable_monitoring": False,
         "ssr_mode": False,
         "allowed_paths": [],
         "blocked_paths": [os.path.abspath(p) for p in (".env", "data", settings.db_path, ".git")],
-        "auth": login_checker(settings.auth),
+        "auth": login if login is not None else login_checker(settings.auth),
         "auth_message": "Sign in to chat." if settings.auth else None,
     }
 
@@ -106,7 +108,11 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs: object) -> gr.Blocks:
         "max_threads": settings.max_concurrency,  # Gradio's queue runs at most this many jobs at once
         "quiet": True,
         # Closed sessions leave memory CHATBOT_SESSION_GRACE s after their tab closed, not after an hour.
-        "app_kwargs": {"lifespan": SessionReaper(demo, settings.session_grace).lifespan},
+        "app_kwargs": {
+            "lifespan": SessionReaper(demo, settings.session_grace).lifespan,
+            # the login throttle counts per client address: Gradio's login route does not pass it
+            "middleware": [Middleware(LoginClient, trusted_proxies=settings.trusted_proxies)],
+        },
         **hardened(settings),
         **presented(settings),
     }
@@ -129,15 +135,17 @@ def build_server(
     Gradio's queue and closes the store)."""
     upstream = _upstream(settings, client)
     demo = _build_ui(settings, upstream)
-    api = create_api(settings, upstream, open_store(settings) if store is None else store)
+    login = login_checker(settings.auth)  # one throttle for the login page and the API's HTTP Basic
+    api = create_api(settings, upstream, open_store(settings) if store is None else store, login=login)
     # What launch(max_threads=...) does: Gradio's queue runs at most this many jobs at once.
     demo.max_threads = settings.max_concurrency
     demo._queue.max_thread_count = settings.max_concurrency
     app = gr.mount_gradio_app(
-        api, demo, path="/", server_name=settings.host, server_port=settings.port, **hardened(settings),
+        api, demo, path="/", server_name=settings.host, server_port=settings.port, **hardened(settings, login),
         **presented(settings), app_kwargs={"lifespan": SessionReaper(demo, settings.session_grace).lifespan},
     )
     gradio_app = app.routes[-1].app  # the Mount("/") just added
+    app.add_middleware(LoginClient, trusted_proxies=settings.trusted_proxies)  # the throttle's client address
 
     def closing() -> None:
         """Shutdown begins: open streams end by themselves instead of being cancelled after the grace

@@ -33,6 +33,7 @@ import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -46,10 +47,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from .access import LoginChecker, basic_credentials, login_checker
 from .config import Settings
 from .errors import Friendly, render
 from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, clean_text, sync_window
-from .limits import Visitor, visitor_from
+from .limits import Visitor, request_address, visitor_bucket, visitor_from
 from .store import Conversation, Store, StoreError, Turn
 from .upstream import (
     Done,
@@ -304,16 +306,42 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who sends an API request: the owner its conversations belong to, and the login's user name when
+    it signed in with HTTP Basic (its limits are then that user's, as in the UI)."""
+
+    owner: str
+    user: str | None = None
+
+
+LOGIN_NEEDED = (
+    "This API needs the login: send HTTP Basic credentials ('Authorization: Basic ...', e.g. curl -u "
+    "user:password) with a user and password set in CHATBOT_AUTH."
+)
+LOGIN_TOO = ", or HTTP Basic credentials of a user set in CHATBOT_AUTH."
+LOGIN_REFUSED = (
+    "Wrong user name or password, or too many wrong tries from this address recently (wait a minute). "
+    "Send the user and password of the login (CHATBOT_AUTH) as HTTP Basic credentials."
+)
+#: The docs and the schema: with a login set, they need it too.
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
+
+
 class Gate:
     """Who may use the API, and as which owner.
 
-    With tokens, the owner is a hash of the token (the token itself is stored nowhere). Without, the
+    With tokens, the owner is a hash of the token (the token itself is stored nowhere). With a login
+    (``CHATBOT_AUTH``), HTTP Basic with its user and password is accepted too (the login page's throttle
+    applies) and the owner is a hash of the user name; nothing answers anonymously. With neither, the
     owner is ``""`` and the API is open only when the server cannot be reached from elsewhere."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, login: LoginChecker | None = None) -> None:
         self._tokens = [t.reveal().encode() for t in settings.api_tokens]
+        self._login = login if settings.auth else None
+        self._trusted_proxies = settings.trusted_proxies
         self.refusal: ApiError | None = None
-        if not self._tokens:
+        if not self._tokens and self._login is None:
             if settings.share:
                 where = "a share link makes this server public"
             elif not is_loopback(settings.host):
@@ -330,19 +358,43 @@ class Gate:
                     "secret tokens (comma-separated), restart, and send 'Authorization: Bearer <token>'.",
                 )
 
+    @property
+    def guards_docs(self) -> bool:
+        """With a login, the docs and the schema need it too."""
+        return self._login is not None
+
+    def caller(self, headers: Headers, peer: str | None) -> Caller:
+        """Who sends a request (its ``Authorization`` header; ``peer`` and ``X-Forwarded-For`` name the
+        client for the login throttle); raises :class:`ApiError` (401/403)."""
+        authorization = headers.get("authorization")
+        if self._login is not None and basic_credentials(authorization) is not None:
+            user, password = basic_credentials(authorization) or ("", "")
+            client = visitor_bucket(request_address(peer, headers, self._trusted_proxies))
+            if not self._login.check(user, password, client):
+                raise ApiError(401, "unauthorized", LOGIN_REFUSED, headers=self._challenge())
+            return Caller(hashlib.sha256(b"switchboard-user:" + user.encode()).hexdigest()[:32], user)
+        if self._login is not None and not self._tokens:
+            raise ApiError(401, "unauthorized", LOGIN_NEEDED, headers=self._challenge())
+        return Caller(self.owner(authorization))
+
+    def _challenge(self) -> dict[str, str]:
+        schemes = ['Bearer realm="switchboard"'] if self._tokens else []
+        schemes += ['Basic realm="switchboard", charset="UTF-8"'] if self._login is not None else []
+        return {"WWW-Authenticate": ", ".join(schemes)}
+
     def owner(self, authorization: str | None) -> str:
-        """The owner for a request's ``Authorization`` header; raises :class:`ApiError` (401/403)."""
+        """The owner for a request's bearer token; raises :class:`ApiError` (401/403)."""
         if self.refusal is not None:
             raise self.refusal
         if not self._tokens:
             return ""
-        challenge = {"WWW-Authenticate": 'Bearer realm="switchboard"'}
+        challenge = self._challenge()
         scheme, _, token = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(
                 401, "unauthorized",
                 "This API needs a token: send the header 'Authorization: Bearer <token>' with one of the "
-                "tokens set in CHATBOT_API_TOKENS.",
+                "tokens set in CHATBOT_API_TOKENS" + (LOGIN_TOO if self._login is not None else "."),
                 headers=challenge,
             )
         given = token.strip().encode("utf-8", "replace")
@@ -351,7 +403,9 @@ class Gate:
             matched |= hmac.compare_digest(given, known)
         if not matched:
             raise ApiError(
-                401, "unauthorized", "The token is not one of those set in CHATBOT_API_TOKENS.",
+                401, "unauthorized",
+                "The token is not one of those set in CHATBOT_API_TOKENS"
+                + (LOGIN_TOO.replace(", or", "; or send") if self._login is not None else "."),
                 headers=challenge,
             )
         return hashlib.sha256(b"switchboard-owner:" + given).hexdigest()[:32]
@@ -382,7 +436,7 @@ def _api_route(path: str) -> str | None:
 class ApiGate:
     """ASGI middleware for the API's HTTP routes: auth before anything else, then the body size cap
     (the body is read here, so an oversized one is refused without being parsed). Other paths (the
-    Gradio app, the docs) pass through untouched."""
+    Gradio app; the docs unless a login is set) pass through untouched."""
 
     def __init__(self, app: ASGIApp, gate: Gate, max_body_bytes: int) -> None:
         self.app = app
@@ -391,6 +445,8 @@ class ApiGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = _api_route(scope["path"]) if scope["type"] == "http" else None
+        if route is None and scope["type"] == "http" and self.gate.guards_docs and scope["path"] in DOCS_PATHS:
+            route = scope["path"]
         if route is None:
             await self.app(scope, receive, send)
             return
@@ -398,14 +454,16 @@ class ApiGate:
         try:
             if not route:
                 raise ApiError(404, "not_found", f"There is no API route {scope['path']}. See /docs.")
-            allowed = API_METHODS[route]
+            allowed = API_METHODS.get(route, ("GET", "HEAD"))
             if scope["method"] not in allowed:
                 raise ApiError(
                     405, "method_not_allowed",
                     f"{scope['method']} is not allowed here; use {' or '.join(allowed)}.",
                     headers={"Allow": ", ".join(allowed)},
                 )
-            scope.setdefault("state", {})["switchboard_owner"] = self.gate.owner(headers.get("authorization"))
+            client = scope.get("client")
+            caller = self.gate.caller(headers, client[0] if client else None)
+            scope.setdefault("state", {}).update(switchboard_owner=caller.owner, switchboard_user=caller.user)
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 receive = await self._buffered(headers, receive)
         except ApiError as exc:
@@ -648,9 +706,12 @@ class ChatService:
         name = request.model if request.model and request.model.strip() else self.upstream.catalogue.default
         return message, name.strip(), model.id
 
-    def visitor(self, owner: str, peer: str | None, headers: Mapping[str, str]) -> Visitor:
-        """Whom the limits count: a token, against the API limits (``CHATBOT_API_RATE_LIMIT`` /
-        ``CHATBOT_API_TOKEN_LIMIT``, each token on its own); without tokens, the client address as a visitor."""
+    def visitor(self, owner: str, peer: str | None, headers: Mapping[str, str], user: str | None = None) -> Visitor:
+        """Whom the limits count: the login's user (HTTP Basic) as in the UI; a token, against the API limits
+        (``CHATBOT_API_RATE_LIMIT`` / ``CHATBOT_API_TOKEN_LIMIT``, each token on its own); without either,
+        the client address as a visitor."""
+        if user:
+            return visitor_from(peer, headers, self.settings.trusted_proxies, username=user)
         if owner:
             return Visitor(f"api-token:{owner[:16]}", api=True)
         return visitor_from(peer, headers, self.settings.trusted_proxies)
@@ -774,9 +835,10 @@ async def _until_disconnected(request: Request) -> None:
 BEARER_DESCRIPTION = "One of the tokens in CHATBOT_API_TOKENS."
 
 
-def create_api(settings: Settings, upstream: Upstream, store: Store) -> FastAPI:
-    """The API as a FastAPI app (mount the Gradio app on it at ``/``; see ``app.build_server``)."""
-    gate = Gate(settings)
+def create_api(settings: Settings, upstream: Upstream, store: Store, login: LoginChecker | None = None) -> FastAPI:
+    """The API as a FastAPI app (mount the Gradio app on it at ``/``; see ``app.build_server``). ``login``:
+    the login page's checker, so HTTP Basic shares its throttle (one of its own otherwise)."""
+    gate = Gate(settings, login if login is not None else login_checker(settings.auth))
     service = ChatService(settings, upstream, store)
 
     @asynccontextmanager
@@ -833,7 +895,7 @@ def create_api(settings: Settings, upstream: Upstream, store: Store) -> FastAPI:
 
     def visitor_of(request: Request) -> Visitor:
         peer = request.client.host if request.client else None
-        return service.visitor(owner_of(request), peer, request.headers)
+        return service.visitor(owner_of(request), peer, request.headers, request.state.switchboard_user)
 
     # Auth happens in ApiGate (before the body is read): the routes only document it in the schema. (A
     # Security(HTTPBearer) dependency documents it too, but FastAPI solves it on every request: 6% of the
@@ -1020,12 +1082,13 @@ class WebSocketChat:
             if origin is not None and urlsplit(origin).netloc.lower() != host:
                 # Browsers let any page open a WebSocket to localhost (no CORS): refuse other pages.
                 raise ApiError(403, "cross_origin", "WebSocket connections from other web pages are refused.")
-            owner = self.gate.owner(self.ws.headers.get("authorization"))
+            peer = self.ws.client.host if self.ws.client else None
+            caller = self.gate.caller(self.ws.headers, peer)
         except ApiError as exc:
             await self._deny(exc)
             return
-        peer = self.ws.client.host if self.ws.client else None
-        visitor = self.service.visitor(owner, peer, self.ws.headers)
+        owner = caller.owner
+        visitor = self.service.visitor(owner, peer, self.ws.headers, caller.user)
         await self.ws.accept()
         try:
             while True:

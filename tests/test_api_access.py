@@ -7,6 +7,7 @@ for real: ``app.build_server`` under uvicorn, the fake upstream behind it, real 
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,3 +112,87 @@ def test_api_token_limit_counts_tokens_per_api_token(start, fake: FakeUpstream) 
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "limit_tokens"
     assert ws_refused(ws_reply(url, bearer(TOKEN_A)), "10 tokens per day")
     assert len(fake.requests) == 1
+
+
+# ------------------------------------------------------------------------------ a login covers the API
+
+ALICE = ("alice", "wonderland-pass-1")
+LOGIN = f"{ALICE[0]}:{ALICE[1]},bob:builder-pass-22"
+ANONYMOUS_DOORS = (
+    ("POST", "chat", {"message": "hi"}),
+    ("POST", "chat/stream", {"message": "hi"}),
+    ("GET", "models", None),
+    ("GET", "conversations/" + "0" * 32, None),
+    ("DELETE", "conversations/" + "0" * 32, None),
+    ("GET", "docs", None),
+    ("GET", "openapi.json", None),
+)
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_with_a_login_nothing_answers_anonymously(start, fake: FakeUpstream, tokens: bool) -> None:
+    """Measured before: with CHATBOT_AUTH set on loopback, POST /chat and GET /models answered anyone."""
+    env = {"CHATBOT_AUTH": LOGIN, **({"CHATBOT_API_TOKENS": TOKEN_A} if tokens else {})}
+    url = start(**env)
+    for authorization in (None, "Bearer nope-0123456789abcdef", "Basic !!!", "Basic " + "eA==",
+                          basic("alice", "wrong")["Authorization"], basic("mallory", ALICE[1])["Authorization"]):
+        headers = {} if authorization is None else {"Authorization": authorization}
+        for method, path, body in ANONYMOUS_DOORS:
+            response = httpx.request(method, url + path, json=body, headers=headers, timeout=10)
+            assert response.status_code == 401, (authorization, method, path, response.text)
+            assert "Basic" in response.headers["www-authenticate"]
+            assert ("Bearer" in response.headers["www-authenticate"]) is tokens
+            assert "CHATBOT_AUTH" in response.json()["error"]["message"]
+            assert ALICE[1] not in response.text
+        from websockets.exceptions import InvalidStatus
+        from websockets.sync.client import connect
+
+        with pytest.raises(InvalidStatus) as caught:
+            connect(url.replace("http://", "ws://") + "chat/ws", additional_headers=headers, open_timeout=10)
+        assert caught.value.response.status_code == 401
+    assert fake.requests == []
+
+
+def test_the_login_opens_every_door_as_that_user(start, fake: FakeUpstream) -> None:
+    url = start(CHATBOT_AUTH=LOGIN, CHATBOT_SIGNED_IN_RATE_LIMIT="3/minute", CHATBOT_RATE_LIMIT="1/minute")
+    alice, bob = basic(*ALICE), basic("bob", "builder-pass-22")
+    created = chat(url, alice, "alice's plans")
+    assert created.status_code == 200, created.text
+    cid = created.json()["conversation_id"]
+    read = httpx.get(f"{url}conversations/{cid}", headers=alice, timeout=10)
+    assert read.status_code == 200 and read.json()["messages"][0]["content"] == "alice's plans"
+    assert httpx.get(f"{url}conversations/{cid}", headers=bob, timeout=10).status_code == 404  # hers only
+    for path in ("models", "docs", "openapi.json"):
+        assert httpx.get(url + path, headers=alice, timeout=10).status_code == 200, path
+    assert [e["type"] for e in ws_reply(url, alice)][-1] == "done"
+    # counted as the signed-in user alice (her limits, as in the UI), not as an anonymous visitor
+    assert chat(url, alice).status_code == 200
+    assert ws_refused(ws_reply(url, alice), "3 messages per minute")
+    assert chat(url, bob).status_code == 200
+    assert len(fake.requests) == 4
+
+
+def test_tokens_still_work_beside_the_login(start, fake: FakeUpstream) -> None:
+    url = start(CHATBOT_AUTH=LOGIN, CHATBOT_API_TOKENS=TOKEN_A)
+    assert chat(url, bearer(TOKEN_A)).status_code == 200
+    assert chat(url, basic(*ALICE)).status_code == 200
+    assert [e["type"] for e in ws_reply(url, bearer(TOKEN_A))][-1] == "done"
+
+
+def test_api_basic_shares_the_login_pages_throttle(start, fake: FakeUpstream) -> None:
+    """Wrong passwords on the login page count for HTTP Basic too: the API is no unthrottled oracle."""
+    url = start(CHATBOT_AUTH=LOGIN)
+    for i in range(5):
+        wrong = httpx.post(url + "login", data={"username": "alice", "password": f"guess-{i}"}, timeout=10)
+        assert wrong.status_code == 400
+    refused = chat(url, basic(*ALICE))
+    assert refused.status_code == 401 and "too many wrong tries" in refused.json()["error"]["message"]
+    for i in range(5):  # and the other way round
+        assert chat(url, basic("bob", f"guess-{i}")).status_code == 401
+    right = httpx.post(url + "login", data={"username": "bob", "password": "builder-pass-22"}, timeout=10)
+    assert right.status_code == 400
+    assert fake.requests == []
