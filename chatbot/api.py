@@ -12,9 +12,10 @@ Routes (all JSON unless said otherwise; the OpenAPI schema is at ``/openapi.json
   ``start`` event), send ``{"type": "stop"}`` to stop a reply midway.
 
 Auth (:class:`Gate`): with ``CHATBOT_API_TOKENS`` set, every route needs ``Authorization: Bearer <token>``
-and a conversation belongs to the token that created it. Without tokens the API answers only on a
-loopback bind (and not behind a share link). Bad input is a 4xx with ``{"error": {"code", "message"}}``
-and never reaches the upstream.
+and a conversation belongs to the token that created it. With a login (``CHATBOT_AUTH``), HTTP Basic with
+its credentials works too (the docs need it as well) and nothing answers anonymously. With neither, the API
+answers only on a loopback bind (and not behind a share link). Bad input is a 4xx with
+``{"error": {"code", "message"}}`` and never reaches the upstream.
 
 Every message is stored (:mod:`chatbot.store`) the moment it is accepted; the reply is stored when it ends,
 however it ends: a dropped client or a Stop cancels the request task, which closes the upstream
@@ -852,7 +853,8 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
         version="1.0",
         summary="Chat with any OpenAI-compatible model: one reply, a stream of server-sent events, or a "
         "WebSocket (/chat/ws), with conversations kept on the server.",
-        description="Authentication: when CHATBOT_API_TOKENS is set, send `Authorization: Bearer <token>`. "
+        description="Authentication: when CHATBOT_API_TOKENS is set, send `Authorization: Bearer <token>`; "
+        "when a login (CHATBOT_AUTH) is set, its user and password as HTTP Basic are accepted too. "
         "Errors are `{\"error\": {\"code\", \"message\"}}` with a 4xx status (503 when the conversation "
         "store is down; 429/502/504 when the provider failed).\n\n"
         "**WebSocket `/chat/ws`** (not listed below: OpenAPI has no WebSockets): send "
