@@ -26,7 +26,7 @@ import threading
 from collections.abc import Sequence
 from contextvars import ContextVar
 
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -61,7 +61,7 @@ class LoginChecker:
         """True when the password is right and no throttle covering (name, client) is full."""
         name = str(username)[:128]
         where = client or "unknown"
-        per_name = [(item, ("name", where, name)) for item in PER_NAME]
+        per_name: list[tuple[RateLimitItem, tuple[str, ...]]] = [(i, ("name", where, name)) for i in PER_NAME]
         counted = [*per_name, *((item, ("address", where)) for item in PER_ADDRESS)]
         with self._lock:
             if not all(self._limiter.test(item, "login", *key) for item, key in counted):
