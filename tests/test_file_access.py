@@ -1,0 +1,212 @@
+"""No event can make the server read or serve a file it was not given: attacked from outside, through
+every event the page lists, on a public-style configuration (SPACE_ID set: limits and hardening as on
+Spaces). Also: malformed payloads to every event get an error, never a traceback in the log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import make_settings
+from fake_upstream import FakeUpstream
+
+import app as switchboard
+
+
+class Attack:
+    """The production assembly on a public-style configuration, run from a folder holding a canary
+    ``.env``, a canary file and the app's own ``data/``; ``canaries`` must never leave the server."""
+
+    def __init__(self, fake: FakeUpstream, folder: Path) -> None:
+        self.folder = folder
+        self.canary = f"sk-canary-{secrets.token_hex(12)}"
+        (folder / ".env").write_text(f"OPENAI_API_KEY={self.canary}-env\n")
+        (folder / "secret.txt").write_text(f"the secret is {self.canary}-file\n")
+        settings = make_settings(fake.base_url, SPACE_ID="someone/switchboard", CHATBOT_DB=str(folder / "chats.db"))
+        assert settings.public
+        self.server = switchboard.serve_in_thread(switchboard.build_server(settings))
+        self.url = self.server.url
+        secret_file = folder / "data" / "browser-secret"
+        environ = Path("/proc/self/environ").read_bytes().split(b"\0")
+        self.canaries = [self.canary, max((e.decode(errors="replace") for e in environ), key=len)[:80]]
+        if secret_file.is_file():
+            self.canaries.append(secret_file.read_text().strip())
+        self.targets = [folder / "secret.txt", folder / ".env", secret_file, Path("/proc/self/environ")]
+        self.config = httpx.get(f"{self.url}config", timeout=30).json()
+        self.components = {c["id"]: c for c in self.config["components"]}
+        self.started = time.time()
+
+    def leaks(self, text: str) -> list[str]:
+        return [c for c in self.canaries if c and c in text]
+
+    def call(self, client: httpx.Client, session: str, dependency: dict, data: Any) -> list[dict]:
+        """One call of ``dependency`` as a browser or script would make it (the queue for queued events,
+        ``/run/predict`` for the others); the messages it got back (or the refusal)."""
+        body = {"data": data, "fn_index": dependency["id"], "session_hash": session, "event_data": None,
+                "trigger_id": None}
+        if not dependency.get("queue", True):
+            answer = client.post(f"{self.url}gradio_api/run/predict", json=body)
+            return [{"msg": "predict", "status": answer.status_code, "body": answer.text}]
+        joined = client.post(f"{self.url}gradio_api/queue/join", json=body)
+        if joined.status_code != 200:
+            return [{"msg": "refused", "status": joined.status_code, "body": joined.text}]
+        event_id = joined.json().get("event_id")
+        messages: list[dict] = []
+        with client.stream("GET", f"{self.url}gradio_api/queue/data", params={"session_hash": session}) as sse:
+            for line in sse.iter_lines():
+                if line.startswith("data:"):
+                    message = json.loads(line[5:])
+                    messages.append(message)
+                    if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
+                        break
+                    if message.get("msg") == "close_stream":
+                        break
+        return messages
+
+    def file_data(self, target: Path) -> dict[str, Any]:
+        return {"path": str(target), "orig_name": "notes.txt", "meta": {"_type": "gradio.FileData"}}
+
+    def payload(self, dependency: dict, everywhere: bool) -> list[Any]:
+        """Inputs for ``dependency``: a FileData naming a secret in every input that can hold a file
+        (``everywhere``: in every input, whatever its type)."""
+        files = [self.file_data(t) for t in self.targets]
+        history = [
+            {"role": "user", "content": [*({"type": "file", "file": f} for f in files), {"type": "text", "text": "x"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+        ]
+        store = {"version": 1, "current": "c1", "file": files[0],
+                 "chats": [{"id": "c1", "title": "t", "created": 1, "updated": 1, "model": "fast",
+                            "messages": history}]}
+        natural = {
+            "multimodaltextbox": {"text": "what does the attached file say?", "files": files},
+            "chatbot": history, "state": history, "browserstate": store, "uploadbutton": files[0],
+            "json": files, "file": files, "dropdown": "fast", "textbox": "", "radio": "c1",
+        }
+        values = []
+        for i, component_id in enumerate(dependency["inputs"]):
+            kind = self.components[component_id]["type"]
+            if everywhere:
+                values.append(files)
+            elif kind == "api":  # the programmatic chat: (message, model, history, api key)
+                values.append(["read the attached file", "fast", history, ""][i])
+            else:
+                values.append(natural.get(kind, files))
+        return values
+
+    def served(self, client: httpx.Client, found: Any) -> Iterator[tuple[str, str]]:
+        """(where, body) of every file an output names, fetched as anyone could."""
+        if isinstance(found, dict):
+            for key, value in found.items():
+                if key in ("path", "url") and isinstance(value, str) and value:
+                    if value.startswith("http"):
+                        if value.startswith(self.url):
+                            yield value, client.get(value).text
+                    else:
+                        where = value if "/file=" in value else f"gradio_api/file={value}"
+                        yield where, client.get(f"{self.url}{where.lstrip('/')}").text
+                else:
+                    yield from self.served(client, value)
+        elif isinstance(found, list):
+            for item in found:
+                yield from self.served(client, item)
+
+    def cache_leaks(self) -> list[str]:
+        """Files in Gradio's cache written during the attack that hold a canary."""
+        from gradio.utils import get_upload_folder
+
+        leaked = []
+        for root, _, names in os.walk(get_upload_folder()):
+            for name in names:
+                path = Path(root) / name
+                try:
+                    if path.stat().st_mtime >= self.started - 1 and self.leaks(path.read_bytes()[:1_000_000].decode(
+                            errors="replace")):
+                        leaked.append(str(path))
+                except OSError:
+                    continue
+        return leaked
+
+
+@pytest.fixture
+def attack(fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Attack]:
+    monkeypatch.chdir(tmp_path)  # the app's .env, data/ and blocked paths are this folder's
+    running = Attack(fake, tmp_path)
+    yield running
+    running.server.stop()
+
+
+def test_no_event_reads_or_serves_a_file_it_was_not_given(attack: Attack, fake: FakeUpstream) -> None:
+    """Every event in /config, twice in one session (FileData for secret files in every input that can
+    hold one, then in every input): no output, served file, cached copy or upstream request holds a secret."""
+    leaks = []
+    with httpx.Client(timeout=60) as client:
+        session = uuid.uuid4().hex
+        for dependency in attack.config["dependencies"]:
+            for everywhere in (False, True):
+                messages = attack.call(client, session, dependency, attack.payload(dependency, everywhere))
+                name = f"{dependency['id']}:{dependency.get('api_name')}"
+                leaks += [(name, "output", c) for c in attack.leaks(json.dumps(messages))]
+                for where, body in attack.served(client, messages):
+                    leaks += [(name, where, c) for c in attack.leaks(body)]
+    leaks += [("upstream", str(i), c) for i, r in enumerate(fake.requests) for c in attack.leaks(json.dumps(r.body))]
+    leaks += [("cache", path, "") for path in attack.cache_leaks()]
+    assert not leaks, sorted({(event, "served" if "file=" in where else where) for event, where, _ in leaks})
+
+
+@pytest.mark.parametrize("where", ["secret.txt", ".env", "data/browser-secret", "/proc/self/environ",
+                                   "/etc/passwd", "app.py"])
+def test_no_path_outside_the_upload_cache_is_served(attack: Attack, where: str) -> None:
+    path = where if where.startswith("/") else str(attack.folder / where)
+    for url in (f"{attack.url}gradio_api/file={path}", f"{attack.url}gradio_api/file={where}"):
+        answer = httpx.get(url, timeout=30)
+        assert answer.status_code in (403, 404), url
+        assert not attack.leaks(answer.text)
+
+
+JUNK: list[Any] = [
+    None,
+    42,
+    "x" * 300_000,
+    {"text": None, "files": None},
+    {"text": 5, "files": [None, 3, {"path": 7, "meta": {"_type": "gradio.FileData"}}, {"path": None}]},
+    [[[[{"role": None, "content": {"type": "file"}}]]]],
+    [{"role": "user", "content": None}, {"role": "assistant"}, 7, None],
+    {"version": "x", "chats": "y", "current": []},
+]
+
+
+def test_malformed_payloads_get_an_error_never_a_traceback(
+    attack: Attack, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every event, sent nulls, wrong types, wrong arity, huge strings and nested junk: each call ends
+    (an error or a result), and the log holds no traceback and at most one line a call."""
+    caplog.set_level(logging.INFO)
+    calls = unfinished = 0
+    with httpx.Client(timeout=60) as client:
+        for dependency in attack.config["dependencies"]:
+            arity = len(dependency["inputs"])
+            payloads = [[junk] * arity for junk in JUNK] + [[], [None] * (arity + 3)]
+            session = uuid.uuid4().hex
+            for data in payloads:
+                messages = attack.call(client, session, dependency, data)
+                calls += 1
+                last = messages[-1] if messages else {}
+                ended = last.get("msg") in ("process_completed", "predict", "refused")
+                if not ended or (last.get("msg") != "process_completed" and last.get("status", 0) >= 500 and
+                                 "error" not in last.get("body", "")):
+                    unfinished += 1
+    out, err = capfd.readouterr()
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Traceback" not in out + err and "Traceback" not in caplog.text
+    assert not [r for r in logged if r.exc_info]
+    assert unfinished == 0
+    assert len(logged) <= calls
