@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -57,3 +58,17 @@ def quiet_event_failures(demo: gr.Blocks, message: Callable[[object], str]) -> g
 
     demo.process_api = process_api  # type: ignore[method-assign]
     return demo
+
+
+def uploaded_by_gradio(demo: gr.Blocks) -> Callable[[str], bool]:
+    """Whether Gradio's upload route (``POST /gradio_api/upload``) wrote ``path`` for ``demo``.
+
+    Relies on ``Blocks.upload_file_set``: the route adds the path of every file it writes (and nothing
+    else does). It is Gradio's only record of which files in its upload folder visitors uploaded, as
+    opposed to copies Gradio made of files an event named."""
+
+    def uploaded(path: str) -> bool:
+        record = getattr(demo, "upload_file_set", None)
+        return isinstance(record, set) and (path in record or os.path.abspath(path) in record)
+
+    return uploaded
