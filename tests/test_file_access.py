@@ -31,7 +31,10 @@ class Attack:
         self.canary = f"sk-canary-{secrets.token_hex(12)}"
         (folder / ".env").write_text(f"OPENAI_API_KEY={self.canary}-env\n")
         (folder / "secret.txt").write_text(f"the secret is {self.canary}-file\n")
-        settings = make_settings(fake.base_url, SPACE_ID="someone/switchboard", CHATBOT_DB=str(folder / "chats.db"))
+        # Public (SPACE_ID), with the per-visitor limits off so that they hide nothing a file door lets through.
+        settings = make_settings(fake.base_url, SPACE_ID="someone/switchboard", CHATBOT_DB=str(folder / "chats.db"),
+                                 CHATBOT_RATE_LIMIT="none", CHATBOT_TOKEN_LIMIT="none",
+                                 CHATBOT_STREAMS_PER_VISITOR="0")
         assert settings.public
         self.server = switchboard.serve_in_thread(switchboard.build_server(settings))
         self.url = self.server.url
@@ -210,3 +213,73 @@ def test_malformed_payloads_get_an_error_never_a_traceback(
     assert not [r for r in logged if r.exc_info]
     assert unfinished == 0
     assert len(logged) <= calls
+
+
+def _dependency(attack: Attack, api_name: str) -> dict:
+    return next(d for d in attack.config["dependencies"] if d.get("api_name") == api_name)
+
+
+def _upload(attack: Attack, client: httpx.Client, name: str, content: str) -> str:
+    """A file uploaded through Gradio's upload route, as the message box does; its path on the server."""
+    answer = client.post(f"{attack.url}gradio_api/upload", files=[("files", (name, content.encode()))])
+    answer.raise_for_status()
+    return answer.json()[0]
+
+
+def _say(attack: Attack, client: httpx.Client, session: str, text: str, *paths: str) -> str:
+    """One message through the chat box's event (with files named by path); what the session was shown."""
+    files = [{"path": p, "orig_name": os.path.basename(p), "meta": {"_type": "gradio.FileData"}} for p in paths]
+    messages = attack.call(client, session, _dependency(attack, "respond"),
+                           [{"text": text, "files": files}, None, "fast", "", None])
+    return json.dumps(messages)
+
+
+def test_an_attachment_is_read_only_for_the_session_that_uploaded_it(attack: Attack, fake: FakeUpstream) -> None:
+    """Inside Gradio's upload folder, too: another visitor naming your upload, or anyone naming a file
+    Gradio's upload route did not write, gets a refusal and the model sees nothing of the file."""
+    from gradio.utils import get_upload_folder
+
+    owner, other = uuid.uuid4().hex, uuid.uuid4().hex
+    planted = Path(get_upload_folder()) / secrets.token_hex(16) / "planted.txt"  # as a copy Gradio made
+    planted.parent.mkdir(parents=True)
+    planted.write_text(f"planted {attack.canary}-planted")
+    with httpx.Client(timeout=60) as client:
+        mine = _upload(attack, client, "notes.txt", f"my notes {attack.canary}-upload")
+        assert "cannot be read here" not in _say(attack, client, owner, "read it", mine)
+        assert f"{attack.canary}-upload" in json.dumps(fake.last.body)  # the uploader's own file goes up
+        sent = len(fake.requests)
+        assert "cannot be read here" in _say(attack, client, other, "read theirs", mine)
+        assert "cannot be read here" in _say(attack, client, owner, "read this", str(planted))
+        assert "cannot be read here" in _say(attack, client, other, "read this", str(planted))
+    assert len(fake.requests) == sent  # nothing was sent for the refused ones
+    assert not [r for r in fake.requests if f"{attack.canary}-planted" in json.dumps(r.body)]
+
+
+def test_a_saved_chats_attachment_needs_the_apps_seal(attack: Attack, fake: FakeUpstream) -> None:
+    """A saved chat brings its attachments back in a new page (the app sealed them when it saved the
+    chat); a store from the browser that names a path the app did not seal is never followed."""
+    owner, later, forger = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    with httpx.Client(timeout=60) as client:
+        mine = _upload(attack, client, "notes.txt", f"my notes {attack.canary}-upload")
+        _say(attack, client, owner, "read it", mine)
+        saved = attack.call(client, owner, _dependency(attack, "saved"), [None, None, "fast"])
+        store = saved[-1]["output"]["data"][0]
+        part = store["chats"][0]["messages"][0]["content"][0]
+        assert part["type"] == "file" and part["file"]["path"] == mine and part["file"]["seal"]
+        # The forger knows the path (not the file: the fake upstream echoes it, so no reply goes along).
+        forged = {"version": 1, "current": "c1", "chats": [{"id": "c1", "title": "t", "messages": [
+            {"role": "user", "content": [{"type": "file", "file": {"path": mine, "orig_name": "n.txt", "seal": seal}},
+                                         {"type": "text", "text": "read it"}]}
+            for seal in ("0" * 64, None, part["file"]["seal"][::-1])]}]}
+
+        restored = attack.call(client, later, _dependency(attack, "restore"), [store, "fast"])
+        assert mine in json.dumps(restored[-1]["output"]["data"][5])  # the chat shows the attachment
+        _say(attack, client, later, "and again?")
+        assert f"{attack.canary}-upload" in json.dumps(fake.last.body)  # and the model sees it
+
+        restored = attack.call(client, forger, _dependency(attack, "restore"), [forged, "fast"])
+        assert mine not in json.dumps(restored[-1]["output"]["data"])
+        sent = len(fake.requests)
+        _say(attack, client, forger, "and again?")
+        assert len(fake.requests) == sent + 1 and f"{attack.canary}-upload" not in json.dumps(fake.last.body)
+        assert "cannot be read here" in _say(attack, client, forger, "read it", mine)
