@@ -7,7 +7,8 @@ Rules this module keeps (each one a Gradio 6.31 trap, see DEVELOPERS.md):
   noticed and the upstream closed;
 - text is yielded as ``{"type": "text", "text": ...}`` parts, which Gradio does not pass through
   ``inspect.cleandoc`` (a plain string would lose code indentation and tabs);
-- the history Gradio passes in is rebuilt on the server from user and assistant text only.
+- the history Gradio passes in is rebuilt on the server from user and assistant text only;
+- an attached file is read only when the visitor's session may have it read (chatbot.uploads).
 """
 
 from __future__ import annotations
