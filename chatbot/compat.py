@@ -32,8 +32,9 @@ def enforce_path_checks(demo: gr.Blocks) -> gr.Blocks:
 
 def quiet_event_failures(demo: gr.Blocks, message: Callable[[object], str]) -> gr.Blocks:
     """Every failing event of ``demo`` (a malformed payload, a path Gradio refuses, a wrong number of
-    inputs...) ends with a ``gr.Error`` carrying ``message(request)`` for its caller and one warning
-    line in the log, never a traceback.
+    inputs, a value a Dropdown does not offer...) ends with a ``gr.Error`` carrying ``message(request)``
+    for its caller and one warning line in the log (the event and the exception's type), never a
+    traceback. The app itself raises no ``gr.Error``: every one comes from Gradio's processing.
 
     Relies on ``Blocks.process_api`` being the one method both the queue (``queueing.Queue``) and
     ``/run/predict`` call for every event (preprocessing, the function, postprocessing), looked up on
@@ -45,10 +46,7 @@ def quiet_event_failures(demo: gr.Blocks, message: Callable[[object], str]) -> g
     async def process_api(*args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             return await original(*args, **kwargs)
-        except gr.Error as exc:
-            exc.print_exception = False
-            raise
-        except Exception as exc:
+        except Exception as exc:  # Gradio's own gr.Error too: it can echo the whole malformed value
             block_fn = kwargs.get("block_fn", args[0] if args else None)
             name = getattr(block_fn, "api_name", None) or getattr(block_fn, "name", None) or block_fn
             cause = exc.__cause__ or exc.__context__

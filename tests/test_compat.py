@@ -19,11 +19,17 @@ import app as switchboard
 from chatbot.compat import enforce_path_checks, quiet_event_failures, uploaded_by_gradio
 
 
+def _shout(text: str) -> str:
+    if text == "raise":
+        raise gr.Error(f"Value: {text} is not in the list of choices")  # as gr.Dropdown's preprocess does
+    return text.upper()
+
+
 def _blocks() -> gr.Blocks:
     with gr.Blocks() as demo:
         box = gr.Textbox()
         out = gr.Textbox()
-        box.submit(lambda text: text.upper(), box, out, api_name="shout")
+        box.submit(_shout, box, out, api_name="shout")
     return demo
 
 
@@ -52,7 +58,7 @@ async def test_quiet_event_failures_turns_any_failure_into_an_error_without_trac
     demo = quiet_event_failures(_blocks(), lambda request: "Reload the page.")
     block_fn = demo.fns[0]
     caplog.set_level(logging.INFO)
-    for inputs in ([], [None]):  # wrong arity; a value the function cannot take
+    for inputs in ([], [None], ["raise"]):  # wrong arity; a value the function cannot take; Gradio's own gr.Error
         caplog.clear()
         with pytest.raises(gr.Error) as failed:
             await demo.process_api(block_fn=block_fn, inputs=inputs, state=None, request=None)

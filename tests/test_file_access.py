@@ -20,6 +20,7 @@ from conftest import free_port, make_settings
 from fake_upstream import FakeUpstream
 
 import app as switchboard
+from chatbot.errors import render
 
 
 class Attack:
@@ -227,6 +228,7 @@ def test_malformed_payloads_get_an_error_never_a_traceback(
     attack = any_attack
     caplog.set_level(logging.INFO)
     unanswered, chatty = [], []
+    errors: set[str | None] = set()
     with httpx.Client(timeout=60) as client:
         for dependency in attack.config["dependencies"]:
             arity = len(dependency["inputs"])
@@ -237,6 +239,9 @@ def test_malformed_payloads_get_an_error_never_a_traceback(
                 messages = attack.call(client, session, dependency, data)
                 if not _ended(messages):
                     unanswered.append((dependency["id"], str(data)[:40], messages[-1:]))
+                last = messages[-1] if messages else {}
+                if last.get("msg") == "process_completed" and not last.get("success"):
+                    errors.add((last.get("output") or {}).get("error"))
                 lines = [r for r in caplog.records[before:] if r.levelno >= logging.WARNING]
                 if len(lines) > 1:
                     chatty.append((dependency["id"], str(data)[:40], [r.getMessage() for r in lines]))
@@ -245,6 +250,7 @@ def test_malformed_payloads_get_an_error_never_a_traceback(
     assert not [r for r in caplog.records if r.exc_info]
     assert not unanswered
     assert not chatty
+    assert errors == {render("bad_event")}  # what a failed event tells its caller
 
 
 def _dependency(attack: Attack, api_name: str) -> dict:
