@@ -23,9 +23,11 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from chatbot.access import LoginChecker, LoginClient, login_checker  # noqa: E402
 from chatbot.api import create_api  # noqa: E402
+from chatbot.compat import enforce_path_checks, quiet_event_failures  # noqa: E402
 from chatbot.config import ConfigError, Settings  # noqa: E402
 from chatbot.demo import demo_http_client  # noqa: E402
-from chatbot.i18n import gradio_i18n  # noqa: E402
+from chatbot.errors import render  # noqa: E402
+from chatbot.i18n import gradio_i18n, language_of  # noqa: E402
 from chatbot.models_live import LiveModels  # noqa: E402
 from chatbot.sessions import SessionReaper  # noqa: E402
 from chatbot.store import Store, StoreError, check_redis, open_store  # noqa: E402
@@ -57,6 +59,10 @@ def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
     warm_up_gradio()
     # No default limit of one event at a time; no direct REST route that skips the queue.
     demo.queue(default_concurrency_limit=None, api_open=False)
+    # Both assemblies (launch() and build_server's mount): Gradio's path checks on every event input, and
+    # a failing event (a malformed payload) is an error for its caller and one log line, never a traceback.
+    enforce_path_checks(demo)
+    quiet_event_failures(demo, lambda request: render("bad_event", language_of(request)))
     return demo
 
 

@@ -9,8 +9,9 @@
   file; nothing is sent then.
 
 Files are read only from Gradio's upload folder (``allowed_root``): a history replayed from the browser
-can name any path, and none outside that folder is ever opened. Everything here is blocking CPU and disk
-work: call it from a worker thread.
+can name any path, and none outside that folder is ever opened (the UI also asks
+:class:`chatbot.uploads.SessionFiles` whether the visitor's session may have the file read). Everything
+here is blocking CPU and disk work: call it from a worker thread.
 """
 
 from __future__ import annotations

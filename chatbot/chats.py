@@ -12,7 +12,8 @@ The store is a plain JSON value::
 
 Everything coming back from the browser (the store, an imported file) is untrusted: :func:`normalize_store`
 and :func:`clean_messages` rebuild it with bounded sizes, and keep a file attachment only when its path is
-inside Gradio's upload folder and still exists (no imported path can make the server read a file).
+inside Gradio's upload folder and still exists and, in the app, carries the seal the app gave it when it
+saved the chat (chatbot.uploads): no imported or forged path can make the server read a file.
 
 Export writes one conversation as Markdown (for people) or JSON (for :func:`import_json`).
 """
@@ -27,7 +28,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -54,16 +55,23 @@ _META_KEYS = {"title": str, "status": str, "id": str, "log": str, "duration": (i
 
 # --- the browser secret -----------------------------------------------------------------------------
 
-def _derive(secret: str) -> str:
-    return hmac.new(secret.encode(), b"switchboard browser state v1", hashlib.sha256).hexdigest()[:32]
+BROWSER_STATE = b"switchboard browser state v1"
+#: What the key that seals saved chats' attachments (chatbot.uploads) is derived for: never sent to a page.
+ATTACHMENT_SEAL = b"switchboard attachment seal v1"
 
 
-def browser_secret(settings: Settings, secret_file: str | os.PathLike[str] = SECRET_FILE) -> str:
+def _derive(secret: str, purpose: bytes = BROWSER_STATE) -> str:
+    return hmac.new(secret.encode(), purpose, hashlib.sha256).hexdigest()[:32]
+
+
+def browser_secret(settings: Settings, secret_file: str | os.PathLike[str] = SECRET_FILE,
+                   purpose: bytes = BROWSER_STATE) -> str:
     """The key the saved chats are encrypted with in the browser: the same at every start. Derived from
     ``CHATBOT_BROWSER_SECRET``; without it, from a random secret generated once into ``secret_file``
-    (mode 0600); when that cannot be written, a new one per start (the chats then last until a restart)."""
+    (mode 0600); when that cannot be written, a new one per start (the chats then last until a restart).
+    Another ``purpose`` derives another key from the same secret (:data:`ATTACHMENT_SEAL`)."""
     if settings.browser_secret:
-        return _derive(settings.browser_secret.reveal())
+        return _derive(settings.browser_secret.reveal(), purpose)
     path = Path(secret_file)
     try:
         stored = path.read_text(encoding="ascii").strip() if path.is_file() else ""
@@ -73,14 +81,19 @@ def browser_secret(settings: Settings, secret_file: str | os.PathLike[str] = SEC
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="ascii") as handle:
                 handle.write(stored + "\n")
-        return _derive(stored)
+        return _derive(stored, purpose)
     except (OSError, UnicodeDecodeError) as exc:
         log.warning("cannot keep the saved-chats secret in %s (%s): saved chats will not survive a restart; "
                     "set CHATBOT_BROWSER_SECRET", path, type(exc).__name__)
-        return _derive(secrets.token_urlsafe(32))
+        return _derive(secrets.token_urlsafe(32), purpose)
 
 
 # --- cleaning what the browser sends -----------------------------------------------------------------
+
+#: Where attachments may be: Gradio's upload folder (a file inside it that exists is kept), or a keeper
+#: (:meth:`chatbot.uploads.SessionFiles.keeper`): given (path, seal) the seal to keep the file with, or None.
+Root = str | os.PathLike[str] | Callable[[str, object], str | None] | None
+
 
 def _inside(path: str, root: str | os.PathLike[str] | None) -> bool:
     if root is None:
@@ -98,20 +111,23 @@ def _clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
-def _file_part(part: Mapping[str, Any], root: str | os.PathLike[str] | None, lang: str) -> dict[str, Any]:
+def _file_part(part: Mapping[str, Any], root: Root, lang: str) -> dict[str, Any]:
     inner = part.get("file") if isinstance(part.get("file"), Mapping) else part
     path = inner.get("path") if isinstance(inner.get("path"), str) else None
     name = inner.get("orig_name") or inner.get("name") or (os.path.basename(path) if path else "")
     name = _clip(" ".join(str(name).split()), 120) or "file"
-    if path and _inside(path, root):
+    seal = root(path, inner.get("seal")) if path and callable(root) else None
+    if path and (seal is not None if callable(root) else _inside(path, root)):
         file: dict[str, Any] = {"path": path, "orig_name": name}
+        if seal is not None:
+            file["seal"] = seal
         if isinstance(inner.get("mime_type"), str):
             file["mime_type"] = inner["mime_type"][:100]
         return {"type": "file", "file": file}
     return {"type": "text", "text": text("attachment_missing", lang, name=name)}
 
 
-def clean_parts(content: object, root: str | os.PathLike[str] | None, lang: str = "en") -> list[dict[str, Any]]:
+def clean_parts(content: object, root: Root, lang: str = "en") -> list[dict[str, Any]]:
     """Message content in any shape Gradio or a file gives it, as a list of text and file parts."""
     items = content if isinstance(content, list | tuple) else [content]
     parts: list[dict[str, Any]] = []
@@ -130,7 +146,7 @@ def clean_parts(content: object, root: str | os.PathLike[str] | None, lang: str 
     return parts
 
 
-def clean_messages(messages: object, root: str | os.PathLike[str] | None, lang: str = "en") -> list[dict[str, Any]]:
+def clean_messages(messages: object, root: Root, lang: str = "en") -> list[dict[str, Any]]:
     """Chat messages rebuilt from untrusted input: user and assistant only, bounded, with safe metadata
     (a block left "pending" by a Stop is shown as done)."""
     if not isinstance(messages, list | tuple):
@@ -174,7 +190,7 @@ def _now() -> float:
     return round(time.time(), 3)
 
 
-def _chat(raw: object, root: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+def _chat(raw: object, root: Root) -> dict[str, Any] | None:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str) or not _ID_RE.match(raw["id"]):
         return None
     messages = clean_messages(raw.get("messages"), root)
@@ -206,7 +222,7 @@ def _fit(chats: list[dict[str, Any]], current: str | None) -> list[dict[str, Any
     return kept
 
 
-def normalize_store(raw: object, root: str | os.PathLike[str] | None) -> dict[str, Any]:
+def normalize_store(raw: object, root: Root) -> dict[str, Any]:
     """The store from the browser, rebuilt (anything malformed becomes an empty store)."""
     if not isinstance(raw, Mapping) or not isinstance(raw.get("chats"), list):
         return empty_store()
@@ -229,7 +245,7 @@ def current(store: Mapping[str, Any]) -> dict[str, Any] | None:
     return find(store, store.get("current"))
 
 
-def save(store: Mapping[str, Any], messages: object, model: str | None, root: str | os.PathLike[str] | None,
+def save(store: Mapping[str, Any], messages: object, model: str | None, root: Root,
          lang: str = "en") -> dict[str, Any]:
     """The store with the current chat's messages replaced (a new chat is created when none is current)."""
     cleaned = clean_messages(messages, root, lang)

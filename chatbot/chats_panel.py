@@ -21,6 +21,7 @@ import gradio as gr
 
 from . import chats
 from .i18n import language_of, text, ui
+from .uploads import SessionFiles
 
 log = logging.getLogger("switchboard.chats")
 
@@ -61,12 +62,20 @@ class ChatsPanel:
     def __init__(
         self,
         secret: str,
-        gauge: Callable[[str | None, list, str], str],
+        gauge: Callable[..., str],
         model_update: Callable[[str | None, str | None], tuple[Any, str | None]],
+        files: SessionFiles | None = None,
     ) -> None:
         self.secret = secret
-        self.gauge = gauge  # (model, chat messages, language) -> gauge HTML
+        self.gauge = gauge  # (model, chat messages, language, session) -> gauge HTML
         self.model_update = model_update  # (saved model, current) -> (dropdown update, model chosen)
+        self.files = files  # which attachments a session may have read; None: any in Gradio's upload folder
+
+    def _root(self, request: gr.Request | None, *, saving: bool = False) -> chats.Root:
+        """Where a store's attachments may be, for this request's session (see SessionFiles.keeper)."""
+        if self.files is None:
+            return upload_root()
+        return self.files.keeper(getattr(request, "session_hash", None), saving=saving)
 
     # --- layout ---------------------------------------------------------------------------------------
 
@@ -106,13 +115,14 @@ class ChatsPanel:
             gr.DownloadButton(value=json_path),
         )
 
-    def _shown(self, store: dict[str, Any], model: str | None, lang: str) -> tuple[Any, ...]:
+    def _shown(self, store: dict[str, Any], model: str | None, lang: str, session: str | None = None
+               ) -> tuple[Any, ...]:
         """(chatbot, chatbot state, model, gauge) for the store's current chat; the model it was last
         answered by comes back into the dropdown when it is still offered."""
         chat = chats.current(store)
         messages = chat["messages"] if chat else []
         update, chosen = self.model_update(chat.get("model") if chat else None, model)
-        return messages, messages, update, self.gauge(chosen, messages, lang)
+        return messages, messages, update, self.gauge(chosen, messages, lang, session)
 
     # --- handlers -------------------------------------------------------------------------------------
 
@@ -120,24 +130,25 @@ class ChatsPanel:
         """Page load: the saved chats, and the current one in the chat (with no current chat, nothing the
         visitor may already have done is overwritten: only the model list is refreshed)."""
         lang = language_of(request)
-        store = chats.normalize_store(raw, upload_root())
+        store = chats.normalize_store(raw, self._root(request))
         if chats.current(store) is None:
             update, _ = self.model_update(None, model)
             return (*self._view(store, lang), gr.skip(), gr.skip(), update, self.gauge(model, [], lang))
-        return (*self._view(store, lang), *self._shown(store, model, lang))
+        return (*self._view(store, lang), *self._shown(store, model, lang, getattr(request, "session_hash", None)))
 
     def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         """After a reply (or Stop): the conversation as it now stands becomes the current chat."""
         lang = language_of(request)
-        store = chats.normalize_store(raw, upload_root())
+        store = chats.normalize_store(raw, self._root(request))
         messages = finished.get("messages") if isinstance(finished, dict) else finished
-        store = chats.save(store, messages, model, upload_root(), lang)
+        store = chats.save(store, messages, model, self._root(request, saving=True), lang)
         return self._view(store, lang)
 
     def stopped(self, raw: object, messages: list, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Stop: keep what was shown (the question and the partial answer)."""
         lang = language_of(request)
-        return (*self.saved(raw, messages, model, request), self.gauge(model, messages, lang))
+        session = getattr(request, "session_hash", None)
+        return (*self.saved(raw, messages, model, request), self.gauge(model, messages, lang, session))
 
     def undone(self, raw: object, messages: list, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Undo (the chat's ↶ button) takes back the last question and its answer: so does the saved chat."""
@@ -147,28 +158,28 @@ class ChatsPanel:
 
     def open(self, raw: object, chat_id: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
-        store = chats.select(chats.normalize_store(raw, upload_root()), chat_id)
-        return (*self._view(store, lang), *self._shown(store, model, lang))
+        store = chats.select(chats.normalize_store(raw, self._root(request)), chat_id)
+        return (*self._view(store, lang), *self._shown(store, model, lang, getattr(request, "session_hash", None)))
 
     def start_new(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
-        store = chats.select(chats.normalize_store(raw, upload_root()), None)
+        store = chats.select(chats.normalize_store(raw, self._root(request)), None)
         return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang))
 
     def renamed(self, raw: object, title: str, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
-        store = chats.normalize_store(raw, upload_root())
+        store = chats.normalize_store(raw, self._root(request))
         return self._view(chats.rename(store, store.get("current"), title), lang)
 
     def deleted(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
-        store = chats.normalize_store(raw, upload_root())
+        store = chats.normalize_store(raw, self._root(request))
         store = chats.delete(store, store.get("current"))
         return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang))
 
     def imported(self, raw: object, file: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
-        store = chats.normalize_store(raw, upload_root())
+        store = chats.normalize_store(raw, self._root(request))
         path = file if isinstance(file, str) else getattr(file, "name", None)
         try:
             if not path or os.path.getsize(path) > chats.MAX_STORE_CHARS:
@@ -179,7 +190,7 @@ class ChatsPanel:
             return (*self._view(store, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip())
         store = chats.add(store, chat)
         gr.Info(text("imported", lang, title=chat["title"]))
-        return (*self._view(store, lang), *self._shown(store, model, lang))
+        return (*self._view(store, lang), *self._shown(store, model, lang, getattr(request, "session_hash", None)))
 
     # --- events ---------------------------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ MESSAGES: dict[str, str] = {
     "attachment_unsupported": "“{name}” cannot be read here: attach images (PNG, JPEG, WebP, GIF) or text "
     "files. Nothing was sent.",
     "too_many_attachments": "Too many attachments: at most {limit} per message. Nothing was sent.",
+    "bad_event": "This request could not be processed: it is not what this page sends. Reload the page and "
+    "try again.",
 }
 
 

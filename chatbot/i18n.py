@@ -307,6 +307,8 @@ ERRORS: dict[str, dict[str, str]] = {
         "attachment_unsupported": "No se puede leer «{name}» aquí: adjunta imágenes (PNG, JPEG, WebP, GIF) o "
         "archivos de texto. No se envió nada.",
         "too_many_attachments": "Demasiados adjuntos: como máximo {limit} por mensaje. No se envió nada.",
+        "bad_event": "No se pudo procesar esta solicitud: no es lo que envía esta página. Recarga la página e "
+        "inténtalo de nuevo.",
     },
     "pt": {
         "auth": "O provedor recusou a chave de API (ela está ausente, errada ou foi revogada). Verifique "
@@ -361,6 +363,8 @@ ERRORS: dict[str, dict[str, str]] = {
         "attachment_unsupported": "Não é possível ler “{name}” aqui: anexe imagens (PNG, JPEG, WebP, GIF) ou "
         "arquivos de texto. Nada foi enviado.",
         "too_many_attachments": "Anexos demais: no máximo {limit} por mensagem. Nada foi enviado.",
+        "bad_event": "Não foi possível processar esta solicitação: não é o que esta página envia. Recarregue a "
+        "página e tente de novo.",
     },
 }
 

@@ -7,7 +7,8 @@ Rules this module keeps (each one a Gradio 6.31 trap, see DEVELOPERS.md):
   noticed and the upstream closed;
 - text is yielded as ``{"type": "text", "text": ...}`` parts, which Gradio does not pass through
   ``inspect.cleandoc`` (a plain string would lose code indentation and tabs);
-- the history Gradio passes in is rebuilt on the server from user and assistant text only.
+- the history Gradio passes in is rebuilt on the server from user and assistant text only;
+- an attached file is read only when the visitor's session may have it read (chatbot.uploads).
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ from typing import Any
 
 import gradio as gr
 
-from .attachments import AttachmentRefused, compose, read_part
+from .attachments import AttachmentRefused, compose, display_name, read_part
 from .catalogue import Model
-from .chats import browser_secret
+from .chats import ATTACHMENT_SEAL, browser_secret
 from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
+from .compat import uploaded_by_gradio
 from .config import Settings
 from .errors import friendly, render
 from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, small_history, sync_window
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
 from .message_box import MessageBox
+from .uploads import SessionFiles
 from .upstream import (
     Done,
     ErrorEvent,
@@ -204,14 +207,18 @@ class ChatUI:
         # (the history Gradio passes in is still the one checked; see HistoryWindow.sync).
         self.windows = WindowCache(lambda: HistoryWindow.for_settings(settings), max_windows=WINDOW_SESSIONS,
                                    max_weight=WINDOW_WEIGHT)
+        # The attachments each session may have read (build() tells it which files Gradio's upload wrote).
+        self.files = SessionFiles(upload_root, browser_secret(settings, purpose=ATTACHMENT_SEAL).encode())
 
-    def history_for_upstream(self, history: object, model: Model | None = None, images: str = "") -> list[dict]:
-        """The history as it goes upstream. With ``model`` (the UI's path), attached files come along:
-        text files inlined, images as image parts for a vision model (``images`` overrides: "estimate"
-        for counting); without it (the API's path), text only."""
+    def history_for_upstream(self, history: object, model: Model | None = None, images: str = "",
+                             session: str | None = None) -> list[dict]:
+        """The history as it goes upstream. With ``model`` (the UI's path), attached files ``session`` may
+        read come along: text files inlined, images as image parts for a vision model (``images``
+        overrides: "estimate" for counting); without it (the API's path), text only."""
         files = None
         if model is not None:
-            files = functools.partial(self._history_file, images=images or ("encode" if model.vision else "skip"))
+            mode = images or ("encode" if model.vision else "skip")
+            files = functools.partial(self._history_file, images=mode, session=session)
         return clean_history(
             history, self.settings.max_history_messages, self.settings.max_history_chars,
             self.settings.max_message_chars, files=files,
@@ -221,23 +228,29 @@ class ChatUI:
     def _max_upload_bytes(self) -> int:
         return int(self.settings.max_upload_mb * 1024 * 1024)
 
-    def _history_file(self, path: str, name: str | None, images: str) -> dict | None:
-        """An earlier attachment as a content part, or None (gone, not allowed, or not for this model)."""
+    def _history_file(self, path: str, name: str | None, images: str, session: str | None = None) -> dict | None:
+        """An earlier attachment as a content part, or None (gone, not this session's, or not for this model)."""
+        if not self.files.may_read(session, path):
+            return None
         try:
             return read_part(path, name, allowed_root=upload_root(), max_bytes=self._max_upload_bytes,
                              max_text_chars=self.settings.max_message_chars, images=images)
         except (AttachmentRefused, OSError):
             return None
 
-    def compose(self, message: object, model: Model | None) -> str | list[dict]:
+    def compose(self, message: object, model: Model | None, session: str | None = None) -> str | list[dict]:
         """The new message as it goes upstream: the text (a ChatInterface dict or a string), with the
-        attached files. Raises AttachmentRefused (blocking work: call it from a thread)."""
+        attached files (each one uploaded in ``session``). Raises AttachmentRefused (blocking work: call
+        it from a thread)."""
         words = _words(message)
         if not isinstance(message, dict):
             return words
         files = _files_of(message)
         if not files or model is None:
             return words
+        for path, name in files:
+            if not self.files.attach(session, path):
+                raise AttachmentRefused(friendly("attachment_unsupported", name=display_name(path, name)))
         return compose(
             words, files, vision=model.vision, model=model.id,
             allowed_root=upload_root(), max_bytes=self._max_upload_bytes,
@@ -245,27 +258,31 @@ class ChatUI:
         )
 
     def _inputs(
-        self, message: object, history: object, model: Model | None, window: HistoryWindow | None = None
+        self, message: object, history: object, model: Model | None, window: HistoryWindow | None = None,
+        session: str | None = None,
     ) -> tuple[list[dict] | HistorySnapshot, str | list[dict]]:
         """(history as it goes upstream, new message): blocking, run it in a worker thread."""
         if window is None:
-            return self.history_for_upstream(history, model), self.compose(message, model)
+            return self.history_for_upstream(history, model, session=session), self.compose(message, model, session)
         mode = ("encode" if model.vision else "skip") if model is not None else None
-        files = functools.partial(self._history_file, images=mode) if mode else None
-        return window.sync(history, files=files, files_key=mode), self.compose(message, model)
+        files = functools.partial(self._history_file, images=mode, session=session) if mode else None
+        return window.sync(history, files=files, files_key=mode), self.compose(message, model, session)
 
     def offered(self, name: str) -> bool:
         return self.upstream.resolve(name) is not None
 
-    def gauge(self, model_name: str | None, history: object, lang: str = DEFAULT_LANGUAGE) -> str:
-        """The context gauge (HTML) for a conversation on a model: system prompt and history as they would
-        be sent, against the model's prompt budget. Cheap: token counts are cached per message."""
+    def gauge(self, model_name: str | None, history: object, lang: str = DEFAULT_LANGUAGE,
+              session: str | None = None) -> str:
+        """The context gauge (HTML) for a conversation on a model: system prompt and history (with the
+        attachments ``session`` may read) as they would be sent, against the model's prompt budget.
+        Cheap: token counts are cached per message."""
         model = self.upstream.resolve(model_name)
         if model is None:
             return ""
         try:
             budget, reserve = self.upstream.budget(model)
-            plain = self.history_for_upstream(history, model, images="estimate" if model.vision else "skip")
+            plain = self.history_for_upstream(history, model, images="estimate" if model.vision else "skip",
+                                              session=session)
             prompt = self.settings.system_prompt
             system = [{"role": "system", "content": prompt}] if prompt else []
             return measure(system + plain, model, budget, reserve).render(lang)
@@ -281,14 +298,14 @@ class ChatUI:
 
     async def after_reply(
         self, message: object, history: list, shown: list[dict], model: str | None, view: ReplyView,
-        totals: object, lang: str,
+        totals: object, lang: str, session_hash: str | None = None,
     ) -> tuple[Any, ...]:
         """(session totals, session line, gauge, finished conversation) once a reply has ended."""
         session = Totals.from_dict(totals)
         if view.usage is not None:
             session = session.add(view.usage)
         conversation = [*(history or []), _user_message(message), *shown]
-        gauge = await asyncio.to_thread(self.gauge, model, conversation, lang)
+        gauge = await asyncio.to_thread(self.gauge, model, conversation, lang, session_hash)
         finished = {"messages": conversation, "at": time.time()}
         return session.as_dict(), session.render(lang), gauge, finished
 
@@ -320,9 +337,9 @@ class ChatUI:
             key = getattr(request, "session_hash", None)
             window = self.windows.get(key) if key else None
             if _text_only(message) and small_history(history, len(_words(message))):  # cheaper than a hop
-                plain, content = self._inputs(message, history, view.model, window)
+                plain, content = self._inputs(message, history, view.model, window, key)
             else:
-                plain, content = await asyncio.to_thread(self._inputs, message, history, view.model, window)
+                plain, content = await asyncio.to_thread(self._inputs, message, history, view.model, window, key)
             if key and window is not None:
                 self.windows.update(key, window)
             visitor = self.visitor(request)
@@ -381,7 +398,8 @@ class ChatUI:
             gr.Markdown(ui("header"))
             if settings.demo:
                 gr.Markdown(ui("demo_banner"), elem_id="demo-banner")
-            panel = ChatsPanel(browser_secret(settings), self.gauge, self.model_update)
+            self.files.uploaded = uploaded_by_gradio(demo)
+            panel = ChatsPanel(browser_secret(settings), self.gauge, self.model_update, self.files)
             with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
                 panel.render()
             if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
@@ -429,7 +447,7 @@ class ChatUI:
                     yield update, gr.skip(), gr.skip()
                 try:
                     session_totals, line, gauge_html, done = await self.after_reply(
-                        message, history, update, model, view, totals, lang
+                        message, history, update, model, view, totals, lang, request.session_hash
                     )
                 except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
                     log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
@@ -453,7 +471,7 @@ class ChatUI:
             session.render()
 
             def gauge_for(model: str | None, history: list, request: gr.Request) -> str:
-                return self.gauge(model, history, language_of(request))
+                return self.gauge(model, history, language_of(request), request.session_hash)
 
             quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
             finished.change(

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from conftest import make_settings
 from fake_upstream import FakeUpstream
@@ -16,6 +17,7 @@ from PIL import Image
 
 from chatbot.attachments import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, AttachmentRefused, compose, read_part, text_block
 from chatbot.chats_panel import upload_root
+from chatbot.config import Settings
 from chatbot.tokens import IMAGE_PART_TOKENS
 from chatbot.ui import ChatUI, ReplyView
 from chatbot.upstream import Upstream
@@ -117,14 +119,25 @@ def test_compose_text_files_stay_a_string_and_images_make_parts(tmp_path: Path) 
     assert refused.value.friendly.kind == "too_many_attachments"
 
 
+def uploaded_ui(settings: Settings, uploads: Path) -> ChatUI:
+    """The UI's chat function, with Gradio's record of uploads standing for every file in ``uploads``
+    (tests/test_file_access.py uploads through Gradio's real upload route)."""
+    ui = ChatUI(settings, Upstream(settings))
+    ui.files.uploaded = lambda path: Path(path).resolve().parent == uploads.resolve()
+    return ui
+
+
+SESSION = gr.Request(session_hash="test-session")
+
+
 async def _final(ui: ChatUI, message: object, model: str, history: list | None = None) -> list:
-    updates = [update async for update in ui.respond(message, history or [], model)]
+    updates = [update async for update in ui.respond(message, history or [], model, request=SESSION)]
     return updates[-1]
 
 
 async def test_an_image_reaches_the_upstream_as_an_image_part(fake: FakeUpstream, uploads: Path) -> None:
     settings = make_settings(fake.base_url)
-    ui = ChatUI(settings, Upstream(settings))
+    ui = uploaded_ui(settings, uploads)
     image = png(uploads / "cat.png")
     shown = await _final(ui, {"text": "What is this?", "files": [str(image)]}, "fast")
     assert shown[-2]["content"]["text"].startswith("Hello from gpt-4.1-mini")
@@ -147,7 +160,7 @@ async def test_an_image_reaches_the_upstream_as_an_image_part(fake: FakeUpstream
 
 async def test_text_files_are_inlined_for_any_model(fake: FakeUpstream, uploads: Path) -> None:
     settings = make_settings(fake.base_url)
-    ui = ChatUI(settings, Upstream(settings))
+    ui = uploaded_ui(settings, uploads)
     (uploads / "data.csv").write_text("a,b\n1,2\n")
     await _final(ui, {"text": "Sum it", "files": [str(uploads / "data.csv")]}, "budget")
     assert fake.last.body["messages"][-1]["content"] == "Sum it\n\n" + text_block("data.csv", "a,b\n1,2\n")
@@ -155,7 +168,7 @@ async def test_text_files_are_inlined_for_any_model(fake: FakeUpstream, uploads:
 
 async def test_refusals_are_inline_and_nothing_is_sent(fake: FakeUpstream, uploads: Path) -> None:
     settings = make_settings(fake.base_url, CHATBOT_MAX_UPLOAD_MB="0.01")
-    ui = ChatUI(settings, Upstream(settings))
+    ui = uploaded_ui(settings, uploads)
     (uploads / "big.txt").write_text("x" * 20_000)
     (uploads / "blob.bin").write_bytes(b"\x00\x01\x02" * 10)
     image = png(uploads / "dog.png")
@@ -174,7 +187,7 @@ async def test_refusals_are_inline_and_nothing_is_sent(fake: FakeUpstream, uploa
 
 async def test_images_count_against_the_token_budget(fake: FakeUpstream, uploads: Path) -> None:
     settings = make_settings(fake.base_url, CHATBOT_CONTEXT_TOKENS=str(IMAGE_PART_TOKENS))
-    ui = ChatUI(settings, Upstream(settings))
+    ui = uploaded_ui(settings, uploads)
     shown = await _final(ui, {"text": "hi", "files": [str(png(uploads / "p.png"))]}, "fast")
     assert "too long" in shown[-1]["content"]["text"] and not fake.requests
 
@@ -182,7 +195,7 @@ async def test_images_count_against_the_token_budget(fake: FakeUpstream, uploads
 async def test_a_retry_sends_the_same_attachments(fake: FakeUpstream, uploads: Path) -> None:
     """Retry hands the chat function the files as Gradio file dicts rather than paths."""
     settings = make_settings(fake.base_url)
-    ui = ChatUI(settings, Upstream(settings))
+    ui = uploaded_ui(settings, uploads)
     image = png(uploads / "cat.png")
     message = {"text": "Again?", "files": [{"path": str(image), "orig_name": "my cat.png", "meta": {}}]}
     await _final(ui, message, "fast")

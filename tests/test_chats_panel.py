@@ -21,7 +21,7 @@ def panel() -> ChatsPanel:
     def model_update(saved: str | None, current: str | None) -> tuple[object, str | None]:
         return (gr.Dropdown(value=saved) if saved else gr.skip()), saved or current
 
-    return ChatsPanel("s" * 32, lambda model, messages, lang: f"gauge:{model}:{len(messages)}", model_update)
+    return ChatsPanel("s" * 32, lambda model, messages, lang, *_: f"gauge:{model}:{len(messages)}", model_update)
 
 
 QUESTION = {"role": "user", "content": [{"type": "text", "text": "Capital of Peru?"}]}
