@@ -481,7 +481,7 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
         L.append("")
         L += _table(["App", "Session grace", "Sessions", "RSS before", "RSS after", "Growth", "Growth per 1,000",
                      "Slope, 2nd half, per 1,000", "App CPU / session", "Time", "Errors"],
-                    [[SHORT[k], fmt_num(t["grace_s"], "s") if t.get("grace_s") is not None else "",
+                    [[SHORT[k], f"{t['grace_s']:g} s" if t.get("grace_s") is not None else "",
                       f"{t.get('sessions', mem['sessions']):,}", fmt_num(t["rss_before_mb"], "MB"),
                       fmt_num(t["rss_after_mb"], "MB"), fmt_num(t["growth_mb"], "MB"),
                       fmt_num(t["growth_per_1000_mb"], "MB"), fmt_num(t.get("slope_per_1000_mb", math.nan), "MB"),
