@@ -53,7 +53,7 @@ SHORT = {"sdk": "Upstream floor", "sw_ui": "Switchboard UI", "sw_api": "Switchbo
          "lu_ui": "load_chat unlimited UI", "gf_ui": "Gradio floor UI",
          "sw_ui_grace2": "Switchboard UI, 2 s grace"}  # the last: the memory scenario's short-grace run
 SCENARIOS = ("ttft", "throughput", "ramp", "history", "memory", "coldstart")
-SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchboard's default, for the SDK floor
+SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchboard's default, for the floor
 
 
 @dataclass
@@ -580,7 +580,7 @@ class Bench:
         finally:
             if short_target is not None:
                 await short_target.close()
-            self.apps.pop("switchboard_grace2").stop()
+            self.apps.pop("switchboard_grace2", short).stop()
         return out
 
     async def _memory_of(self, k: str, target: BrowserChatTarget, expected: str) -> dict[str, Any]:
