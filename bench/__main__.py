@@ -22,7 +22,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def parse(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark Switchboard against the openai SDK floor and gr.load_chat, side by side, "
+        description="Benchmark Switchboard against the upstream floor and gr.load_chat, side by side, "
                     "on a local fake upstream. Writes results.md, results.json and PNG plots.",
     )
     p.add_argument("--quick", action="store_true", help="small counts: a sanity pass in well under a minute")

@@ -437,7 +437,7 @@ class Bench:
         return asyncio.run(write())
 
     async def scenario_history(self) -> dict[str, Any]:
-        """History cost per turn: the core in-process, then through the app against the SDK floor."""
+        """History cost per turn: the core in-process, then through the app against the upstream floor."""
         o = self.opts
         assert self.fake is not None
         spec = json.dumps({"turns": list(o.history_core_turns), "reps": o.history_core_reps})
@@ -468,7 +468,7 @@ class Bench:
                 # The chat UIs: one page whose conversation grows by a turn each time, as a visitor's does
                 # (the browser sends the whole chat every turn). /chat: one API client (one session, as a
                 # gradio_client Client keeps) whose conversation grows the same way, the whole history sent
-                # with each call; the SDK floor sends the same messages. The HTTP API: a stored conversation
+                # with each call; the upstream floor sends the same messages. The HTTP API: a stored conversation
                 # of n turns, each request carrying only the new message.
                 page, conversation = None, None
                 convo = plain_history(n)
@@ -509,7 +509,7 @@ class Bench:
                 app_rows[k].append({"turns": n, "payload_bytes": payload, "errors": errs,
                                     "total": summary(totals), "ttft": summary(ttfts), "app_cpu": summary([cpu])})
             self.log(f"    {n} turns: " + ", ".join(f"{SHORT[k]} {times[k]*1000:.0f} ms" for k in keys))
-        # added latency over the SDK floor with the same messages
+        # added latency over the upstream floor with the same messages
         for k in keys:
             if k == "sdk":
                 continue
