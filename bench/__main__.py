@@ -22,7 +22,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def parse(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Benchmark Switchboard against the openai SDK floor and gr.load_chat, side by side, "
+        description="Benchmark Switchboard against the upstream floor and gr.load_chat, side by side, "
                     "on a local fake upstream. Writes results.md, results.json and PNG plots.",
     )
     p.add_argument("--quick", action="store_true", help="small counts: a sanity pass in well under a minute")
@@ -32,7 +32,7 @@ def parse(argv: list[str] | None = None) -> Options:
     p.add_argument("--tps", type=float, help="ramp: upstream tokens per second per stream (default 20)")
     p.add_argument("--reply-tokens", type=int, help="ramp: reply length in tokens (default 200)")
     p.add_argument("--ramp", type=_ints, help="ramp steps, e.g. 1,25,50,100,200")
-    p.add_argument("--ramp-paths", help="ramp paths (sdk,sw_ui,sw_api,sw_http,lc_ui,lc_api)")
+    p.add_argument("--ramp-paths", help="ramp paths (sdk,sw_ui,sw_api,sw_http,lc_ui,lc_api,lu_ui,gf_ui)")
     p.add_argument("--throughput-tokens", type=int, help="throughput: reply length (default 4000)")
     p.add_argument("--runs", type=int, help="repetitions for the throughput scenario")
     p.add_argument("--ttft-rounds", type=int, help="TTFT: rounds (default 3)")

@@ -1,4 +1,4 @@
-"""Clients that play visitors: the SDK floor, Gradio's queue over raw HTTP (API endpoint or the full
+"""Clients that play visitors: the upstream floor, Gradio's queue over raw HTTP (API endpoint or the full
 browser submit chain of a ChatInterface), and Switchboard's HTTP API (``POST /chat/stream``).
 
 All are asyncio + httpx, so hundreds of simultaneous visitors cost the benchmark little CPU (gradio_client
@@ -232,8 +232,8 @@ class RawStream:
             yield chunk.decode()
 
 
-async def _sse_events(response):
-    """Parsed ``data:`` payloads of a Gradio SSE stream, as they arrive."""
+async def sse_data(response):
+    """The raw ``data:`` payloads (bytes, one per line) of an SSE stream, as they arrive."""
     buf = b""
     async for chunk in response.aiter_bytes():
         buf += chunk
@@ -244,10 +244,16 @@ async def _sse_events(response):
             block, buf = buf[:i], buf[i + 2:]
             for line in block.split(b"\n"):
                 if line.startswith(b"data:"):
-                    try:
-                        yield orjson.loads(line[5:])
-                    except orjson.JSONDecodeError:
-                        continue
+                    yield line[5:].strip()
+
+
+async def _sse_events(response):
+    """Parsed ``data:`` payloads of a Gradio SSE stream, as they arrive."""
+    async for data in sse_data(response):
+        try:
+            yield orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
 
 
 class SessionStream:
@@ -400,36 +406,44 @@ class Target:
 
 
 class SDKTarget(Target):
-    """Baseline (a): the openai SDK streaming straight from the fake upstream (the floor)."""
+    """Baseline (a), the floor: the fake upstream's chat completion stream read straight, with no front end.
 
-    def __init__(self, base_url: str, name: str = "SDK floor") -> None:
-        import openai
+    It is read the way every other path is (:class:`RawStream`, one connection per stream, each ``data:``
+    line parsed with orjson), not with the openai SDK: the SDK builds a pydantic model per chunk, which
+    made the "floor" slower than Switchboard's HTTP API read raw on top of it. The request is the one the
+    SDK sends (``POST {base_url}/chat/completions``, bearer key, ``stream: true``)."""
 
+    def __init__(self, base_url: str, name: str = "Upstream floor") -> None:
         self.name = name
-        self.client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench", max_retries=0,
-                                         timeout=120.0)
+        self.url = base_url.rstrip("/") + "/chat/completions"
 
     async def visit(self, message, history=None, expected=None, v=None) -> Visit:
         messages = [*(history or []), {"role": "user", "content": message}]
         v = v if v is not None else Visit(perf())
         parts: list[str] = []
         try:
-            stream = await self.client.chat.completions.create(model=MODEL_ID, messages=messages, stream=True)
-            async with stream:
-                async for chunk in stream:
-                    if chunk.choices and chunk.choices[0].delta.content:
+            body = orjson.dumps({"model": MODEL_ID, "messages": messages, "stream": True})
+            async with RawStream(self.url, "POST", body, {"Authorization": "Bearer sk-bench"}) as resp:
+                if resp.status != 200:
+                    v.error = f"upstream answered {resp.status}"
+                    return v.finish(None)
+                async for data in sse_data(resp):
+                    if data == b"[DONE]":
+                        v.text = "".join(parts)
+                        return v.finish(expected)
+                    choices = orjson.loads(data).get("choices")
+                    content = choices[0].get("delta", {}).get("content") if choices else None
+                    if content:
                         now = perf()
-                        parts.append(chunk.choices[0].delta.content)
+                        parts.append(content)
                         if v.ttft is None:
                             v.ttft = now - v.t0
                         v.updates.append(now)
             v.text = "".join(parts)
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            v.error = "stream ended without [DONE]"
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:  # orjson's error is a ValueError
             v.error = f"{type(exc).__name__}: {exc}"[:200]
         return v.finish(expected)
-
-    async def close(self) -> None:
-        await self.client.close()
 
 
 async def fetch_config(client: httpx.AsyncClient, url: str) -> dict:

@@ -1,7 +1,7 @@
 """The fake upstream (``tests/fake_upstream.py``) in a process of its own, with a control route.
 
 The benchmark runs the fake in a separate process so that the fake's CPU does not share a GIL with the
-benchmark's own clients (the SDK floor in particular). ``python -m bench.fake_server`` prints its base URL
+benchmark's own clients (the upstream floor in particular). ``python -m bench.fake_server`` prints its base URL
 on stdout and serves until stdin closes or it is terminated.
 
 Control routes (JSON):

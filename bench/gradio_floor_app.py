@@ -6,8 +6,7 @@ Switchboard's UI misses a target and this floor misses it too, the limit is Grad
 upstream's SSE with httpx and orjson and updates the chat at most every ``INTERVAL`` seconds (the first
 token at once), which is Switchboard's pacing under load; yielding more often only costs Gradio more.
 
-It also has Switchboard's heap settings (``gc.freeze()`` once built, a larger young generation; see
-``app.settle_heap``), which are app code, not Gradio's.
+Like every Gradio app in the benchmark it runs with Switchboard's heap settings (``bench/heap.py``).
 
 Run as ``python -m bench.gradio_floor_app BASE_URL MODEL PORT``.
 """
@@ -50,11 +49,9 @@ def main() -> None:
 
     demo = gr.ChatInterface(chat, concurrency_limit=None, cache_examples=False)
     demo.queue(default_concurrency_limit=None)
-    import gc  # Switchboard's heap settings (app.settle_heap): without them full collections dominate
+    from bench.heap import settle
 
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(7_000, *gc.get_threshold()[1:])
+    settle()  # the same heap settings as every Gradio app measured (bench/heap.py)
     demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, ssr_mode=False,
                 max_threads=512)  # Switchboard's default CHATBOT_MAX_CONCURRENCY
 

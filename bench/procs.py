@@ -19,6 +19,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_ID = "gpt-4.1-mini"
 MODEL_ALIAS = "fast"
+DEFAULT_SESSION_GRACE = 600.0  # chatbot/config.py's default CHATBOT_SESSION_GRACE (seconds)
 
 
 def free_port() -> int:
@@ -81,15 +82,18 @@ class FakeProcess:
 
 @dataclass
 class AppProcess:
-    """A Gradio app in a subprocess: Switchboard (``python app.py``), the gr.load_chat baseline or the
-    Gradio floor (a bare ChatInterface, ``bench/gradio_floor_app.py``)."""
+    """A Gradio app in a subprocess: Switchboard (``python app.py``), the gr.load_chat baseline (with
+    Gradio's defaults, or with unlimited concurrency) or the Gradio floor (a bare ChatInterface,
+    ``bench/gradio_floor_app.py``)."""
 
-    kind: str  # "switchboard", "load_chat" or "gradio_floor"
+    kind: str  # "switchboard", "load_chat", "load_chat_unlimited" or "gradio_floor"
     fake_url: str
     port: int = field(default_factory=free_port)
     cold_start: float = float("nan")
     script: str = "app.py"  # Switchboard's entry point (a patched copy can be benchmarked with --app-script)
     data_dir: Path | None = None  # where Switchboard's SQLite file goes (never the repository)
+    session_grace: float | None = None  # Switchboard's CHATBOT_SESSION_GRACE; None: its default
+    heap: dict | None = None  # the heap settings a baseline printed (bench/heap.py), read from its log
     proc: subprocess.Popen | None = None
     ps: psutil.Process | None = None
     log_path: Path | None = None
@@ -110,14 +114,25 @@ class AppProcess:
             if self.data_dir is not None:
                 env["CHATBOT_DB"] = str(self.data_dir / f"bench-{self.port}.db")
             env["CHATBOT_BROWSER_SECRET"] = "switchboard-bench"  # nothing written under ./data/
-            env["CHATBOT_SESSION_GRACE"] = "2"  # closed sessions freed 2-4 s after closing
+            if self.session_grace is not None:  # closed sessions freed that long after closing
+                env["CHATBOT_SESSION_GRACE"] = f"{self.session_grace:g}"
+            else:
+                env.pop("CHATBOT_SESSION_GRACE", None)
             for name in ("CHATBOT_PROVIDER", "CHATBOT_CONTEXT_TOKENS", "CHATBOT_API_TOKENS", "GRADIO_SERVER_PORT",
                          "REDIS_URL", "CHATBOT_DAILY_BUDGET_USD", "CHATBOT_AUTH", "CHATBOT_SHARE", "SPACE_ID",
                          "GRADIO_SERVER_NAME", "CHATBOT_REQUIRE_USER_KEY"):
                 env.pop(name, None)
             return [sys.executable, self.script, "--port", str(self.port)], env
         module = "bench.gradio_floor_app" if self.kind == "gradio_floor" else "bench.loadchat_app"
-        return [sys.executable, "-m", module, self.fake_url, MODEL_ID, str(self.port)], env
+        extra = ["unlimited"] if self.kind == "load_chat_unlimited" else []
+        return [sys.executable, "-m", module, self.fake_url, MODEL_ID, str(self.port), *extra], env
+
+    @property
+    def grace(self) -> float | None:
+        """Switchboard's session grace in seconds (None for the other apps)."""
+        if self.kind != "switchboard":
+            return None
+        return DEFAULT_SESSION_GRACE if self.session_grace is None else self.session_grace
 
     def start(self, timeout: float = 60.0, log_dir: Path | None = None) -> AppProcess:
         """Start, and time ``python app.py`` to the first 200 on ``/`` (the cold start)."""
@@ -147,6 +162,10 @@ class AppProcess:
                     raise TimeoutError(f"{self.kind} did not answer on / within {timeout} s")
                 time.sleep(0.01)
         self.cold_start = time.perf_counter() - t0
+        if self.log_path is not None and self.kind != "switchboard":  # Switchboard settles its own heap
+            from .heap import read_mark
+
+            self.heap = read_mark(self.log_path.read_text(errors="replace"))
         return self
 
     def cpu(self) -> float:

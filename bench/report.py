@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .procs import DEFAULT_SESSION_GRACE
 from .scenarios import LABELS, SHORT
 from .stats import fmt_num, fmt_summary
 
@@ -46,6 +47,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
     if ttft:
         sdk = ttft.get("sdk", {})
         lc = ttft.get("lc_ui", {})
+        lu = ttft.get("lu_ui", {})
         gf = ttft.get("gf_ui", {})
         floor_txt = ""
         if gf:
@@ -57,18 +59,19 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                 continue
             ratio = t["p50"]["median"] / sdk["p50"]["median"] if sdk else math.nan
             rows.append({
-                "figure": f"Added TTFT p50 over the SDK floor, one visitor ({SHORT[k]})",
+                "figure": f"Added TTFT p50 over the upstream floor, one visitor ({SHORT[k]})",
                 "value": fmt_summary(t["added_p50"], "ms"),
-                "baseline": f"SDK floor TTFT p50 {fmt_num(sdk['p50']['median'], 'ms')}; load_chat UI adds "
+                "baseline": f"upstream floor TTFT p50 {fmt_num(sdk['p50']['median'], 'ms')}; load_chat UI adds "
                             f"{fmt_num(lc.get('added_p50', {}).get('median', math.nan), 'ms')}"
+                            + (f" (unlimited: {fmt_num(lu['added_p50']['median'], 'ms')})" if lu else "")
                             + (floor_txt if k == "sw_ui" else ""),
                 "ratio": f"{fmt_num(ratio, 'x')} the floor's TTFT",
                 "target": "≤ 30 ms", "result": verdict(t["added_p50"]["median"], TARGETS["ttft_added_p50"]),
             })
             rows.append({
-                "figure": f"Added TTFT p99 over the SDK floor, one visitor ({SHORT[k]})",
+                "figure": f"Added TTFT p99 over the upstream floor, one visitor ({SHORT[k]})",
                 "value": fmt_summary(t["added_p99"], "ms"),
-                "baseline": f"SDK floor TTFT p99 {fmt_num(sdk['p99']['median'], 'ms')}",
+                "baseline": f"upstream floor TTFT p99 {fmt_num(sdk['p99']['median'], 'ms')}",
                 "ratio": "", "target": "(reported)", "result": "",
             })
 
@@ -84,7 +87,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
             rows.append({
                 "figure": f"One stream, {tokens:,}-token reply, no upstream delay: tokens/s ({SHORT[k]})",
                 "value": fmt_summary(t["tokens_per_s"], "tok/s"),
-                "baseline": f"SDK floor {fmt_num(floor, 'tok/s')}",
+                "baseline": f"upstream floor {fmt_num(floor, 'tok/s')}",
                 "ratio": f"{fmt_num(v / floor, 'x')} the floor", "target": "≥ 5,000 tok/s",
                 "result": verdict(v, TARGETS["tokens_per_s"], higher_is_better=True),
             })
@@ -110,7 +113,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
             found = [r for r in rows_k if r["visitors"] == top]
             return found[0] if found else None
 
-        lc, sdk, floor = at_top("lc_ui"), at_top("sdk"), at_top("gf_ui")
+        lc, lu, sdk, floor = at_top("lc_ui"), at_top("lu_ui"), at_top("sdk"), at_top("gf_ui")
 
         def base_txt(field: str, unit: str) -> str:
             parts = []
@@ -122,8 +125,12 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                 if field == "ttft_p99" and math.isinf(val):
                     txt = f"> {fmt_num(lc['deadline_s'], 's')} (never started)"
                 parts.append(f"load_chat {txt}")
+            if lu:  # load_chat with unlimited concurrency: what its defaults leave on the table
+                value = fmt_num(lu[field], unit) if field != "errors" else f"{lu['n'] - lu['completed']} of {lu['n']}"
+                parts.append(f"load_chat unlimited {value}")
             if sdk:
-                parts.append(f"SDK {fmt_num(sdk[field], unit) if field != 'errors' else sdk['n'] - sdk['completed']}")
+                value = fmt_num(sdk[field], unit) if field != "errors" else sdk["n"] - sdk["completed"]
+                parts.append(f"upstream {value}")
             if floor:  # a bare ChatInterface: what Gradio alone costs at this load
                 value = fmt_num(floor[field], unit) if field != "errors" else floor["n"] - floor["completed"]
                 parts.append(f"Gradio floor {value}")
@@ -143,7 +150,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                          "target": "≤ 1.5×", "result": verdict(r["vs_one_stream"], TARGETS["ramp_vs_one"])})
             rows.append({"figure": f"{top} visitors: TTFT p99 ({SHORT[k]})", "value": fmt_num(r["ttft_p99"], "ms"),
                          "baseline": base_txt("ttft_p99", "ms"),
-                         "ratio": f"{fmt_num(r['ttft_p99'] / sdk['ttft_p99'], 'x')} the SDK's" if sdk else "",
+                         "ratio": f"{fmt_num(r['ttft_p99'] / sdk['ttft_p99'], 'x')} the upstream's" if sdk else "",
                          "target": "≤ 1 s", "result": verdict(r["ttft_p99"], TARGETS["ramp_ttft_p99"])})
             gap_ok = verdict(r["max_gap"], TARGETS["ramp_max_gap"]) if r["completed"] else "MISS"
             rows.append({"figure": f"{top} visitors: longest gap between updates ({SHORT[k]})",
@@ -172,7 +179,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
             lo, hi = rk[0], rk[-1]
             ratio = hi["app_cpu"]["median"] / lo["app_cpu"]["median"]
             sdk_rows = app_rows.get("sdk") or []
-            baseline = (f"added latency over SDK: {fmt_num(hi.get('added_total', math.nan), 'ms')} vs "
+            baseline = (f"added latency over the upstream: {fmt_num(hi.get('added_total', math.nan), 'ms')} vs "
                         f"{fmt_num(lo.get('added_total', math.nan), 'ms')}") if sdk_rows and k != "sw_http" else ""
             gf = app_rows.get("gf_ui") or []
             if k == "sw_ui" and len(gf) >= 2:
@@ -187,22 +194,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                          "baseline": baseline, "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
                          "result": verdict(ratio, TARGETS["history_ratio"])})
 
-    mem = sc.get("memory", {}).get("targets", {})
-    if mem:
-        n = sc["memory"]["sessions"]
-        sw = mem.get("sw_ui")
-        lc = mem.get("lc_ui")
-        if sw:
-            value = sw["growth_per_1000_mb"]
-            label = f"{fmt_num(sw['growth_mb'], 'MB')} after {n:,} sessions"
-            if n != 1000:
-                label += f" ({fmt_num(value, 'MB')} per 1,000)"
-            rows.append({"figure": "RSS growth after 1,000 browser sessions opened and closed (Switchboard)",
-                         "value": label,
-                         "baseline": f"load_chat {fmt_num(lc['growth_per_1000_mb'], 'MB')} per 1,000" if lc else "",
-                         "ratio": fmt_num(sw["growth_per_1000_mb"] / lc["growth_per_1000_mb"], "x")
-                         if lc and lc["growth_per_1000_mb"] > 0 else "",
-                         "target": "≤ 30 MB", "result": verdict(value, TARGETS["rss_growth_mb"])})
+    rows += memory_headlines(sc.get("memory", {}))
 
     cold = sc.get("coldstart", {})
     if cold and cold.get("switchboard", {}).get("n"):
@@ -213,6 +205,50 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
         rows.append({"figure": "Cold start: `python app.py` to the first 200 on `/`", "value": fmt_summary(sw, "s"),
                      "baseline": base, "ratio": fmt_num(sw["median"] / lc["median"], "x") + " load_chat's"
                      if lc.get("n") else "", "target": "(reported)", "result": ""})
+    return rows
+
+
+def heap_text(heap: dict[str, Any]) -> str:
+    """The heap settings each app ran with (every Gradio app gets Switchboard's; see bench/heap.py)."""
+    parts = []
+    for name, info in heap.items():
+        if isinstance(info, dict):
+            info = f"gc.freeze() ({info.get('frozen', 0):,} objects), young threshold {info.get('threshold')}"
+        parts.append(f"{name}: {info or 'not tuned (it printed no settings)'}")
+    return ("Heap settings (the same for every Gradio app: Switchboard's `gc.freeze()` and young-generation "
+            "threshold): " + "; ".join(parts) + ".")
+
+
+def grace_text(grace: float | None) -> str:
+    """How a memory row names Switchboard's session grace (None: a run from before it was recorded)."""
+    if grace is None:
+        return "session grace as run"
+    return f"session grace {grace:g} s" + (" (the default)" if grace == DEFAULT_SESSION_GRACE else "")
+
+
+def memory_headlines(mem: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per Switchboard run of the memory scenario (its default session grace, then the short one),
+    each beside both load_chat variants."""
+    targets = mem.get("targets") or {}
+    lc, lu = targets.get("lc_ui"), targets.get("lu_ui")
+    base = "; ".join(f"{name} {fmt_num(t['growth_per_1000_mb'], 'MB')} per 1,000"
+                     for name, t in (("load_chat", lc), ("load_chat unlimited", lu)) if t)
+    rows = []
+    for k in ("sw_ui", "sw_ui_grace2"):
+        sw = targets.get(k)
+        if not sw:
+            continue
+        n = sw.get("sessions", mem["sessions"])
+        value = sw["growth_per_1000_mb"]
+        label = f"{fmt_num(sw['growth_mb'], 'MB')} after {n:,} sessions"
+        if n != 1000:
+            label += f" ({fmt_num(value, 'MB')} per 1,000)"
+        rows.append({"figure": "RSS growth after 1,000 browser sessions opened and closed (Switchboard, "
+                               f"{grace_text(sw.get('grace_s'))})",
+                     "value": label, "baseline": base,
+                     "ratio": fmt_num(value / lc["growth_per_1000_mb"], "x") + " load_chat's"
+                     if lc and lc["growth_per_1000_mb"] > 0 else "",
+                     "target": "≤ 30 MB", "result": verdict(value, TARGETS["rss_growth_mb"])})
     return rows
 
 
@@ -262,14 +298,19 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
     L.append("")
     L.append("Everything runs on this one machine over loopback: the fake upstream (`tests/fake_upstream.py`, in "
              "its own process), the app under test (its own process, CPU and RSS read with psutil), and the "
-             "benchmark's asyncio clients. Baselines are measured in the same run: the **SDK floor** (the openai "
-             "SDK streaming straight from the fake, no front end) and **gr.load_chat** with its defaults pointed "
-             "at the same fake. A token is one upstream chunk of "
+             "benchmark's asyncio clients. Baselines are measured in the same run: the **upstream floor** (the "
+             "fake's stream read straight, with the same raw reader as every path, no front end), "
+             "**gr.load_chat** pointed at the same fake with Gradio's defaults (one event at a time) and again "
+             "with `default_concurrency_limit=None` and 512 threads (**load_chat unlimited**), and the **Gradio "
+             "floor** (a bare ChatInterface). A token is one upstream chunk of "
              f"{o.get('chunk_size')} characters. Figures are medians over repeated runs with (min – max), "
              "unless a row says otherwise.")
     L.append("")
     L.append("Paths: " + "; ".join(f"**{SHORT[k]}** = {LABELS[k]}" for k in LABELS) + ".")
     L.append("")
+    if meta.get("heap"):
+        L.append(heap_text(meta["heap"]))
+        L.append("")
     L.append("## Headlines")
     L.append("")
     rows = headlines(res)
@@ -289,7 +330,7 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
         L.append(f"Sequential messages, {ttft['rounds']} rounds of {ttft['samples_per_round']} per path, paths "
                  f"interleaved; {ttft['reply_tokens']}-token replies, no upstream delay. Time from the visitor "
                  "sending (the first HTTP request of the path) to the first reply text it receives. p50/p99 per "
-                 "round, then median (min – max) over rounds; 'added' is paired with the SDK floor's round. "
+                 "round, then median (min – max) over rounds; 'added' is paired with the upstream floor's round. "
                  "A chat UI path runs the textbox's submit chain as the browser does (each step's followers "
                  "sent at once when it ends, one queue stream per page); 'before the reply step' is the p50 "
                  "time from sending to the request that starts the reply, spent in the chain's earlier steps.")
@@ -335,7 +376,9 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
                  "step; percentiles are across visitors. 'Total vs one' = (first send → last reply complete) / "
                  "the same path's 1-visitor time. 'Longest gap' = the longest wait between two text updates any "
                  "visitor saw after its first token. gr.load_chat runs one event at a time by default, so its "
-                 "steps stop at a deadline; visitors not served by then count as incomplete and their TTFT as ∞.")
+                 "steps stop at a deadline; visitors not served by then count as incomplete and their TTFT as ∞. "
+                 "load_chat unlimited (`default_concurrency_limit=None`, 512 threads) has the other paths' "
+                 "deadline.")
         L.append("")
         rows_out = []
         for k, rows_k in ramp["targets"].items():
@@ -404,7 +447,7 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
                      "the whole chat each turn, as Gradio's Chatbot does. /chat: one API client (one session, "
                      "as a gradio_client Client keeps) whose conversation grows the same way, the whole history "
                      "attached to each call. HTTP: a conversation of that length stored by the app, "
-                     "each request carrying only the new message (`conversation_id`). The SDK floor sends the "
+                     "each request carrying only the new message (`conversation_id`). The upstream floor sends the "
                      "same messages as /chat.")
             L.append("")
             out_rows = []
@@ -417,7 +460,7 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
                                      fmt_summary(r["app_cpu"], "ms") if k != "sdk" else "",
                                      fmt_num(r["app_cpu"]["median"] / base, "x") if k != "sdk" else "",
                                      str(r["errors"])])
-            L += _table(["Path", "Turns", "History JSON", "TTFT", "Turn time", "Added vs SDK", "App CPU / turn",
+            L += _table(["Path", "Turns", "History JSON", "TTFT", "Turn time", "Added vs floor", "App CPU / turn",
                          "CPU vs first row", "Errors"], out_rows)
             L.append("")
 
@@ -428,16 +471,18 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
         L.append(f"Each session is a browser visit: GET `/`, the heartbeat stream held open, one message "
                  f"through the chat UI's submit chain, then the heartbeat closed. {mem['sessions']:,} sessions, "
                  f"{mem['concurrency']} at a time, after a warm-up of the same kind; RSS read "
-                 f"{mem.get('settle_s', 3):g} s after the last one closed. gr.load_chat serves one event at a "
-                 "time, so it gets fewer sessions and its growth is scaled to 1,000. The slope over the second "
-                 "half is what grows with the number of closed sessions. Switchboard runs with "
-                 "`CHATBOT_SESSION_GRACE=2` (default 600): it frees a closed session's state that many seconds "
-                 "after its tab closed, so its RSS shows what stays after the grace; Gradio alone keeps closed "
-                 "sessions for an hour.")
+                 f"{mem.get('settle_s', 3):g} s after the last one closed. gr.load_chat with its defaults serves "
+                 "one event at a time, so it gets fewer sessions and its growth is scaled to 1,000. The slope "
+                 "over the second half is what grows with the number of closed sessions. Switchboard frees a "
+                 "closed session's state `CHATBOT_SESSION_GRACE` seconds after its tab closed; it is measured "
+                 "twice, each in a fresh process: at the default grace (600 s, longer than the run, so every "
+                 "closed session is still held when RSS is read: what an operator sees during a burst) and at "
+                 "2 s (what stays once the grace has passed). Gradio alone keeps closed sessions for an hour.")
         L.append("")
-        L += _table(["App", "Sessions", "RSS before", "RSS after", "Growth", "Growth per 1,000",
+        L += _table(["App", "Session grace", "Sessions", "RSS before", "RSS after", "Growth", "Growth per 1,000",
                      "Slope, 2nd half, per 1,000", "App CPU / session", "Time", "Errors"],
-                    [[SHORT[k], f"{t.get('sessions', mem['sessions']):,}", fmt_num(t["rss_before_mb"], "MB"),
+                    [[SHORT[k], f"{t['grace_s']:g} s" if t.get("grace_s") is not None else "",
+                      f"{t.get('sessions', mem['sessions']):,}", fmt_num(t["rss_before_mb"], "MB"),
                       fmt_num(t["rss_after_mb"], "MB"), fmt_num(t["growth_mb"], "MB"),
                       fmt_num(t["growth_per_1000_mb"], "MB"), fmt_num(t.get("slope_per_1000_mb", math.nan), "MB"),
                       fmt_num(t["app_cpu_per_session_s"], "ms"),
@@ -479,7 +524,7 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
 # --------------------------------------------------------------------------- plots
 
 COLORS = {"sdk": "#555555", "sw_ui": "#1f77b4", "sw_api": "#17becf", "sw_http": "#2ca02c", "lc_ui": "#d62728",
-          "lc_api": "#ff7f0e", "gf_ui": "#9467bd"}
+          "lc_api": "#ff7f0e", "lu_ui": "#e377c2", "gf_ui": "#9467bd", "sw_ui_grace2": "#aec7e8"}
 
 
 def plots(res: dict[str, Any], out: Path) -> list[str]:
@@ -510,7 +555,7 @@ def plots(res: dict[str, Any], out: Path) -> list[str]:
         ax.set_xticks(range(1, len(keys) + 1), [SHORT[k] for k in keys], rotation=15)
         sdk = ttft.get("sdk", {}).get("p50", {}).get("median")
         if sdk:
-            ax.axhline(sdk * 1000 + 30, color="green", linestyle="--", label="target: SDK p50 + 30 ms")
+            ax.axhline(sdk * 1000 + 30, color="green", linestyle="--", label="target: floor p50 + 30 ms")
             ax.legend()
         ax.set_ylabel("time to first token (ms)")
         ax.set_title("Time to first token, one visitor (whiskers p1–p99)")

@@ -39,18 +39,21 @@ from .procs import MODEL_ID, ROOT, AppProcess, FakeProcess, Sampler, free_port
 from .stats import percentile, summary
 
 LABELS = {
-    "sdk": "SDK floor (openai SDK straight from the fake)",
+    "sdk": "Upstream floor (the fake's stream read straight, raw, as every path is read; no front end)",
     "sw_ui": "Switchboard: chat UI (browser submit chain)",
     "sw_api": "Switchboard: Gradio API /chat",
     "sw_http": "Switchboard: HTTP API /chat/stream",
     "lc_ui": "gr.load_chat: chat UI (browser submit chain)",
     "lc_api": "gr.load_chat: Gradio API",
+    "lu_ui": "gr.load_chat with default_concurrency_limit=None and 512 threads: chat UI (browser submit chain)",
     "gf_ui": "Gradio floor: a bare gr.ChatInterface streaming from the fake (browser submit chain)",
 }
-SHORT = {"sdk": "SDK floor", "sw_ui": "Switchboard UI", "sw_api": "Switchboard /chat", "sw_http": "Switchboard HTTP",
-         "lc_ui": "load_chat UI", "lc_api": "load_chat API", "gf_ui": "Gradio floor UI"}
+SHORT = {"sdk": "Upstream floor", "sw_ui": "Switchboard UI", "sw_api": "Switchboard /chat",
+         "sw_http": "Switchboard HTTP", "lc_ui": "load_chat UI", "lc_api": "load_chat API",
+         "lu_ui": "load_chat unlimited UI", "gf_ui": "Gradio floor UI",
+         "sw_ui_grace2": "Switchboard UI, 2 s grace"}  # the last: the memory scenario's short-grace run
 SCENARIOS = ("ttft", "throughput", "ramp", "history", "memory", "coldstart")
-SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchboard's default, for the SDK floor
+SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchboard's default, for the floor
 
 
 @dataclass
@@ -67,7 +70,8 @@ class Options:
     ramp: tuple[int, ...] = (1, 25, 50, 100, 200)
     ramp_tps: float = 20.0
     ramp_reply_tokens: int = 200
-    ramp_targets: tuple[str, ...] = ("sdk", "sw_ui", "sw_http", "lc_ui", "gf_ui")
+    # load_chat (defaults) last: the visitors it has not served by its deadline stay queued in it for a while
+    ramp_targets: tuple[str, ...] = ("sdk", "sw_ui", "sw_http", "lu_ui", "gf_ui", "lc_ui")
     lc_deadline_factor: float = 1.5
     history_core_turns: tuple[int, ...] = (10, 100, 500, 1000, 2000)
     history_core_reps: int = 20
@@ -78,7 +82,7 @@ class Options:
     sessions: int = 1000
     session_concurrency: int = 20
     memory_warmup: int = 200  # same concurrency: the allocator's working set is reached before measuring
-    memory_load_chat: bool = True
+    memory_baselines: tuple[str, ...] = ("lc_ui", "lu_ui")  # beside Switchboard at its default grace and at 2 s
     memory_baseline_sessions: int = 300  # gr.load_chat serves one event at a time: fewer, scaled per 1,000
     extra_cold_starts: int = 1
     fresh_apps: bool = True  # restart the apps before the ramp and the memory scenario
@@ -93,11 +97,11 @@ class Options:
     def quick_mode(cls, **over: Any) -> Options:
         base = dict(
             quick=True, out=ROOT / "docs" / "benchmarks" / "quick", ttft_rounds=2, ttft_samples=5,
-            warmups=1, throughput_tokens=1000, throughput_runs=2, ramp=(1, 20), ramp_reply_tokens=20,
-            ramp_targets=("sdk", "sw_ui", "lc_ui"), lc_deadline_factor=1.5,
+            warmups=1, throughput_tokens=500, throughput_runs=2, ramp=(1, 20), ramp_reply_tokens=20, ramp_tps=40.0,
+            ramp_targets=("sdk", "sw_ui", "lu_ui", "lc_ui"), lc_deadline_factor=1.5,
             history_core_turns=(10, 2000), history_core_reps=3, history_app_turns=(10, 200),
             history_app_reps=2, history_reply_tokens=10, sessions=30, session_concurrency=20, memory_warmup=5,
-            memory_load_chat=False, memory_settle_s=1.0, extra_cold_starts=0, fresh_apps=False,
+            memory_baselines=(), memory_settle_s=1.0, extra_cold_starts=0, fresh_apps=False,
             parallel_start=True,
         )
         base.update(over)
@@ -146,7 +150,8 @@ class Bench:
         self.client: httpx.AsyncClient | None = None
         self.targets: dict[str, Target] = {}
         self.notes: list[str] = []
-        self.cold: dict[str, list[float]] = {"switchboard": [], "load_chat": [], "gradio_floor": []}
+        self.cold: dict[str, list[float]] = {"switchboard": [], "load_chat": [], "load_chat_unlimited": [],
+                                             "gradio_floor": []}
         self.first_visit: dict[str, float] = {}
         self.http_api_note: str | None = None
         self.log_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
@@ -154,16 +159,20 @@ class Bench:
 
     # ------------------------------------------------------------------ processes and targets
 
-    async def start_app(self, kind: str) -> AppProcess:
-        old = self.apps.pop(kind, None)
+    async def start_app(self, kind: str, name: str | None = None, grace: float | None = None) -> AppProcess:
+        """Start (or restart) the app ``name`` (default: ``kind``); ``grace``: Switchboard's session grace."""
+        name = name or kind
+        old = self.apps.pop(name, None)
         if old is not None:
             old.stop()
         assert self.fake is not None
-        app = await asyncio.to_thread(AppProcess(kind, self.fake.base_url, script=self.opts.app_script).start,
-                                      90.0, self.log_dir)
+        app = await asyncio.to_thread(AppProcess(kind, self.fake.base_url, script=self.opts.app_script,
+                                                 session_grace=grace).start, 90.0, self.log_dir)
         self.cold[kind].append(app.cold_start)
-        self.apps[kind] = app
-        self.log(f"  {kind} up on :{app.port} in {app.cold_start:.2f} s")
+        self.apps[name] = app
+        self.results.setdefault("meta", {}).setdefault("heap", {})[name] = (
+            "app.settle_heap (its own)" if kind == "switchboard" else app.heap)
+        self.log(f"  {name} up on :{app.port} in {app.cold_start:.2f} s")
         return app
 
     async def build_targets(self) -> None:
@@ -182,6 +191,10 @@ class Bench:
             self.targets["sw_http"] = HTTPStreamTarget(SHORT["sw_http"], sw, self.client)
         self.targets["lc_ui"] = BrowserChatTarget(SHORT["lc_ui"], lc, self.client, cfg_lc)
         self.targets["lc_api"] = GradioAPITarget(SHORT["lc_api"], lc, self.client, cfg_lc, "load_chat")
+        if "load_chat_unlimited" in self.apps:
+            lu = self.apps["load_chat_unlimited"]
+            self.targets["lu_ui"] = BrowserChatTarget(SHORT["lu_ui"], lu, self.client,
+                                                      await fetch_config(self.client, lu.url))
         if "gradio_floor" in self.apps:
             gf = self.apps["gradio_floor"]
             self.targets["gf_ui"] = BrowserChatTarget(SHORT["gf_ui"], gf, self.client,
@@ -189,7 +202,7 @@ class Bench:
 
     async def restart_apps(self, floor: bool = False) -> None:
         """Fresh app processes; the Gradio floor too when ``floor`` (only the ramp measures it)."""
-        for kind in ("switchboard", "load_chat", *(("gradio_floor",) if floor else ())):
+        for kind in ("switchboard", "load_chat", "load_chat_unlimited", *(("gradio_floor",) if floor else ())):
             await self.start_app(kind)
         if not floor and "gradio_floor" in self.apps:
             self.apps.pop("gradio_floor").stop()
@@ -210,14 +223,16 @@ class Bench:
         self.fake = await asyncio.to_thread(FakeProcess)
         self.client = make_http_client()
         try:
-            self.log("starting Switchboard and gr.load_chat (cold start timed)")
-            if o.parallel_start:
-                await asyncio.gather(self.start_app("switchboard"), self.start_app("load_chat"))
-                self.notes.append("Quick mode starts both apps at once, so its cold-start figures include "
+            self.log("starting Switchboard and gr.load_chat, defaults and unlimited (cold start timed)")
+            kinds = ("switchboard", "load_chat", "load_chat_unlimited")
+            if o.parallel_start:  # the memory scenario's 2 s-grace Switchboard too
+                grace2 = [self.start_app("switchboard", "switchboard_grace2", 2.0)] if "memory" in o.scenarios else []
+                await asyncio.gather(*(self.start_app(kind) for kind in kinds), *grace2)
+                self.notes.append("Quick mode starts the apps at once, so its cold-start figures include "
                                   "contention for the CPU.")
             else:
-                await self.start_app("switchboard")
-                await self.start_app("load_chat")
+                for kind in kinds:
+                    await self.start_app(kind)
             await self.build_targets()
             if self.http_api_note:
                 self.notes.append(f"HTTP API scenario skipped: {self.http_api_note}.")
@@ -264,7 +279,8 @@ class Bench:
         if "gradio_floor" not in self.apps:  # the bare ChatInterface: what Gradio's chain alone costs
             await self.start_app("gradio_floor")
             await self.build_targets()
-        keys = [k for k in ("sdk", "sw_ui", "sw_api", "sw_http", "lc_ui", "lc_api", "gf_ui") if k in self.targets]
+        keys = [k for k in ("sdk", "sw_ui", "sw_api", "sw_http", "lc_ui", "lc_api", "lu_ui", "gf_ui")
+                if k in self.targets]
         first: dict[str, float | None] = {}
         for k in keys:  # the first message after start-up (lazy imports, tokenizer load, first connection)
             v = await self.targets[k].visit("first message", None, expected)
@@ -358,6 +374,7 @@ class Bench:
         for k in keys:
             target = self.targets[k]
             app = self.app_of(k)
+            # gr.load_chat with its defaults serves one event at a time: its steps stop at a deadline
             deadline = (o.lc_deadline_factor * one_stream + 2) if k.startswith("lc") else max(60.0, 8 * one_stream)
             steps = list(o.ramp) if 1 in o.ramp else [1, *o.ramp]
             rows = []
@@ -420,7 +437,7 @@ class Bench:
         return asyncio.run(write())
 
     async def scenario_history(self) -> dict[str, Any]:
-        """History cost per turn: the core in-process, then through the app against the SDK floor."""
+        """History cost per turn: the core in-process, then through the app against the upstream floor."""
         o = self.opts
         assert self.fake is not None
         spec = json.dumps({"turns": list(o.history_core_turns), "reps": o.history_core_reps})
@@ -451,7 +468,7 @@ class Bench:
                 # The chat UIs: one page whose conversation grows by a turn each time, as a visitor's does
                 # (the browser sends the whole chat every turn). /chat: one API client (one session, as a
                 # gradio_client Client keeps) whose conversation grows the same way, the whole history sent
-                # with each call; the SDK floor sends the same messages. The HTTP API: a stored conversation
+                # with each call; the upstream floor sends the same messages. The HTTP API: a stored conversation
                 # of n turns, each request carrying only the new message.
                 page, conversation = None, None
                 convo = plain_history(n)
@@ -492,7 +509,7 @@ class Bench:
                 app_rows[k].append({"turns": n, "payload_bytes": payload, "errors": errs,
                                     "total": summary(totals), "ttft": summary(ttfts), "app_cpu": summary([cpu])})
             self.log(f"    {n} turns: " + ", ".join(f"{SHORT[k]} {times[k]*1000:.0f} ms" for k in keys))
-        # added latency over the SDK floor with the same messages
+        # added latency over the upstream floor with the same messages
         for k in keys:
             if k == "sdk":
                 continue
@@ -538,51 +555,65 @@ class Bench:
         return await asyncio.gather(*(one() for _ in range(count)))
 
     async def scenario_memory(self) -> dict[str, Any]:
-        """RSS after N browser sessions opened (page, heartbeat, one message) and closed."""
+        """RSS after N browser sessions opened (page, heartbeat, one message) and closed: Switchboard at its
+        default session grace and, in a second fresh process, at 2 s; the load_chat baselines beside."""
         o = self.opts
-        assert self.fake is not None
+        assert self.fake is not None and self.client is not None
         if o.fresh_apps:
             await self.restart_apps()
         await asyncio.to_thread(self.fake.configure, 5, o.chunk_size)
         expected = reply_text(5, o.chunk_size)
-        keys = ["sw_ui"] + (["lc_ui"] if o.memory_load_chat else [])
         out: dict[str, Any] = {"sessions": o.sessions, "concurrency": o.session_concurrency, "targets": {},
                                "settle_s": o.memory_settle_s}
-        for k in keys:
-            target = self.targets[k]
-            app = self.app_of(k)
-            assert isinstance(target, BrowserChatTarget) and app is not None
-            await self._sessions(target, o.memory_warmup, expected)
-            await asyncio.sleep(o.memory_settle_s)
-            rss0 = app.rss()
-            curve = [(0, rss0 / 1e6)]
-            count = o.sessions if k.startswith("sw") else min(o.sessions, o.memory_baseline_sessions)
-            step = max(1, count // 10)
-            t0 = time.perf_counter()
-            cpu0 = app.cpu()
-            visits = await self._sessions(target, count, expected,
-                                          lambda done, app=app, curve=curve, step=step: curve.append(
-                                              (done, app.rss() / 1e6)) if done % step == 0 else None)
-            elapsed = time.perf_counter() - t0
-            cpu = app.cpu() - cpu0
-            await asyncio.sleep(o.memory_settle_s)  # let the server notice the closed heartbeats
-            rss1 = app.rss()
-            curve.append((count, rss1 / 1e6))
-            growth = (rss1 - rss0) / 1e6
-            half = [c for c in curve if c[0] >= count // 2]  # slope over the second half: what scales
-            slope = ((half[-1][1] - half[0][1]) * 1000 / (half[-1][0] - half[0][0])
-                     if len(half) >= 2 and half[-1][0] > half[0][0] else math.nan)
-            out["targets"][k] = {
-                "slope_per_1000_mb": slope,
-                "sessions": count, "rss_before_mb": rss0 / 1e6, "rss_after_mb": rss1 / 1e6, "growth_mb": growth,
-                "growth_per_1000_mb": growth * 1000 / count, "curve": curve,
-                "errors": sum(not v.ok for v in visits),
-                "error_examples": sorted({v.error for v in visits if v.error})[:2],
-                "seconds": elapsed, "app_cpu_per_session_s": cpu / count,
-            }
-            self.log(f"    {SHORT[k]}: RSS {rss0/1e6:.0f} -> {rss1/1e6:.0f} MB after {count} sessions "
-                     f"({elapsed:.1f} s)")
+        short = self.apps.get("switchboard_grace2")
+        if short is None or o.fresh_apps:
+            short = await self.start_app("switchboard", name="switchboard_grace2", grace=2.0)
+        short_target: BrowserChatTarget | None = None
+        try:
+            short_target = BrowserChatTarget(SHORT["sw_ui_grace2"], short, self.client,
+                                             await fetch_config(self.client, short.url))
+            targets = {"sw_ui": self.targets["sw_ui"], "sw_ui_grace2": short_target,
+                       **{k: self.targets[k] for k in o.memory_baselines if k in self.targets}}
+            for k, target in targets.items():
+                assert isinstance(target, BrowserChatTarget)
+                out["targets"][k] = await self._memory_of(k, target, expected)
+        finally:
+            if short_target is not None:
+                await short_target.close()
+            self.apps.pop("switchboard_grace2", short).stop()
         return out
+
+    async def _memory_of(self, k: str, target: BrowserChatTarget, expected: str) -> dict[str, Any]:
+        o = self.opts
+        app = target.app
+        await self._sessions(target, o.memory_warmup, expected)
+        await asyncio.sleep(o.memory_settle_s)
+        rss0 = app.rss()
+        curve = [(0, rss0 / 1e6)]
+        count = min(o.sessions, o.memory_baseline_sessions) if k == "lc_ui" else o.sessions
+        step = max(1, count // 10)
+        t0 = time.perf_counter()
+        cpu0 = app.cpu()
+        visits = await self._sessions(target, count, expected,
+                                      lambda done: curve.append((done, app.rss() / 1e6)) if done % step == 0 else None)
+        elapsed = time.perf_counter() - t0
+        cpu = app.cpu() - cpu0
+        await asyncio.sleep(o.memory_settle_s)  # let the server notice the closed heartbeats
+        rss1 = app.rss()
+        curve.append((count, rss1 / 1e6))
+        growth = (rss1 - rss0) / 1e6
+        half = [c for c in curve if c[0] >= count // 2]  # slope over the second half: what scales
+        slope = ((half[-1][1] - half[0][1]) * 1000 / (half[-1][0] - half[0][0])
+                 if len(half) >= 2 and half[-1][0] > half[0][0] else math.nan)
+        self.log(f"    {SHORT[k]}: RSS {rss0/1e6:.0f} -> {rss1/1e6:.0f} MB after {count} sessions ({elapsed:.1f} s)")
+        return {
+            "slope_per_1000_mb": slope, "grace_s": app.grace,
+            "sessions": count, "rss_before_mb": rss0 / 1e6, "rss_after_mb": rss1 / 1e6, "growth_mb": growth,
+            "growth_per_1000_mb": growth * 1000 / count, "curve": curve,
+            "errors": sum(not v.ok for v in visits),
+            "error_examples": sorted({v.error for v in visits if v.error})[:2],
+            "seconds": elapsed, "app_cpu_per_session_s": cpu / count,
+        }
 
     async def scenario_coldstart(self) -> dict[str, Any]:
         """`python app.py` to the first 200 on `/`: every launch of this run, plus extra ones."""

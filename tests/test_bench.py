@@ -6,12 +6,14 @@ No timing assertions: the performance goals live in the benchmark's own output (
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+YOUNG_THRESHOLD = 7_000  # app.GC_YOUNG_THRESHOLD: checked against app.py below
 
 
 def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
@@ -37,6 +39,17 @@ def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert set(results["scenarios"]) >= {"ttft", "throughput", "ramp", "history", "memory", "coldstart"}
     assert results["scenarios"]["ttft"]["targets"]["sdk"]["errors"] == 0
+    # load_chat with unlimited concurrency beside its defaults; Switchboard's memory at both graces
+    assert "lu_ui" in results["scenarios"]["ttft"]["targets"]
+    assert "lu_ui" in results["scenarios"]["ramp"]["targets"]
+    memory = results["scenarios"]["memory"]["targets"]
+    assert (memory["sw_ui"]["grace_s"], memory["sw_ui_grace2"]["grace_s"]) == (600, 2)
+    assert "load_chat unlimited" in table and "session grace 600 s (the default)" in table
+    # one heap rule: every baseline printed the settings it runs with, and they are Switchboard's
+    heap = results["meta"]["heap"]
+    assert {"load_chat", "load_chat_unlimited", "gradio_floor"} <= set(heap), heap
+    for name in ("load_chat", "load_chat_unlimited", "gradio_floor"):
+        assert heap[name]["threshold"] == YOUNG_THRESHOLD and heap[name]["frozen"] > 0, heap
 
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert {"ttft.png", "throughput.png", "ramp.png"} <= set(pngs), pngs
@@ -112,3 +125,73 @@ def test_gradio_limit_is_worked_out_from_the_floor_measured_in_the_run() -> None
     assert "1.20 CPU-seconds a second" in text  # 200 visitors x 3 ms / 0.5 s
     assert "3.00 s for the last one's chain" in text  # 200 x 15 ms
     assert gradio_limit({"scenarios": {"ramp": {"steps": [1, 200], "targets": {"gf_ui": []}}}}) == ""
+
+
+def test_baselines_get_switchboards_heap_settings() -> None:
+    """One heap rule for every Gradio app measured: the baselines' settings are Switchboard's."""
+    import app
+    from bench import heap
+
+    assert heap.YOUNG_THRESHOLD == app.GC_YOUNG_THRESHOLD == YOUNG_THRESHOLD
+    assert heap.read_mark("noise\n" + heap.MARK + '{"threshold": 7000, "frozen": 12}\n') == {
+        "threshold": 7000, "frozen": 12}
+    assert heap.read_mark("no mark here\n") is None
+
+
+async def test_floor_reads_the_upstream_raw_like_every_path(fake) -> None:
+    """The floor is the fake's stream read with the benchmark's raw reader (one connection per stream,
+    as Switchboard's HTTP API is read), not through the SDK's pydantic models: every content chunk is one
+    update, the usage chunk (no choices) is skipped, and a failure is reported, never raised."""
+    from fake_upstream import Behaviour
+
+    from bench.clients import SDKTarget
+
+    floor = SDKTarget(fake.base_url)
+    fake.push(Behaviour(reply="abcd" * 8, chunk_size=4, usage=True))
+    visit = await floor.visit("hello", [{"role": "system", "content": "be brief"}], "abcd" * 8)
+    assert visit.ok, visit.error
+    assert visit.text == "abcd" * 8 and len(visit.updates) == 8 and visit.ttft is not None
+    sent = fake.last
+    assert sent.stream and sent.messages[-1] == {"role": "user", "content": "hello"}
+    assert sent.headers.get("authorization") == "Bearer sk-bench"
+    assert sent.headers.get("connection") == "close"  # RawStream's request, not the SDK's pooled client
+    assert "openai" not in sent.headers.get("user-agent", "").lower()
+
+    fake.push(Behaviour(status=500))
+    failed = await floor.visit("hello", None, "abcd" * 8)
+    assert not failed.ok and "500" in (failed.error or "")
+    fake.push(Behaviour(reply="abcd" * 8, chunk_size=4, cut_after=2))
+    cut = await floor.visit("hello", None, "abcd" * 8)
+    assert not cut.ok and cut.error
+    await floor.close()
+
+
+def test_report_shows_both_load_chat_variants_and_both_graces() -> None:
+    from bench.report import headlines, memory_headlines
+
+    def mem(grace, growth, sessions=1000):
+        return {"grace_s": grace, "sessions": sessions, "growth_mb": growth,
+                "growth_per_1000_mb": growth * 1000 / sessions}
+
+    memory = {"sessions": 1000, "targets": {"sw_ui": mem(600.0, 80.0), "sw_ui_grace2": mem(2.0, 12.0),
+                                            "lc_ui": mem(None, 6.0, 300), "lu_ui": mem(None, 40.0)}}
+    rows = memory_headlines(memory)
+    assert [r["result"] for r in rows] == ["MISS", "PASS"]  # 80 MB at the default grace, 12 MB at 2 s
+    assert "session grace 600 s (the default)" in rows[0]["figure"] and "session grace 2 s)" in rows[1]["figure"]
+    for row in rows:
+        assert row["baseline"] == "load_chat 20.0 MB per 1,000; load_chat unlimited 40.0 MB per 1,000"
+    assert rows[0]["ratio"] == "4.00× load_chat's"
+    assert memory_headlines({"sessions": 1000, "targets": {}}) == []
+
+    def step(n, completed, p99, deadline=60.0, censored=False):
+        return {"visitors": n, "n": n, "completed": completed, "errors": 0, "ttft_p99": p99, "max_gap": 0.2,
+                "vs_one_stream": 1.2, "deadline_s": deadline, "censored": censored}
+
+    ramp = {"steps": [1, 200], "targets": {
+        "sw_ui": [step(200, 200, 0.8)], "lc_ui": [step(200, 10, math.inf, 17.0, True)],
+        "lu_ui": [step(200, 200, 2.5)]}}
+    rows = {r["figure"]: r for r in headlines({"scenarios": {"ramp": ramp}})}
+    failed = rows["200 simultaneous visitors: failed or incomplete (Switchboard UI)"]["baseline"]
+    assert failed == "load_chat 190 of 200; load_chat unlimited 0 of 200"
+    ttft = rows["200 visitors: TTFT p99 (Switchboard UI)"]["baseline"]
+    assert ttft == "load_chat > 17.00 s (never started); load_chat unlimited 2500.0 ms"
