@@ -398,6 +398,7 @@ class ChatUI:
             gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
             chatbot = gr.Chatbot(
                 label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
+                sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
             )
             textbox = MessageBox(
                 placeholder=ui("placeholder"), file_count="multiple", sources=["upload"], show_label=False,
