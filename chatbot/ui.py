@@ -34,6 +34,7 @@ from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history,
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
 from .message_box import MessageBox
+from .replying import Replying
 from .upstream import (
     Done,
     ErrorEvent,
@@ -204,6 +205,7 @@ class ChatUI:
         # (the history Gradio passes in is still the one checked; see HistoryWindow.sync).
         self.windows = WindowCache(lambda: HistoryWindow.for_settings(settings), max_windows=WINDOW_SESSIONS,
                                    max_weight=WINDOW_WEIGHT)
+        self.replying = Replying()  # tabs with a reply in progress: their saved-chats list waits for it
 
     def history_for_upstream(self, history: object, model: Model | None = None, images: str = "") -> list[dict]:
         """The history as it goes upstream. With ``model`` (the UI's path), attached files come along:
@@ -381,7 +383,7 @@ class ChatUI:
             gr.Markdown(ui("header"))
             if settings.demo:
                 gr.Markdown(ui("demo_banner"), elem_id="demo-banner")
-            panel = ChatsPanel(browser_secret(settings), self.gauge, self.model_update)
+            panel = ChatsPanel(browser_secret(settings), self.gauge, self.model_update, self.replying)
             with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
                 panel.render()
             if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
@@ -419,32 +421,44 @@ class ChatUI:
 
             async def respond(
                 message: dict, history: list[dict], model: str | None, user_key: str | None, totals: dict,
-                request: gr.Request,
+                chat_id: str | None, request: gr.Request,
             ) -> AsyncIterator[tuple]:
                 lang = language_of(request)
                 view = ReplyView(lang)
                 update: list[dict] = []
-                # While streaming only the chat changes: a gr.skip() sent to a component output makes
-                # Gradio build a new component and its config on every update (to a State it costs nothing).
-                async for update in self.respond(message, history, model, user_key, request, view=view):
-                    yield update, gr.skip(), gr.skip()
+                # The tab's saved-chats list waits until this reply is saved (to chat `chat_id`, the chat
+                # on screen when it started): panel.saved ends the mark, or the finally below when no
+                # conversation comes out (an error, Stop, a closed tab).
+                session = getattr(request, "session_hash", None)
+                self.replying.mark(session)
+                finished = False
                 try:
-                    session_totals, line, gauge_html, done = await self.after_reply(
-                        message, history, update, model, view, totals, lang
-                    )
-                except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
-                    log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
-                    yield update, gr.skip(), gr.skip()
-                    return
-                # the session line and the gauge follow from `finished` (see finished.change below)
-                yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html}
+                    # While streaming only the chat changes: a gr.skip() sent to a component output makes
+                    # Gradio build a new component and its config on every update (to a State it costs nothing).
+                    async for update in self.respond(message, history, model, user_key, request, view=view):
+                        self.replying.mark(session)
+                        yield update, gr.skip(), gr.skip()
+                    try:
+                        session_totals, line, gauge_html, done = await self.after_reply(
+                            message, history, update, model, view, totals, lang
+                        )
+                    except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
+                        log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
+                        yield update, gr.skip(), gr.skip()
+                        return
+                    # the session line and the gauge follow from `finished` (see finished.change below)
+                    yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id}
+                    finished = True
+                finally:
+                    if not finished:
+                        self.replying.end(session)
 
             chat_interface = gr.ChatInterface(
                 respond,
                 multimodal=True,
                 chatbot=chatbot,
                 textbox=textbox,
-                additional_inputs=[model, user_key, totals],
+                additional_inputs=[model, user_key, totals, panel.shown],
                 additional_outputs=[totals, finished],
                 concurrency_limit=None,
                 cache_examples=False,
@@ -464,7 +478,7 @@ class ChatUI:
             model.change(gauge_for, [model, chatbot], gauge, trigger_mode="always_last", **quiet)
             panel.wire(
                 demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
-                finished=finished, textbox=textbox,
+                finished=finished, textbox=textbox, sent=chat_interface.saved_input,
             )
 
             async def chat(
