@@ -16,6 +16,7 @@ a bad import is a message in the visitor's language.
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import shutil
@@ -226,7 +227,7 @@ class ChatsPanel:
             gr.Warning(str(exc) if isinstance(exc, ValueError) else text("import_failed", lang))
             return (*self._view(store, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
         store = chats.add(store, chat)
-        gr.Info(text("imported", lang, title=chat["title"]))
+        gr.Info(text("imported", lang, title=html.escape(chat["title"])))  # a toast renders HTML: the title is text
         return (*self._view(store, lang), *self._shown(store, model, lang), chat["id"])
 
     # --- events ---------------------------------------------------------------------------------------

@@ -144,6 +144,7 @@ def test_reply_title_and_imported_chat_never_run_script(
     with page.expect_file_chooser(timeout=WAIT_MS) as chooser:
         page.locator("#import-json").click()
     chooser.value.set_files(evil)
+    expect(page.get_by_test_id("toast-body").first).to_contain_text(TITLE + " imported")  # as text, whole
     expect(page.locator("#saved-chats label")).to_have_count(2)
     expect(page.locator("#saved-chats")).to_contain_text("imported")
     _shows_every_word(page)
