@@ -265,8 +265,8 @@ def question(message: object) -> list[dict[str, Any]]:
     as paths or file dicts) or a string; :func:`clean_messages` decides which files are kept."""
     if not isinstance(message, Mapping):
         return [{"role": "user", "content": [message]}] if isinstance(message, str) and message else []
-    files = message.get("files") if isinstance(message.get("files"), list) else []
-    parts: list[Any] = [{"path": f} if isinstance(f, str) else f for f in files[:64]]
+    files = message.get("files")
+    parts: list[Any] = [{"path": f} if isinstance(f, str) else f for f in (files if isinstance(files, list) else [])[:64]]
     if isinstance(message.get("text"), str) and message["text"]:
         parts.append(message["text"])
     return [{"role": "user", "content": parts}] if parts else []

@@ -1,12 +1,12 @@
 """Which browser sessions have a reply in progress, so the saved-chats panel never switches chats under one.
 
-A reply is in progress from the moment the chat function starts until its conversation is saved (or it
-ended without one: an error, Stop, a closed tab). While it is, the panel refuses to open another chat,
-start a new one, delete, rename or import: each of those rewrites the store the browser holds, and two
-rewrites in flight at once would lose one (the reply's save or the switch). The chat function marks its
-session at every update (at least twice a second while it streams); a mark older than ``max_age``
-seconds no longer counts (a reply whose save never came blocks nothing for long). Sessions are Gradio's
-``session_hash``; at most ``max_sessions`` are kept (the oldest go first).
+A reply is in progress from the moment the chat function starts until its conversation is saved (the
+panel's save after a reply, or Stop's). While it is, the panel refuses to open another chat, start a new
+one, delete, rename or import: each of those rewrites the store the browser holds, and two rewrites in
+flight at once would lose one (the reply's save or the switch). The chat function marks its tab at every
+update (at least twice a second while it streams); a mark older than ``max_age`` seconds no longer counts
+(a tab closed mid-reply, whose save never comes, blocks nothing). Tabs are Gradio's ``session_hash``; at
+most ``max_sessions`` are kept (the oldest go first).
 """
 
 from __future__ import annotations

@@ -426,32 +426,26 @@ class ChatUI:
                 lang = language_of(request)
                 view = ReplyView(lang)
                 update: list[dict] = []
-                # The tab's saved-chats list waits until this reply is saved (to chat `chat_id`, the chat
-                # on screen when it started): panel.saved ends the mark, or the finally below when no
-                # conversation comes out (an error, Stop, a closed tab).
-                session = getattr(request, "session_hash", None)
-                self.replying.mark(session)
-                finished = False
+                # A browser tab's saved-chats list waits for this reply (see chatbot/replying.py) until it is
+                # saved to chat `chat_id`, the chat on screen when it started (panel.saved, or Stop, ends it).
+                tab = getattr(request, "session_hash", None) if chat_id else None
+                self.replying.mark(tab)
+                # While streaming only the chat changes: a gr.skip() sent to a component output makes
+                # Gradio build a new component and its config on every update (to a State it costs nothing).
+                async for update in self.respond(message, history, model, user_key, request, view=view):
+                    self.replying.mark(tab)
+                    yield update, gr.skip(), gr.skip()
                 try:
-                    # While streaming only the chat changes: a gr.skip() sent to a component output makes
-                    # Gradio build a new component and its config on every update (to a State it costs nothing).
-                    async for update in self.respond(message, history, model, user_key, request, view=view):
-                        self.replying.mark(session)
-                        yield update, gr.skip(), gr.skip()
-                    try:
-                        session_totals, line, gauge_html, done = await self.after_reply(
-                            message, history, update, model, view, totals, lang
-                        )
-                    except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
-                        log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
-                        yield update, gr.skip(), gr.skip()
-                        return
-                    # the session line and the gauge follow from `finished` (see finished.change below)
-                    yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id}
-                    finished = True
-                finally:
-                    if not finished:
-                        self.replying.end(session)
+                    session_totals, line, gauge_html, done = await self.after_reply(
+                        message, history, update, model, view, totals, lang
+                    )
+                except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
+                    log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
+                    self.replying.end(tab)
+                    yield update, gr.skip(), gr.skip()
+                    return
+                # the session line and the gauge follow from `finished` (see finished.change below)
+                yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id}
 
             chat_interface = gr.ChatInterface(
                 respond,
