@@ -266,7 +266,8 @@ def question(message: object) -> list[dict[str, Any]]:
     if not isinstance(message, Mapping):
         return [{"role": "user", "content": [message]}] if isinstance(message, str) and message else []
     files = message.get("files")
-    parts: list[Any] = [{"path": f} if isinstance(f, str) else f for f in (files if isinstance(files, list) else [])[:64]]
+    files = files[:64] if isinstance(files, list) else []
+    parts: list[Any] = [{"path": f} if isinstance(f, str) else f for f in files]
     if isinstance(message.get("text"), str) and message["text"]:
         parts.append(message["text"])
     return [{"role": "user", "content": parts}] if parts else []
