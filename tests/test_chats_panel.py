@@ -154,6 +154,10 @@ def test_a_chat_is_listed_when_its_first_message_is_sent_and_its_reply_saved_by_
     assert ui.started(older, "../x", {"text": "hi"}, "fast", Tab())[0] == older
     again = ui.started(saved, "newchat1", {"text": "other"}, "fast", Tab())[0]
     assert chats.find(again, "newchat1")["messages"] == chats.find(saved, "newchat1")["messages"]
+    # a file the message names outside Gradio's upload folder is never kept (only its name, as a note)
+    named = ui.started(older, "newchat2", {"text": "hi", "files": ["/etc/passwd"]}, "fast", Tab())[0]
+    assert chats.find(named, "newchat2")["messages"][0]["content"] == [
+        {"type": "text", "text": "📎 passwd (the attachment is no longer available)"}, {"type": "text", "text": "hi"}]
 
 
 def test_changes_to_the_list_wait_while_a_reply_is_in_progress() -> None:
