@@ -16,6 +16,7 @@ a bad import is a message in the visitor's language.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
@@ -62,6 +63,17 @@ def _schema_once(button: gr.UploadButton) -> gr.UploadButton:
     schema = button.api_info()
     button.api_info = lambda: schema  # type: ignore[method-assign]
     return button
+
+
+def _one_at_a_time(handler: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
+    """A handler (its last argument the gr.Request) run in its tab's turn (see Replying.turn)."""
+
+    @functools.wraps(handler)
+    def run(self: ChatsPanel, *args: Any) -> tuple[Any, ...]:
+        with self.replying.turn(getattr(args[-1] if args else None, "session_hash", None)):
+            return handler(self, *args)
+
+    return run
 
 
 class ChatsPanel:
@@ -135,10 +147,12 @@ class ChatsPanel:
         gr.Warning(text("reply_in_progress", language_of(request)))
         return True
 
-    def _refused(self, raw: object, lang: str, skipped: int) -> tuple[Any, ...]:
-        """The list as it stands (the chat in progress still chosen), and ``skipped`` outputs untouched."""
-        return (*self._view(chats.normalize_store(raw, upload_root()), lang), *[gr.skip()] * skipped)
+    def _refused(self, shown: str | None, skipped: int) -> tuple[Any, ...]:
+        """The list's choice back on the chat on screen; nothing else changes (the store the browser sent
+        may be older than the one it holds by now, so it is never written back)."""
+        return (gr.skip(), gr.Radio(value=shown), *[gr.skip()] * (3 + skipped))
 
+    @_one_at_a_time
     def restore(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Page load: the saved chats, and the current one in the chat (with no current chat, nothing the
         visitor may already have done is overwritten: only the model list is refreshed)."""
@@ -150,13 +164,17 @@ class ChatsPanel:
                     chats.new_id())
         return (*self._view(store, lang), *self._shown(store, model, lang), store["current"])
 
+    @_one_at_a_time
     def started(self, raw: object, shown: str | None, message: object, model: str | None,
                 request: gr.Request) -> tuple[Any, ...]:
         """A message is sent: its chat is listed (and chosen) now, with the question, under its id."""
         lang = language_of(request)
         store = chats.normalize_store(raw, upload_root())
+        if chats.valid_id(shown):
+            self.replying.mark(getattr(request, "session_hash", None))  # from now on the list waits for the reply
         return self._view(chats.begin(store, shown, message, model, upload_root(), lang), lang)
 
+    @_one_at_a_time
     def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         """After a reply: the conversation as it now stands is saved to the chat the reply belongs to."""
         try:
@@ -169,6 +187,7 @@ class ChatsPanel:
         finally:
             self.replying.end(getattr(request, "session_hash", None))
 
+    @_one_at_a_time
     def stopped(self, raw: object, messages: list, shown: str | None, model: str | None,
                 request: gr.Request) -> tuple[Any, ...]:
         """Stop: keep what was shown (the question and the partial answer) in the chat on screen."""
@@ -176,6 +195,7 @@ class ChatsPanel:
         view = self.saved(raw, {"messages": messages, "chat": shown}, model, request)
         return (*view, self.gauge(model, messages, lang))
 
+    @_one_at_a_time
     def undone(self, raw: object, messages: list, shown: str | None, model: str | None,
                request: gr.Request) -> tuple[Any, ...]:
         """Undo (the chat's ↶ button) takes back the last question and its answer: so does the saved chat."""
@@ -184,39 +204,46 @@ class ChatsPanel:
         kept = list(messages or [])[:last_user] if last_user is not None else []
         return self.stopped(raw, kept, shown, model, request)
 
-    def open(self, raw: object, chat_id: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    @_one_at_a_time
+    def open(self, raw: object, chat_id: str | None, shown: str | None, model: str | None,
+             request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
         if self._busy(request):
-            return self._refused(raw, lang, 5)
+            return self._refused(shown, 5)
         store = chats.select(chats.normalize_store(raw, upload_root()), chat_id)
         return (*self._view(store, lang), *self._shown(store, model, lang), store["current"] or chats.new_id())
 
-    def start_new(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    @_one_at_a_time
+    def start_new(self, raw: object, shown: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
         if self._busy(request):
-            return self._refused(raw, lang, 5)
+            return self._refused(shown, 5)
         store = chats.select(chats.normalize_store(raw, upload_root()), None)
         return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang), chats.new_id())
 
+    @_one_at_a_time
     def renamed(self, raw: object, shown: str | None, title: str, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
         if self._busy(request):
-            return self._refused(raw, lang, 0)
+            return self._refused(shown, 0)
         store = chats.normalize_store(raw, upload_root())
         return self._view(chats.rename(store, shown, title), lang)
 
+    @_one_at_a_time
     def deleted(self, raw: object, shown: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
         if self._busy(request):
-            return self._refused(raw, lang, 5)
+            return self._refused(shown, 5)
         store = chats.normalize_store(raw, upload_root())
         store = chats.delete(store, shown)
         return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang), chats.new_id())
 
-    def imported(self, raw: object, file: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    @_one_at_a_time
+    def imported(self, raw: object, file: object, shown: str | None, model: str | None,
+                 request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
         if self._busy(request):
-            return self._refused(raw, lang, 5)
+            return self._refused(shown, 5)
         store = chats.normalize_store(raw, upload_root())
         path = file if isinstance(file, str) else getattr(file, "name", None)
         try:
@@ -253,10 +280,11 @@ class ChatsPanel:
         finished.change(self.saved, [self.store, finished, model], view, **quiet)
         textbox.stop(self.stopped, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
         chatbot.undo(self.undone, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
-        self.list.input(self.open, [self.store, self.list, model], view + shown, **quiet)
-        self.new.click(self.start_new, [self.store, model], view + shown, **quiet)
-        chatbot.clear(self.start_new, [self.store, model], view + shown, **quiet)
+        self.list.input(self.open, [self.store, self.list, self.shown, model], view + shown, **quiet)
+        self.new.click(self.start_new, [self.store, self.shown, model], view + shown, **quiet)
+        chatbot.clear(self.start_new, [self.store, self.shown, model], view + shown, **quiet)
         self.rename.click(self.renamed, [self.store, self.shown, self.title], view, **quiet)
         self.title.submit(self.renamed, [self.store, self.shown, self.title], view, **quiet)
         self.delete.click(self.deleted, [self.store, self.shown, model], view + shown, **quiet)
-        self.import_json.upload(self.imported, [self.store, self.import_json, model], view + shown, **quiet)
+        self.import_json.upload(self.imported, [self.store, self.import_json, self.shown, model], view + shown,
+                                **quiet)

@@ -7,6 +7,9 @@ flight at once would lose one (the reply's save or the switch). The chat functio
 update (at least twice a second while it streams); a mark older than ``max_age`` seconds no longer counts
 (a tab closed mid-reply, whose save never comes, blocks nothing). Tabs are Gradio's ``session_hash``; at
 most ``max_sessions`` are kept (the oldest go first).
+
+:meth:`Replying.turn` runs a tab's panel changes one at a time, so each one sees the marks (and the
+server-side state) the one before it left.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class Replying:
@@ -22,6 +27,7 @@ class Replying:
         self.max_sessions = max_sessions
         self._marked: OrderedDict[str, float] = OrderedDict()  # session -> its reply's latest update
         self._lock = threading.Lock()
+        self._turns: dict[str, list] = {}  # session -> [its lock, how many wait for or hold it]
 
     def mark(self, session: str | None) -> None:
         """``session``'s reply is in progress (it starts, or shows an update)."""
@@ -46,3 +52,22 @@ class Replying:
         with self._lock:
             marked = self._marked.get(session)
         return marked is not None and time.monotonic() - marked < self.max_age
+
+    @contextmanager
+    def turn(self, session: str | None) -> Iterator[None]:
+        """Hold ``session``'s turn: one panel change at a time per tab (re-entrant: a handler may call
+        another). A tab's lock is kept only while someone holds or waits for it."""
+        if not session:
+            yield
+            return
+        with self._lock:
+            entry = self._turns.setdefault(session, [threading.RLock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._lock:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    self._turns.pop(session, None)

@@ -60,10 +60,10 @@ def test_open_new_rename_delete() -> None:
     ui = panel()
     first = store_of(ui.saved(chats.empty_store(), [QUESTION, ANSWER], "smart", None))
     chat_id = first["current"]
-    fresh = ui.start_new(first, "fast", None)
+    fresh = ui.start_new(first, chat_id, "fast", None)
     assert fresh[0]["current"] is None and fresh[5:7] == ([], []) and fresh[8] == "gauge:fast:0"
     assert chats.valid_id(fresh[9]) and fresh[9] != chat_id  # the new chat's id, before its first message
-    opened = ui.open(fresh[0], chat_id, "fast", None)
+    opened = ui.open(fresh[0], chat_id, fresh[9], "fast", None)
     assert opened[5] == [QUESTION, ANSWER] and opened[7].value == "smart" and opened[8] == "gauge:smart:2"
     assert opened[9] == chat_id
     renamed = store_of(ui.renamed(opened[0], chat_id, "Geography", None))
@@ -88,15 +88,15 @@ def test_import_then_export_round_trip(tmp_path: Path) -> None:
     ui = panel()
     saved = ui.saved(chats.empty_store(), [QUESTION, ANSWER], "fast", None)
     exported = path_of(saved[4])
-    outputs = ui.imported(chats.empty_store(), exported, "budget", None)
+    outputs = ui.imported(chats.empty_store(), exported, None, "budget", None)
     store = outputs[0]
     assert chats.current(store)["messages"] == [QUESTION, ANSWER] and outputs[5] == [QUESTION, ANSWER]
     assert Path(path_of(outputs[4])).read_text() == Path(exported).read_text()
     bad = tmp_path / "notes.json"
     bad.write_text('{"hello": "world"}')
-    refused = ui.imported(store, str(bad), "fast", None)
+    refused = ui.imported(store, str(bad), None, "fast", None)
     assert refused[0] == store  # nothing imported, nothing lost
-    assert ui.imported(store, None, "fast", None)[0] == store
+    assert ui.imported(store, None, None, "fast", None)[0] == store
 
 
 def _config(fake: FakeUpstream, secret: str) -> dict:
@@ -167,16 +167,17 @@ def test_changes_to_the_list_wait_while_a_reply_is_in_progress() -> None:
     store = chats.save(chats.empty_store(), [QUESTION, ANSWER], "fast", None)
     chat_id = store["current"]
     other = chats.save({**store, "current": None}, [ANSWER], "fast", None)
-    ui.replying.mark("tab-1")
+    on_screen = other["current"]
+    ui.started(other, on_screen, {"text": "more"}, "fast", Tab("tab-1"))  # a message is sent: the tab waits
     tab = Tab("tab-1")
     refused = [
-        ui.open(other, chat_id, "fast", tab), ui.start_new(other, "fast", tab),
-        ui.deleted(other, other["current"], "fast", tab), ui.imported(other, None, "fast", tab),
+        ui.open(other, chat_id, on_screen, "fast", tab), ui.start_new(other, on_screen, "fast", tab),
+        ui.deleted(other, on_screen, "fast", tab), ui.imported(other, None, on_screen, "fast", tab),
+        ui.renamed(other, on_screen, "Renamed", tab),
     ]
-    for outputs in refused:
-        assert outputs[0] == other and outputs[1].value == other["current"]
-        assert all(o is gr.skip() or o == gr.skip() for o in outputs[5:]) and len(outputs) == 10
-    assert ui.renamed(other, other["current"], "Renamed", tab)[0] == other
-    assert ui.open(other, chat_id, "fast", Tab("tab-2"))[0]["current"] == chat_id  # another tab: no wait
-    ui.saved(other, {"messages": [ANSWER], "chat": other["current"]}, "fast", tab)
-    assert ui.open(other, chat_id, "fast", tab)[0]["current"] == chat_id
+    for outputs in refused:  # the list's choice goes back to the chat on screen; the store is not written
+        assert outputs[1].value == on_screen and len(outputs) in (5, 10)
+        assert all(o == gr.skip() for i, o in enumerate(outputs) if i != 1)
+    assert ui.open(other, chat_id, None, "fast", Tab("tab-2"))[0]["current"] == chat_id  # another tab: no wait
+    ui.saved(other, {"messages": [ANSWER], "chat": on_screen}, "fast", tab)
+    assert ui.open(other, chat_id, on_screen, "fast", tab)[0]["current"] == chat_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from chatbot.replying import Replying
@@ -29,3 +30,25 @@ def test_at_most_max_sessions_are_kept_the_oldest_go_first() -> None:
     replying.mark("b")
     replying.mark("e")
     assert [s for s in "abcde" if replying.busy(s)] == ["b", "d", "e"]
+
+
+def test_a_tabs_turns_run_one_at_a_time_and_nest() -> None:
+    replying = Replying()
+    order: list[str] = []
+
+    def later(session: str, label: str) -> None:
+        with replying.turn(session):
+            order.append(label)
+
+    with replying.turn("a"):
+        with replying.turn("a"):  # a handler calling another
+            order.append("nested")
+        same = threading.Thread(target=later, args=("a", "same tab"))
+        other = threading.Thread(target=later, args=("b", "other tab"))
+        same.start()
+        other.start()
+        other.join(5)
+        same.join(0.2)  # it waits for the turn
+        order.append("first done")
+    same.join(5)
+    assert order == ["nested", "other tab", "first done", "same tab"]
