@@ -260,28 +260,15 @@ def save(store: Mapping[str, Any], messages: object, model: str | None, root: st
     return {"version": VERSION, "current": current, "chats": _fit(chats, current)}
 
 
-def question(message: object) -> list[dict[str, Any]]:
-    """The visitor's message as chat messages, from the message box's value (``{"text", "files"}``, files
-    as paths or file dicts) or a string; :func:`clean_messages` decides which files are kept."""
-    if not isinstance(message, Mapping):
-        return [{"role": "user", "content": [message]}] if isinstance(message, str) and message else []
-    files = message.get("files")
-    files = files[:64] if isinstance(files, list) else []
-    parts: list[Any] = [{"path": f} if isinstance(f, str) else f for f in files]
-    if isinstance(message.get("text"), str) and message["text"]:
-        parts.append(message["text"])
-    return [{"role": "user", "content": parts}] if parts else []
-
-
-def begin(store: Mapping[str, Any], chat_id: str | None, message: object, model: str | None,
+def begin(store: Mapping[str, Any], chat_id: str | None, messages: object, model: str | None,
           root: str | os.PathLike[str] | None, lang: str = "en") -> dict[str, Any]:
-    """A chat starts: the store with chat ``chat_id`` listed and current, holding the first question
-    (a chat the store already holds is only made current: its reply saves it whole)."""
+    """A chat starts: the store with chat ``chat_id`` listed and current, holding ``messages`` (its first
+    question); a chat the store already holds is only made current (its reply saves it whole)."""
     chat_id = valid_id(chat_id)
     if chat_id is None:
         return dict(store)
     if find(store, chat_id) is None:
-        store = save({**store, "current": None}, question(message), model, root, lang, chat_id=chat_id)
+        store = save({**store, "current": None}, messages, model, root, lang, chat_id=chat_id)
     return select(store, chat_id)
 
 

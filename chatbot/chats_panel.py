@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,19 @@ def _schema_once(button: gr.UploadButton) -> gr.UploadButton:
     schema = button.api_info()
     button.api_info = lambda: schema  # type: ignore[method-assign]
     return button
+
+
+def question(message: object) -> list[dict[str, Any]]:
+    """The visitor's message as chat messages, from the message box's value (``{"text", "files"}``, files
+    as paths or file dicts) or a string; :func:`chatbot.chats.clean_messages` decides which files are kept."""
+    if not isinstance(message, Mapping):
+        return [{"role": "user", "content": [message]}] if isinstance(message, str) and message else []
+    files = message.get("files")
+    files = files[:64] if isinstance(files, list) else []
+    parts: list[Any] = [{"path": f} if isinstance(f, str) else f for f in files]
+    if isinstance(message.get("text"), str) and message["text"]:
+        parts.append(message["text"])
+    return [{"role": "user", "content": parts}] if parts else []
 
 
 def _one_at_a_time(handler: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
@@ -172,7 +185,7 @@ class ChatsPanel:
         store = chats.normalize_store(raw, upload_root())
         if chats.valid_id(shown):
             self.replying.mark(getattr(request, "session_hash", None))  # from now on the list waits for the reply
-        return self._view(chats.begin(store, shown, message, model, upload_root(), lang), lang)
+        return self._view(chats.begin(store, shown, question(message), model, upload_root(), lang), lang)
 
     @_one_at_a_time
     def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
