@@ -245,20 +245,47 @@ def current(store: Mapping[str, Any]) -> dict[str, Any] | None:
     return find(store, store.get("current"))
 
 
+def new_id() -> str:
+    """A fresh chat id (a chat on screen gets one before its first message, see :func:`begin`)."""
+    return secrets.token_hex(8)
+
+
+def valid_id(chat_id: object) -> str | None:
+    """``chat_id`` when it is a well-formed chat id, else None."""
+    return chat_id if isinstance(chat_id, str) and _ID_RE.match(chat_id) else None
+
+
 def save(store: Mapping[str, Any], messages: object, model: str | None, root: Root,
-         lang: str = "en") -> dict[str, Any]:
-    """The store with the current chat's messages replaced (a new chat is created when none is current)."""
+         lang: str = "en", chat_id: str | None = None) -> dict[str, Any]:
+    """The store with chat ``chat_id``'s messages replaced (created when the store does not hold it yet).
+    Without ``chat_id``: the current chat, or a new one when none is current. The current chat stays
+    current (the saved one becomes current only when none was)."""
     cleaned = clean_messages(messages, root, lang)
     chats = [dict(c) for c in store.get("chats", [])]
-    chat = next((c for c in chats if c["id"] == store.get("current")), None)
+    target = valid_id(chat_id) or store.get("current")
+    chat = next((c for c in chats if c["id"] == target), None)
+    current = store.get("current") if any(c["id"] == store.get("current") for c in chats) else None
     if not cleaned:
-        return {"version": VERSION, "current": chat["id"] if chat else None, "chats": chats}
+        return {"version": VERSION, "current": current, "chats": chats}
     now = max(_now(), max((c.get("updated", 0.0) for c in chats), default=0.0) + 0.001)  # newest on top
     if chat is None:
-        chat = {"id": secrets.token_hex(8), "title": title_of(cleaned, lang), "created": now}
+        chat = {"id": target or new_id(), "title": title_of(cleaned, lang), "created": now}
         chats.append(chat)
     chat.update(messages=cleaned, updated=now, model=model or chat.get("model"))
-    return {"version": VERSION, "current": chat["id"], "chats": _fit(chats, chat["id"])}
+    current = current or chat["id"]
+    return {"version": VERSION, "current": current, "chats": _fit(chats, current)}
+
+
+def begin(store: Mapping[str, Any], chat_id: str | None, messages: object, model: str | None,
+          root: Root, lang: str = "en") -> dict[str, Any]:
+    """A chat starts: the store with chat ``chat_id`` listed and current, holding ``messages`` (its first
+    question); a chat the store already holds is only made current (its reply saves it whole)."""
+    chat_id = valid_id(chat_id)
+    if chat_id is None:
+        return dict(store)
+    if find(store, chat_id) is None:
+        store = save({**store, "current": None}, messages, model, root, lang, chat_id=chat_id)
+    return select(store, chat_id)
 
 
 def select(store: Mapping[str, Any], chat_id: str | None) -> dict[str, Any]:

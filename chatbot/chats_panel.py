@@ -2,18 +2,27 @@
 
 The store is a ``gr.BrowserState`` with a fixed storage key and secret (see :func:`chatbot.chats.browser_secret`),
 so it outlives reloads and server restarts. It travels to the server only for the events that change it:
-after a reply (and after Stop), when a chat is opened, renamed, deleted or imported; never during a stream.
+when a message is sent, after a reply (and after Stop), when a chat is opened, renamed, deleted or
+imported; never during a stream.
+
+Which chat is on screen is a server-side ``gr.State`` (``shown``): an id, given before the chat's first
+message (a new chat is listed as soon as that message is sent, see :func:`chatbot.chats.begin`). Every
+save names its chat by that id, never "the current one". While a reply is in progress (see
+:mod:`chatbot.replying`) every change to the list is refused with a message: the reply goes on, and is
+saved to its own chat.
 Every handler here rebuilds what the browser sends (:func:`chatbot.chats.normalize_store`) and never raises:
 a bad import is a message in the visitor's language.
 """
 
 from __future__ import annotations
 
+import functools
+import html
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +30,7 @@ import gradio as gr
 
 from . import chats
 from .i18n import language_of, text, ui
+from .replying import Replying
 from .uploads import SessionFiles
 
 log = logging.getLogger("switchboard.chats")
@@ -31,6 +41,10 @@ EXPORT_DIR = Path(tempfile.gettempdir()) / f"switchboard-exports-{os.getuid() if
 MAX_EXPORTS = 500
 #: The panel's events (and the gauge's) share this many workers: cheap for a person, bounded for a script.
 SIDE_CONCURRENCY: dict[str, Any] = {"concurrency_limit": 4, "concurrency_id": "switchboard-side-panels"}
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
 
 
 def upload_root() -> str:
@@ -56,6 +70,30 @@ def _schema_once(button: gr.UploadButton) -> gr.UploadButton:
     return button
 
 
+def question(message: object) -> list[dict[str, Any]]:
+    """The visitor's message as chat messages, from the message box's value (``{"text", "files"}``, files
+    as paths or file dicts) or a string; :func:`chatbot.chats.clean_messages` decides which files are kept."""
+    if not isinstance(message, Mapping):
+        return [{"role": "user", "content": [message]}] if isinstance(message, str) and message else []
+    files = message.get("files")
+    files = files[:64] if isinstance(files, list) else []
+    parts: list[Any] = [{"path": f} if isinstance(f, str) else f for f in files]
+    if isinstance(message.get("text"), str) and message["text"]:
+        parts.append(message["text"])
+    return [{"role": "user", "content": parts}] if parts else []
+
+
+def _one_at_a_time(handler: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
+    """A handler (its last argument the gr.Request) run in its tab's turn (see Replying.turn)."""
+
+    @functools.wraps(handler)
+    def run(self: ChatsPanel, *args: Any) -> tuple[Any, ...]:
+        with self.replying.turn(getattr(args[-1] if args else None, "session_hash", None)):
+            return handler(self, *args)
+
+    return run
+
+
 class ChatsPanel:
     """Renders the panel (call :meth:`render` inside the sidebar) and wires its events (:meth:`wire`)."""
 
@@ -65,22 +103,25 @@ class ChatsPanel:
         gauge: Callable[..., str],
         model_update: Callable[[str | None, str | None], tuple[Any, str | None]],
         files: SessionFiles | None = None,
+        replying: Replying | None = None,
     ) -> None:
         self.secret = secret
         self.gauge = gauge  # (model, chat messages, language, session) -> gauge HTML
         self.model_update = model_update  # (saved model, current) -> (dropdown update, model chosen)
         self.files = files  # which attachments a session may have read; None: any in Gradio's upload folder
+        self.replying = replying if replying is not None else Replying()  # marked by the chat function
 
     def _root(self, request: gr.Request | None, *, saving: bool = False) -> chats.Root:
         """Where a store's attachments may be, for this request's session (see SessionFiles.keeper)."""
         if self.files is None:
             return upload_root()
-        return self.files.keeper(getattr(request, "session_hash", None), saving=saving)
+        return self.files.keeper(_session(request), saving=saving)
 
     # --- layout ---------------------------------------------------------------------------------------
 
     def render(self) -> None:
         self.store = gr.BrowserState(chats.empty_store(), storage_key=chats.STORAGE_KEY, secret=self.secret)
+        self.shown = gr.State(None)  # the id of the chat on screen (also one not saved yet)
         self.new = gr.Button(ui("new_chat"), variant="primary", size="md", elem_id="new-chat")
         self.list = gr.Radio(choices=[], value=None, label=ui("saved_chats"), elem_id="saved-chats")
         with gr.Row():
@@ -126,6 +167,19 @@ class ChatsPanel:
 
     # --- handlers -------------------------------------------------------------------------------------
 
+    def _busy(self, request: gr.Request) -> bool:
+        """Whether this tab has a reply in progress; then the visitor is told to wait or press Stop."""
+        if not self.replying.busy(_session(request)):
+            return False
+        gr.Warning(text("reply_in_progress", language_of(request)))
+        return True
+
+    def _refused(self, shown: str | None, skipped: int) -> tuple[Any, ...]:
+        """The list's choice back on the chat on screen; nothing else changes (the store the browser sent
+        may be older than the one it holds by now, so it is never written back)."""
+        return (gr.skip(), gr.Radio(value=shown), *[gr.skip()] * (3 + skipped))
+
+    @_one_at_a_time
     def restore(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         """Page load: the saved chats, and the current one in the chat (with no current chat, nothing the
         visitor may already have done is overwritten: only the model list is refreshed)."""
@@ -133,52 +187,92 @@ class ChatsPanel:
         store = chats.normalize_store(raw, self._root(request))
         if chats.current(store) is None:
             update, _ = self.model_update(None, model)
-            return (*self._view(store, lang), gr.skip(), gr.skip(), update, self.gauge(model, [], lang))
-        return (*self._view(store, lang), *self._shown(store, model, lang, getattr(request, "session_hash", None)))
+            return (*self._view(store, lang), gr.skip(), gr.skip(), update, self.gauge(model, [], lang),
+                    chats.new_id())
+        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)), store["current"])
 
-    def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
-        """After a reply (or Stop): the conversation as it now stands becomes the current chat."""
+    @_one_at_a_time
+    def started(self, raw: object, shown: str | None, message: object, model: str | None,
+                request: gr.Request) -> tuple[Any, ...]:
+        """A message is sent: its chat is listed (and chosen) now, with the question, under its id."""
         lang = language_of(request)
         store = chats.normalize_store(raw, self._root(request))
-        messages = finished.get("messages") if isinstance(finished, dict) else finished
-        store = chats.save(store, messages, model, self._root(request, saving=True), lang)
-        return self._view(store, lang)
+        if chats.valid_id(shown):
+            self.replying.mark(_session(request))  # from now on the list waits for the reply
+        started = chats.begin(store, shown, question(message), model, self._root(request, saving=True), lang)
+        return self._view(started, lang)
 
-    def stopped(self, raw: object, messages: list, model: str | None, request: gr.Request) -> tuple[Any, ...]:
-        """Stop: keep what was shown (the question and the partial answer)."""
+    @_one_at_a_time
+    def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """After a reply: the conversation as it now stands is saved to the chat the reply belongs to."""
+        try:
+            lang = language_of(request)
+            store = chats.normalize_store(raw, self._root(request))
+            messages = finished.get("messages") if isinstance(finished, dict) else finished
+            chat_id = finished.get("chat") if isinstance(finished, dict) else None
+            store = chats.save(store, messages, model, self._root(request, saving=True), lang, chat_id=chat_id)
+            return self._view(store, lang)
+        finally:
+            self.replying.end(_session(request))
+
+    @_one_at_a_time
+    def stopped(self, raw: object, messages: list, shown: str | None, model: str | None,
+                request: gr.Request) -> tuple[Any, ...]:
+        """Stop: keep what was shown (the question and the partial answer) in the chat on screen."""
         lang = language_of(request)
-        session = getattr(request, "session_hash", None)
-        return (*self.saved(raw, messages, model, request), self.gauge(model, messages, lang, session))
+        view = self.saved(raw, {"messages": messages, "chat": shown}, model, request)
+        return (*view, self.gauge(model, messages, lang, _session(request)))
 
-    def undone(self, raw: object, messages: list, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    @_one_at_a_time
+    def undone(self, raw: object, messages: list, shown: str | None, model: str | None,
+               request: gr.Request) -> tuple[Any, ...]:
         """Undo (the chat's ↶ button) takes back the last question and its answer: so does the saved chat."""
         last_user = max((i for i, m in enumerate(messages or []) if isinstance(m, dict) and m.get("role") == "user"),
                         default=None)
-        return self.stopped(raw, list(messages or [])[:last_user] if last_user is not None else [], model, request)
+        kept = list(messages or [])[:last_user] if last_user is not None else []
+        return self.stopped(raw, kept, shown, model, request)
 
-    def open(self, raw: object, chat_id: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    @_one_at_a_time
+    def open(self, raw: object, chat_id: str | None, shown: str | None, model: str | None,
+             request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
+        if self._busy(request):
+            return self._refused(shown, 5)
         store = chats.select(chats.normalize_store(raw, self._root(request)), chat_id)
-        return (*self._view(store, lang), *self._shown(store, model, lang, getattr(request, "session_hash", None)))
+        shown_now = store["current"] or chats.new_id()
+        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)), shown_now)
 
-    def start_new(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    @_one_at_a_time
+    def start_new(self, raw: object, shown: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
+        if self._busy(request):
+            return self._refused(shown, 5)
         store = chats.select(chats.normalize_store(raw, self._root(request)), None)
-        return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang))
+        return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang), chats.new_id())
 
-    def renamed(self, raw: object, title: str, request: gr.Request) -> tuple[Any, ...]:
+    @_one_at_a_time
+    def renamed(self, raw: object, shown: str | None, title: str, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
+        if self._busy(request):
+            return self._refused(shown, 0)
         store = chats.normalize_store(raw, self._root(request))
-        return self._view(chats.rename(store, store.get("current"), title), lang)
+        return self._view(chats.rename(store, shown, title), lang)
 
-    def deleted(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    @_one_at_a_time
+    def deleted(self, raw: object, shown: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
+        if self._busy(request):
+            return self._refused(shown, 5)
         store = chats.normalize_store(raw, self._root(request))
-        store = chats.delete(store, store.get("current"))
-        return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang))
+        store = chats.delete(store, shown)
+        return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang), chats.new_id())
 
-    def imported(self, raw: object, file: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    @_one_at_a_time
+    def imported(self, raw: object, file: object, shown: str | None, model: str | None,
+                 request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
+        if self._busy(request):
+            return self._refused(shown, 5)
         store = chats.normalize_store(raw, self._root(request))
         path = file if isinstance(file, str) else getattr(file, "name", None)
         try:
@@ -187,10 +281,10 @@ class ChatsPanel:
             chat = chats.import_json(Path(path).read_bytes(), lang)
         except (ValueError, OSError) as exc:
             gr.Warning(str(exc) if isinstance(exc, ValueError) else text("import_failed", lang))
-            return (*self._view(store, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            return (*self._view(store, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
         store = chats.add(store, chat)
-        gr.Info(text("imported", lang, title=chat["title"]))
-        return (*self._view(store, lang), *self._shown(store, model, lang, getattr(request, "session_hash", None)))
+        gr.Info(text("imported", lang, title=html.escape(chat["title"])))  # a toast renders HTML: the title is text
+        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)), chat["id"])
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -204,18 +298,22 @@ class ChatsPanel:
         gauge: gr.HTML,
         finished: gr.State,
         textbox: gr.MultimodalTextbox,
+        sent: gr.State,
     ) -> None:
+        """``sent``: the ChatInterface's state holding the message just sent (the box is cleared by then)."""
         view = [self.store, self.list, self.title, self.export_md, self.export_json]
-        shown = [chatbot, chatbot_state, model, gauge]
+        shown = [chatbot, chatbot_state, model, gauge, self.shown]
         quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
         demo.load(self.restore, [self.store, model], view + shown, **quiet)
+        textbox.submit(self.started, [self.store, self.shown, sent, model], view, **quiet)
         finished.change(self.saved, [self.store, finished, model], view, **quiet)
-        textbox.stop(self.stopped, [self.store, chatbot, model], [*view, gauge], **quiet)
-        chatbot.undo(self.undone, [self.store, chatbot, model], [*view, gauge], **quiet)
-        self.list.input(self.open, [self.store, self.list, model], view + shown, **quiet)
-        self.new.click(self.start_new, [self.store, model], view + shown, **quiet)
-        chatbot.clear(self.start_new, [self.store, model], view + shown, **quiet)
-        self.rename.click(self.renamed, [self.store, self.title], view, **quiet)
-        self.title.submit(self.renamed, [self.store, self.title], view, **quiet)
-        self.delete.click(self.deleted, [self.store, model], view + shown, **quiet)
-        self.import_json.upload(self.imported, [self.store, self.import_json, model], view + shown, **quiet)
+        textbox.stop(self.stopped, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
+        chatbot.undo(self.undone, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
+        self.list.input(self.open, [self.store, self.list, self.shown, model], view + shown, **quiet)
+        self.new.click(self.start_new, [self.store, self.shown, model], view + shown, **quiet)
+        chatbot.clear(self.start_new, [self.store, self.shown, model], view + shown, **quiet)
+        self.rename.click(self.renamed, [self.store, self.shown, self.title], view, **quiet)
+        self.title.submit(self.renamed, [self.store, self.shown, self.title], view, **quiet)
+        self.delete.click(self.deleted, [self.store, self.shown, model], view + shown, **quiet)
+        self.import_json.upload(self.imported, [self.store, self.import_json, self.shown, model], view + shown,
+                                **quiet)

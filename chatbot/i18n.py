@@ -174,6 +174,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "imported": "Imported “{title}”.",
         "import_failed": "That file is not a conversation exported from Switchboard (JSON), so nothing was "
         "imported.",
+        "reply_in_progress": "A reply is still coming in this chat. Wait for it to finish, or press Stop (■), "
+        "then switch chats.",
         "attachment_missing": "📎 {name} (the attachment is no longer available)",
         "exported_by": "Exported from Switchboard",
         "you": "You",
@@ -201,6 +203,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "imported": "Se importó «{title}».",
         "import_failed": "Ese archivo no es una conversación exportada desde Switchboard (JSON), así que no "
         "se importó nada.",
+        "reply_in_progress": "Todavía está llegando una respuesta en este chat. Espera a que termine, o pulsa "
+        "Detener (■), y luego cambia de chat.",
         "attachment_missing": "📎 {name} (el adjunto ya no está disponible)",
         "exported_by": "Exportado desde Switchboard",
         "you": "Tú",
@@ -228,6 +232,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "imported": "“{title}” foi importado.",
         "import_failed": "Esse arquivo não é uma conversa exportada do Switchboard (JSON), então nada foi "
         "importado.",
+        "reply_in_progress": "Uma resposta ainda está chegando neste chat. Espere terminar, ou clique em "
+        "Parar (■), e depois troque de chat.",
         "attachment_missing": "📎 {name} (o anexo não está mais disponível)",
         "exported_by": "Exportado do Switchboard",
         "you": "Você",

@@ -36,6 +36,7 @@ from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history,
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
 from .message_box import MessageBox
+from .replying import Replying
 from .uploads import SessionFiles
 from .upstream import (
     Done,
@@ -209,6 +210,7 @@ class ChatUI:
                                    max_weight=WINDOW_WEIGHT)
         # The attachments each session may have read (build() tells it which files Gradio's upload wrote).
         self.files = SessionFiles(upload_root, browser_secret(settings, purpose=ATTACHMENT_SEAL).encode())
+        self.replying = Replying()  # tabs with a reply in progress: their saved-chats list waits for it
 
     def history_for_upstream(self, history: object, model: Model | None = None, images: str = "",
                              session: str | None = None) -> list[dict]:
@@ -399,7 +401,7 @@ class ChatUI:
             if settings.demo:
                 gr.Markdown(ui("demo_banner"), elem_id="demo-banner")
             self.files.uploaded = uploaded_by_gradio(demo)
-            panel = ChatsPanel(browser_secret(settings), self.gauge, self.model_update, self.files)
+            panel = ChatsPanel(browser_secret(settings), self.gauge, self.model_update, self.files, self.replying)
             with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
                 panel.render()
             if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
@@ -416,6 +418,7 @@ class ChatUI:
             gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
             chatbot = gr.Chatbot(
                 label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
+                sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
             )
             textbox = MessageBox(
                 placeholder=ui("placeholder"), file_count="multiple", sources=["upload"], show_label=False,
@@ -436,14 +439,19 @@ class ChatUI:
 
             async def respond(
                 message: dict, history: list[dict], model: str | None, user_key: str | None, totals: dict,
-                request: gr.Request,
+                chat_id: str | None, request: gr.Request,
             ) -> AsyncIterator[tuple]:
                 lang = language_of(request)
                 view = ReplyView(lang)
                 update: list[dict] = []
+                # A browser tab's saved-chats list waits for this reply (see chatbot/replying.py) until it is
+                # saved to chat `chat_id`, the chat on screen when it started (panel.saved, or Stop, ends it).
+                tab = getattr(request, "session_hash", None) if chat_id else None
+                self.replying.mark(tab)
                 # While streaming only the chat changes: a gr.skip() sent to a component output makes
                 # Gradio build a new component and its config on every update (to a State it costs nothing).
                 async for update in self.respond(message, history, model, user_key, request, view=view):
+                    self.replying.mark(tab)
                     yield update, gr.skip(), gr.skip()
                 try:
                     session_totals, line, gauge_html, done = await self.after_reply(
@@ -451,17 +459,18 @@ class ChatUI:
                     )
                 except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
                     log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
+                    self.replying.end(tab)
                     yield update, gr.skip(), gr.skip()
                     return
                 # the session line and the gauge follow from `finished` (see finished.change below)
-                yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html}
+                yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id}
 
             chat_interface = gr.ChatInterface(
                 respond,
                 multimodal=True,
                 chatbot=chatbot,
                 textbox=textbox,
-                additional_inputs=[model, user_key, totals],
+                additional_inputs=[model, user_key, totals, panel.shown],
                 additional_outputs=[totals, finished],
                 concurrency_limit=None,
                 cache_examples=False,
@@ -481,7 +490,7 @@ class ChatUI:
             model.change(gauge_for, [model, chatbot], gauge, trigger_mode="always_last", **quiet)
             panel.wire(
                 demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
-                finished=finished, textbox=textbox,
+                finished=finished, textbox=textbox, sent=chat_interface.saved_input,
             )
 
             async def chat(

@@ -268,7 +268,7 @@ def _say(attack: Attack, client: httpx.Client, session: str, text: str, *paths: 
     """One message through the chat box's event (with files named by path); what the session was shown."""
     files = [{"path": p, "orig_name": os.path.basename(p), "meta": {"_type": "gradio.FileData"}} for p in paths]
     messages = attack.call(client, session, _dependency(attack, "respond"),
-                           [{"text": text, "files": files}, None, "fast", "", None])
+                           [{"text": text, "files": files}, None, "fast", "", None, None])
     return json.dumps(messages)
 
 
