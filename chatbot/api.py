@@ -18,7 +18,12 @@ and never reaches the upstream.
 
 Every message is stored (:mod:`chatbot.store`) the moment it is accepted; the reply is stored when it ends,
 however it ends: a dropped client or a Stop cancels the request task, which closes the upstream
-connection (see :mod:`chatbot.upstream`) and stores what was produced, marked ``interrupted``.
+connection (see :mod:`chatbot.upstream`) and stores what was produced, marked ``interrupted``. While it
+streams, its text so far is saved about every second (:mod:`chatbot.checkpoints`). A reply the store did
+not take is never reported as saved: ``done`` says ``"saved": false`` after an error event ``not_saved``
+(plain SSE: an ``[ERROR]`` line), ``/chat`` answers ``"saved": false``, and the save is retried until the
+store takes it. A failure after the stream started is an error event then the end of the stream; before,
+a JSON error with its status; both are logged.
 """
 
 from __future__ import annotations
@@ -46,8 +51,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from .checkpoints import Checkpoints, Progress
 from .config import Settings
-from .errors import Friendly, render
+from .errors import Friendly, friendly, render, store_failure
 from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, clean_text, sync_window
 from .limits import Visitor, visitor_from
 from .store import Conversation, Store, StoreError, Turn
@@ -104,6 +110,7 @@ class ChatReply(BaseModel):
     model: str = Field(description="The model id that answered.")
     usage: UsageOut | None
     finish_reason: str | None = None
+    saved: bool = Field(True, description="False when the server could not store the reply (it retries).")
 
 
 class ErrorDetail(BaseModel):
@@ -227,6 +234,8 @@ STATUS_FOR_KIND: dict[str, int] = {
     "need_user_key": 403,
     "bad_user_key": 422,
     "shutting_down": 503,
+    "store_unavailable": 503,
+    "internal": 500,
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -505,42 +514,57 @@ class Reply:
         self.trimmed = 0
         self.cancel_reason = "disconnected"
         self.saved = False
+        self.stored: bool | None = None
+        """Whether the store took the reply's end (None until it was tried)."""
+        self._progress: Progress | None = None
 
     @property
     def reply(self) -> str:
         return "".join(self.text)
 
     async def events(self) -> AsyncIterator[Event]:
+        self._progress = self.service.checkpoints.track(self.turn, self.text)
         try:
-            history = await self.service.history_for(self.turn)
-            upstream = self.service.upstream
-            stream = upstream.stream(self.message, history, self.model_name, visitor=self.visitor)
-            async with contextlib.aclosing(stream):
-                async for event in stream:
-                    if self.service.closing:
-                        ending = Friendly("shutting_down", SHUTDOWN_TEXT)
-                        self.error = ErrorEvent(ending, partial=bool(self.text))
-                        yield self.error
-                        break
-                    if isinstance(event, TextDelta):
-                        self.text.append(event.text)
-                    elif isinstance(event, Usage):
-                        self.usage = event
-                    elif isinstance(event, ErrorEvent):
-                        self.error = event
-                    elif isinstance(event, Done):
-                        self.done = event
-                    elif isinstance(event, HistoryTrimmed):
-                        self.trimmed = event.dropped_turns
+            try:
+                async for event in self._upstream_events():
                     yield event
+            except Exception as exc:  # a failure of the app itself (its Redis): an error event, logged
+                log.exception("a reply failed: %s", type(exc).__name__)
+                failure = friendly("store_unavailable" if store_failure(exc) else "internal")
+                self.error = ErrorEvent(failure, partial=bool(self.text))
+                yield self.error
         finally:
             await self.save()
+
+    async def _upstream_events(self) -> AsyncIterator[Event]:
+        history = await self.service.history_for(self.turn)
+        upstream = self.service.upstream
+        stream = upstream.stream(self.message, history, self.model_name, visitor=self.visitor)
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                if self.service.closing:
+                    ending = Friendly("shutting_down", SHUTDOWN_TEXT)
+                    self.error = ErrorEvent(ending, partial=bool(self.text))
+                    yield self.error
+                    break
+                if isinstance(event, TextDelta):
+                    self.text.append(event.text)
+                elif isinstance(event, Usage):
+                    self.usage = event
+                elif isinstance(event, ErrorEvent):
+                    self.error = event
+                elif isinstance(event, Done):
+                    self.done = event
+                elif isinstance(event, HistoryTrimmed):
+                    self.trimmed = event.dropped_turns
+                yield event
 
     async def save(self) -> None:
         """Store the reply (once). Runs in a task of its own, so a cancelled request still stores it."""
         if self.saved:
             return
         self.saved = True
+        self.service.checkpoints.untrack(self._progress)
         complete = self.done is not None and self.error is None
         if complete:
             reason = None
@@ -548,12 +572,18 @@ class Reply:
             reason = self.error.error.kind
         else:
             reason = self.cancel_reason
-        write = self.service.store.finish_turn(
+        write = self.service.checkpoints.finish(
             self.turn, self.reply, "complete" if complete else "interrupted", error=reason,
             finish_reason=self.done.finish_reason if self.done else None,
             usage=usage_json(self.usage) if self.usage else None,
         )
-        await self.service.background(write)
+        self.stored = bool(await self.service.background(write))
+
+    def not_saved(self) -> ErrorEvent | None:
+        """The event telling the client its reply was not stored (None when it was)."""
+        if self.stored is not False:
+            return None
+        return ErrorEvent(friendly("not_saved"), partial=False)
 
 
 #: Conversations whose cleaned history is kept in memory between turns (the most recently used), and a
@@ -571,6 +601,7 @@ class ChatService:
         self.store = store
         self.closing = False
         self._tasks: set[asyncio.Task] = set()
+        self.checkpoints = Checkpoints(store)
         # The store reads back only the newest max_history_messages messages, so a long conversation's
         # history loses messages at its front from one turn to the next: the windows allow that.
         self.windows = WindowCache(
@@ -607,27 +638,29 @@ class ChatService:
         requests are refused."""
         self.closing = True
 
-    async def background(self, work: Coroutine[Any, Any, Any]) -> None:
+    async def background(self, work: Coroutine[Any, Any, Any]) -> Any:
         """Run ``work`` to completion even if the caller is cancelled meanwhile (the caller still sees
-        its cancellation). Failures are logged, never raised."""
+        its cancellation) and return its result. Failures are logged, never raised (None)."""
         task = asyncio.get_running_loop().create_task(self._logged(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
     @staticmethod
-    async def _logged(work: Awaitable[Any]) -> None:
+    async def _logged(work: Awaitable[Any]) -> Any:
         try:
-            await work
+            return await work
         except StoreError as exc:
             log.error("could not store a reply: %s", exc)
-        except Exception as exc:  # pragma: no cover - a bug must not vanish silently
-            log.error("could not store a reply: %s", type(exc).__name__)
+        except Exception:  # pragma: no cover - a bug must not vanish silently
+            log.exception("could not store a reply")
+        return None
 
     async def drain(self) -> None:
-        """Wait for pending writes (at shutdown)."""
+        """Wait for pending writes (at shutdown), and give the refused ones a last try."""
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.checkpoints.close()
 
     def check(self, request: ChatRequest) -> tuple[str, str, str]:
         """(clean message, model name to send, model id), or :class:`ApiError` 422."""
@@ -729,6 +762,7 @@ def done_event(reply: Reply, stopped: bool = False) -> dict[str, Any]:
         "interrupted": stopped or reply.error is not None or reply.done is None,
         "history_trimmed_turns": reply.trimmed,
     }
+    out["saved"] = reply.stored is True
     if stopped:
         out["stopped"] = True
     return out
@@ -746,19 +780,25 @@ async def sse_stream(reply: Reply, structured: bool) -> AsyncGenerator[bytes, No
                     last = now
                     yield b": keep-alive\n\n"
                 continue
-            if structured:
-                payload = json_event(event, reply)
-                chunk = sse_json(payload) if payload else None
-            elif isinstance(event, TextDelta):
-                chunk = sse_data(event.text)
-            elif isinstance(event, ErrorEvent):
-                chunk = sse_data(f"[ERROR] {error_text(event)}")
-            else:
-                chunk = None
+            chunk = _sse_chunk(event, reply, structured)
             if chunk:
                 last = now
                 yield chunk
+    unsaved = reply.not_saved()
+    if unsaved is not None:
+        yield _sse_chunk(unsaved, reply, structured) or b""
     yield sse_json(done_event(reply)) if structured else b"data: [DONE]\n\n"
+
+
+def _sse_chunk(event: Event, reply: Reply, structured: bool) -> bytes | None:
+    if structured:
+        payload = json_event(event, reply)
+        return sse_json(payload) if payload else None
+    if isinstance(event, TextDelta):
+        return sse_data(event.text)
+    if isinstance(event, ErrorEvent):
+        return sse_data(f"[ERROR] {error_text(event)}")
+    return None
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -867,7 +907,10 @@ def create_api(settings: Settings, upstream: Upstream, store: Store) -> FastAPI:
         finally:
             for task in (work, gone):
                 task.cancel()
-            await asyncio.gather(work, gone, return_exceptions=True)
+            failed = await asyncio.gather(work, gone, return_exceptions=True)
+        if isinstance(failed[0], Exception):  # never the client's fault: a status, a body, a log line
+            log.error("POST /chat failed", exc_info=failed[0])
+            raise ApiError(500, "internal", render("internal"), conversation_id=cid)
         if reply.error is not None:
             error = reply.error.error
             raise ApiError(
@@ -879,7 +922,7 @@ def create_api(settings: Settings, upstream: Upstream, store: Store) -> FastAPI:
         out = ChatReply(
             reply=reply.reply, conversation_id=cid, model=reply.turn.model,
             usage=UsageOut(**usage_json(reply.usage)) if reply.usage else None,
-            finish_reason=reply.done.finish_reason,
+            finish_reason=reply.done.finish_reason, saved=reply.stored is True,
         )
         return JSONResponse(out.model_dump(), headers={"X-Conversation-ID": cid})
 
@@ -1106,6 +1149,9 @@ class WebSocketChat:
         except Exception as exc:  # the socket went away while sending: the reply is stored regardless
             log.info("websocket closed mid-reply: %s", type(exc).__name__)
             return
+        unsaved = reply.not_saved()
+        if unsaved is not None:
+            await self._send(json_event(unsaved, reply) or {})
         await self._send(done_event(reply))
 
     async def _cancel(self, reason: str) -> None:
