@@ -825,9 +825,41 @@ def check_redis(settings: Settings, timeout: float = 5.0) -> None:
         )
         try:
             client.ping()
+            problem = redis_persistence_problem(client)
         finally:
             client.close()
     except ValueError:
         raise StoreError("REDIS_URL: not a URL the Redis client can use") from None
     except (redis.RedisError, OSError) as exc:
         raise StoreError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
+    if problem:
+        log.warning("REDIS_URL: %s", problem)
+
+
+def redis_persistence_problem(client: Any) -> str | None:
+    """Why the Redis server behind ``client`` (redis-py, blocking) may lose conversations, or None when it
+    keeps every write with an append-only file fsynced at least every second (``appendonly yes``,
+    ``appendfsync everysec`` or ``always``). A server that refuses ``CONFIG`` (managed Redis often does)
+    gets a reminder instead of a check."""
+    import redis
+
+    try:
+        config = {**client.config_get("appendonly"), **client.config_get("appendfsync"), **client.config_get("save")}
+    except redis.RedisError:
+        return (
+            "could not check how Redis persists data (CONFIG is disabled): make sure it runs with "
+            "appendonly yes and appendfsync everysec (or always), or a Redis restart loses conversations."
+        )
+    text = {str(k): str(v) for k, v in config.items()}
+    if text.get("appendonly") != "yes":
+        snapshots = f"only snapshots (save {text.get('save')!r})" if text.get("save") else "no persistence"
+        return (
+            f"this Redis keeps {snapshots}, so a crash or restart of Redis loses the conversations written "
+            "since (every one, without snapshots). Run it with appendonly yes and appendfsync everysec."
+        )
+    if text.get("appendfsync") not in ("everysec", "always"):
+        return (
+            f"this Redis writes its append-only file with appendfsync {text.get('appendfsync')!r}, so a crash "
+            "of the machine can lose more than a second of conversations. Use appendfsync everysec."
+        )
+    return None
