@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -312,9 +311,31 @@ def test_every_failure_after_a_redis_restart_has_a_status_a_body_and_a_log_line(
     assert password not in app.log
 
 
-@pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command")
-def test_tmpfs_helper_fills_the_disk(tmp_path: Path) -> None:
-    with small_tmpfs(tmp_path / "disk") as disk:
-        fill(disk)
-        with pytest.raises(OSError):
-            (disk / "more").write_bytes(b"x" * 4096)
+async def test_chat_tab_with_redis_down_says_so_and_does_not_claim_the_message_is_kept(fake: FakeUpstream) -> None:
+    from conftest import make_settings
+
+    from chatbot.ui import ChatUI
+    from chatbot.upstream import Upstream
+
+    redis = RedisServer()
+    settings = make_settings(fake.base_url, REDIS_URL=redis.url, CHATBOT_RATE_LIMIT="100/minute",
+                             CHATBOT_STREAMS_PER_VISITOR="2")
+    redis.kill()
+    ui = ChatUI(settings, Upstream(settings))
+    final = [update async for update in ui.respond("hello", [], "fast")][-1]
+    shown = json.dumps(final, ensure_ascii=False)
+    assert "(Redis) cannot be reached" in shown and "nothing was saved" in shown, shown
+    assert "Your message is kept" not in shown
+    assert fake.requests == []
+
+
+def test_a_saved_reply_says_so_on_every_face(fake: FakeUpstream, tmp_path: Path) -> None:
+    app = App(app_env(fake, CHATBOT_DB=str(tmp_path / "c.db")))
+    try:
+        response = httpx.post(app.url + "chat", json={"message": "hi"}, timeout=60)
+        assert response.status_code == 200 and response.json()["saved"] is True
+        reader = Reader(app.url, "hello")
+        done = reader.done()
+        assert done["saved"] is True and not [e for e in reader.events if e["type"] == "error"]
+    finally:
+        app.stop()
