@@ -56,6 +56,7 @@ from .config import Settings
 from .errors import Friendly, friendly, render, store_failure
 from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, clean_text, sync_window
 from .limits import Visitor, visitor_from
+from .redact import redact_logs
 from .store import Conversation, Store, StoreError, Turn
 from .upstream import (
     Done,
@@ -816,6 +817,7 @@ def create_api(settings: Settings, upstream: Upstream, store: Store) -> FastAPI:
     """The API as a FastAPI app (mount the Gradio app on it at ``/``; see ``app.build_server``)."""
     gate = Gate(settings)
     service = ChatService(settings, upstream, store)
+    redact_logs(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
