@@ -486,6 +486,11 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
+#: Tries of a reply whose visitor limits' Redis failed before anything was sent upstream (the limits use two
+#: Redis clients; each reconnects after its first failure once Redis has restarted).
+STORE_ATTEMPTS = 3
+
+
 def error_text(event: ErrorEvent) -> str:
     """The wording the UI shows for a failed reply (without its emoji)."""
     return f"{render('cut_note')} {event.error.text}" if event.partial else event.error.text
@@ -526,14 +531,26 @@ class Reply:
     async def events(self) -> AsyncIterator[Event]:
         self._progress = self.service.checkpoints.track(self.turn, self.text)
         try:
-            try:
-                async for event in self._upstream_events():
-                    yield event
-            except Exception as exc:  # a failure of the app itself (its Redis): an error event, logged
-                log.exception("a reply failed: %s", type(exc).__name__)
-                failure = friendly("store_unavailable" if store_failure(exc) else "internal")
-                self.error = ErrorEvent(failure, partial=bool(self.text))
-                yield self.error
+            for attempt in range(1, STORE_ATTEMPTS + 1):
+                started = False
+                try:
+                    async for event in self._upstream_events():
+                        started = True
+                        yield event
+                    break
+                except Exception as exc:  # a failure of the app itself (its Redis): an error event, logged
+                    if store_failure(exc) and not started and attempt < STORE_ATTEMPTS:
+                        # The visitor limits' Redis restarted: each of its clients reconnects on its first
+                        # failure. Nothing was sent upstream yet (the limits come first): try again.
+                        log.warning("the shared store failed (%s); trying again", type(exc).__name__)
+                        continue
+                    log.exception("a reply failed: %s", type(exc).__name__)
+                    if self.done is not None and self.error is None:
+                        break  # the reply was whole; only its accounting (the limits) failed afterwards
+                    failure = friendly("store_unavailable" if store_failure(exc) else "internal")
+                    self.error = ErrorEvent(failure, partial=bool(self.text))
+                    yield self.error
+                    break
         finally:
             await self.save()
 
