@@ -313,7 +313,7 @@ def test_a_redis_restart_is_reconnected_and_retried_on_every_route(fake: FakeUps
             redis.start()
             for _ in range(3):
                 r = httpx.post(app.url + route, json={"message": "hi"}, timeout=60)
-                outcomes.append((route, r.status_code, r.text[-200:]))
+                outcomes.append((route, r.status_code, r.text))
     finally:
         app.stop()
         redis.stop()
