@@ -51,7 +51,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from .checkpoints import Checkpoints, Progress
+from .checkpoints import Checkpoints, Outcome, Progress
 from .config import Settings
 from .errors import Friendly, friendly, render, store_failure
 from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, clean_text, sync_window
@@ -520,8 +520,8 @@ class Reply:
         self.trimmed = 0
         self.cancel_reason = "disconnected"
         self.saved = False
-        self.stored: bool | None = None
-        """Whether the store took the reply's end (None until it was tried)."""
+        self.stored: Outcome | None = None
+        """How storing the reply's end went (None until it was tried, or when a bug stopped it)."""
         self._progress: Progress | None = None
 
     @property
@@ -595,11 +595,12 @@ class Reply:
             finish_reason=self.done.finish_reason if self.done else None,
             usage=usage_json(self.usage) if self.usage else None,
         )
-        self.stored = bool(await self.service.background(write))
+        self.stored = await self.service.background(write)
 
     def not_saved(self) -> ErrorEvent | None:
-        """The event telling the client its reply was not stored (None when it was)."""
-        if self.stored is not False:
+        """The event telling the client the store refused its reply (None when it took it, or when the
+        conversation was deleted meanwhile)."""
+        if self.stored not in ("failed", None):
             return None
         return ErrorEvent(friendly("not_saved"), partial=False)
 
@@ -780,7 +781,7 @@ def done_event(reply: Reply, stopped: bool = False) -> dict[str, Any]:
         "interrupted": stopped or reply.error is not None or reply.done is None,
         "history_trimmed_turns": reply.trimmed,
     }
-    out["saved"] = reply.stored is True
+    out["saved"] = reply.stored == "stored"
     if stopped:
         out["stopped"] = True
     return out
@@ -941,7 +942,7 @@ def create_api(settings: Settings, upstream: Upstream, store: Store) -> FastAPI:
         out = ChatReply(
             reply=reply.reply, conversation_id=cid, model=reply.turn.model,
             usage=UsageOut(**usage_json(reply.usage)) if reply.usage else None,
-            finish_reason=reply.done.finish_reason, saved=reply.stored is True,
+            finish_reason=reply.done.finish_reason, saved=reply.stored == "stored",
         )
         return JSONResponse(out.model_dump(), headers={"X-Conversation-ID": cid})
 

@@ -9,7 +9,7 @@ loses at most about a second of each reply.
 A final save the store refuses (a full disk, Redis down) is kept in memory and retried on the same beat
 until the store takes it: the row is repaired when the store recovers (unless the process stops first,
 or the conversation was lost by the store meanwhile). The caller learns the save failed
-(:meth:`Checkpoints.finish` returns False) and tells its client.
+(:meth:`Checkpoints.finish` says ``failed``) and tells its client.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .leases import CHECKPOINT_SECONDS, RENEW_SECONDS
 from .store import Status, Store, StoreError, Turn
@@ -27,6 +27,10 @@ log = logging.getLogger("switchboard.checkpoints")
 
 #: Final saves kept for retrying at most; beyond that the oldest is given up (and logged).
 MAX_PENDING = 10_000
+
+#: How a final save went: stored; not stored because the conversation was deleted meanwhile; or refused by
+#: the store (kept and retried).
+Outcome = Literal["stored", "deleted", "failed"]
 
 
 @dataclass(eq=False)
@@ -68,11 +72,10 @@ class Checkpoints:
         if progress is not None:
             self.active.discard(progress)
 
-    async def finish(self, turn: Turn, content: str, status: Status, **fields: Any) -> bool:
-        """Store a reply's end. False when it was not stored: the store failed (the save is retried in
-        the background) or the conversation is gone."""
+    async def finish(self, turn: Turn, content: str, status: Status, **fields: Any) -> Outcome:
+        """Store a reply's end; when the store refuses it, keep it and retry in the background."""
         try:
-            return await self.store.finish_turn(turn, content, status, **fields)
+            return "stored" if await self.store.finish_turn(turn, content, status, **fields) else "deleted"
         except StoreError as exc:
             log.error("could not store a reply (will retry until the store takes it): %s", exc)
             if len(self.pending) >= MAX_PENDING:
@@ -80,7 +83,7 @@ class Checkpoints:
                 log.error("gave up storing a reply of conversation %s", dropped.turn.conversation_id)
             self.pending.append(Final(turn, content, status, fields))
             self._start()
-            return False
+            return "failed"
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
