@@ -19,7 +19,12 @@ answers only on a loopback bind (and not behind a share link). Bad input is a 4x
 
 Every message is stored (:mod:`chatbot.store`) the moment it is accepted; the reply is stored when it ends,
 however it ends: a dropped client or a Stop cancels the request task, which closes the upstream
-connection (see :mod:`chatbot.upstream`) and stores what was produced, marked ``interrupted``.
+connection (see :mod:`chatbot.upstream`) and stores what was produced, marked ``interrupted``. While it
+streams, its text so far is saved about every second (:mod:`chatbot.checkpoints`). A reply the store did
+not take is never reported as saved: ``done`` says ``"saved": false`` after an error event ``not_saved``
+(plain SSE: an ``[ERROR]`` line), ``/chat`` answers ``"saved": false``, and the save is retried until the
+store takes it. A failure after the stream started is an error event then the end of the stream; before,
+a JSON error with its status; both are logged.
 """
 
 from __future__ import annotations
@@ -49,10 +54,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .access import LoginChecker, basic_credentials, login_checker
+from .checkpoints import Checkpoints, Outcome, Progress
 from .config import Settings
-from .errors import Friendly, render
+from .errors import Friendly, friendly, render, store_failure
 from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, clean_text, sync_window
 from .limits import Visitor, request_address, visitor_bucket, visitor_from
+from .redact import redact_logs
 from .store import Conversation, Store, StoreError, Turn
 from .upstream import (
     Done,
@@ -107,6 +114,7 @@ class ChatReply(BaseModel):
     model: str = Field(description="The model id that answered.")
     usage: UsageOut | None
     finish_reason: str | None = None
+    saved: bool = Field(True, description="False when the server could not store the reply (it retries).")
 
 
 class ErrorDetail(BaseModel):
@@ -230,6 +238,8 @@ STATUS_FOR_KIND: dict[str, int] = {
     "need_user_key": 403,
     "bad_user_key": 422,
     "shutting_down": 503,
+    "store_unavailable": 503,
+    "internal": 500,
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -535,6 +545,11 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
+#: Tries of a reply whose visitor limits' Redis failed before anything was sent upstream (the limits use two
+#: Redis clients; each reconnects after its first failure once Redis has restarted).
+STORE_ATTEMPTS = 3
+
+
 def error_text(event: ErrorEvent) -> str:
     """The wording the UI shows for a failed reply (without its emoji)."""
     return f"{render('cut_note')} {event.error.text}" if event.partial else event.error.text
@@ -564,42 +579,69 @@ class Reply:
         self.trimmed = 0
         self.cancel_reason = "disconnected"
         self.saved = False
+        self.stored: Outcome | None = None
+        """How storing the reply's end went (None until it was tried, or when a bug stopped it)."""
+        self._progress: Progress | None = None
 
     @property
     def reply(self) -> str:
         return "".join(self.text)
 
     async def events(self) -> AsyncIterator[Event]:
+        self._progress = self.service.checkpoints.track(self.turn, self.text)
         try:
-            history = await self.service.history_for(self.turn)
-            upstream = self.service.upstream
-            stream = upstream.stream(self.message, history, self.model_name, visitor=self.visitor)
-            async with contextlib.aclosing(stream):
-                async for event in stream:
-                    if self.service.closing:
-                        ending = Friendly("shutting_down", SHUTDOWN_TEXT)
-                        self.error = ErrorEvent(ending, partial=bool(self.text))
-                        yield self.error
-                        break
-                    if isinstance(event, TextDelta):
-                        self.text.append(event.text)
-                    elif isinstance(event, Usage):
-                        self.usage = event
-                    elif isinstance(event, ErrorEvent):
-                        self.error = event
-                    elif isinstance(event, Done):
-                        self.done = event
-                    elif isinstance(event, HistoryTrimmed):
-                        self.trimmed = event.dropped_turns
-                    yield event
+            for attempt in range(1, STORE_ATTEMPTS + 1):
+                started = False
+                try:
+                    async for event in self._upstream_events():
+                        started = True
+                        yield event
+                    break
+                except Exception as exc:  # a failure of the app itself (its Redis): an error event, logged
+                    if store_failure(exc) and not started and attempt < STORE_ATTEMPTS:
+                        # The visitor limits' Redis restarted: each of its clients reconnects on its first
+                        # failure. Nothing was sent upstream yet (the limits come first): try again.
+                        log.warning("the shared store failed (%s); trying again", type(exc).__name__)
+                        continue
+                    log.exception("a reply failed: %s", type(exc).__name__)
+                    if self.done is not None and self.error is None:
+                        break  # the reply was whole; only its accounting (the limits) failed afterwards
+                    failure = friendly("store_unavailable" if store_failure(exc) else "internal")
+                    self.error = ErrorEvent(failure, partial=bool(self.text))
+                    yield self.error
+                    break
         finally:
             await self.save()
+
+    async def _upstream_events(self) -> AsyncIterator[Event]:
+        history = await self.service.history_for(self.turn)
+        upstream = self.service.upstream
+        stream = upstream.stream(self.message, history, self.model_name, visitor=self.visitor)
+        async with contextlib.aclosing(stream):
+            async for event in stream:
+                if self.service.closing:
+                    ending = Friendly("shutting_down", SHUTDOWN_TEXT)
+                    self.error = ErrorEvent(ending, partial=bool(self.text))
+                    yield self.error
+                    break
+                if isinstance(event, TextDelta):
+                    self.text.append(event.text)
+                elif isinstance(event, Usage):
+                    self.usage = event
+                elif isinstance(event, ErrorEvent):
+                    self.error = event
+                elif isinstance(event, Done):
+                    self.done = event
+                elif isinstance(event, HistoryTrimmed):
+                    self.trimmed = event.dropped_turns
+                yield event
 
     async def save(self) -> None:
         """Store the reply (once). Runs in a task of its own, so a cancelled request still stores it."""
         if self.saved:
             return
         self.saved = True
+        self.service.checkpoints.untrack(self._progress)
         complete = self.done is not None and self.error is None
         if complete:
             reason = None
@@ -607,12 +649,19 @@ class Reply:
             reason = self.error.error.kind
         else:
             reason = self.cancel_reason
-        write = self.service.store.finish_turn(
+        write = self.service.checkpoints.finish(
             self.turn, self.reply, "complete" if complete else "interrupted", error=reason,
             finish_reason=self.done.finish_reason if self.done else None,
             usage=usage_json(self.usage) if self.usage else None,
         )
-        await self.service.background(write)
+        self.stored = await self.service.background(write)
+
+    def not_saved(self) -> ErrorEvent | None:
+        """The event telling the client the store refused its reply (None when it took it, or when the
+        conversation was deleted meanwhile)."""
+        if self.stored not in ("failed", None):
+            return None
+        return ErrorEvent(friendly("not_saved"), partial=False)
 
 
 #: Conversations whose cleaned history is kept in memory between turns (the most recently used), and a
@@ -630,6 +679,7 @@ class ChatService:
         self.store = store
         self.closing = False
         self._tasks: set[asyncio.Task] = set()
+        self.checkpoints = Checkpoints(store)
         # The store reads back only the newest max_history_messages messages, so a long conversation's
         # history loses messages at its front from one turn to the next: the windows allow that.
         self.windows = WindowCache(
@@ -666,27 +716,29 @@ class ChatService:
         requests are refused."""
         self.closing = True
 
-    async def background(self, work: Coroutine[Any, Any, Any]) -> None:
+    async def background(self, work: Coroutine[Any, Any, Any]) -> Any:
         """Run ``work`` to completion even if the caller is cancelled meanwhile (the caller still sees
-        its cancellation). Failures are logged, never raised."""
+        its cancellation) and return its result. Failures are logged, never raised (None)."""
         task = asyncio.get_running_loop().create_task(self._logged(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
     @staticmethod
-    async def _logged(work: Awaitable[Any]) -> None:
+    async def _logged(work: Awaitable[Any]) -> Any:
         try:
-            await work
+            return await work
         except StoreError as exc:
             log.error("could not store a reply: %s", exc)
-        except Exception as exc:  # pragma: no cover - a bug must not vanish silently
-            log.error("could not store a reply: %s", type(exc).__name__)
+        except Exception:  # pragma: no cover - a bug must not vanish silently
+            log.exception("could not store a reply")
+        return None
 
     async def drain(self) -> None:
-        """Wait for pending writes (at shutdown)."""
+        """Wait for pending writes (at shutdown), and give the refused ones a last try."""
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.checkpoints.close()
 
     def check(self, request: ChatRequest) -> tuple[str, str, str]:
         """(clean message, model name to send, model id), or :class:`ApiError` 422."""
@@ -793,6 +845,7 @@ def done_event(reply: Reply, stopped: bool = False) -> dict[str, Any]:
         "interrupted": stopped or reply.error is not None or reply.done is None,
         "history_trimmed_turns": reply.trimmed,
     }
+    out["saved"] = reply.stored == "stored"
     if stopped:
         out["stopped"] = True
     return out
@@ -810,19 +863,25 @@ async def sse_stream(reply: Reply, structured: bool) -> AsyncGenerator[bytes, No
                     last = now
                     yield b": keep-alive\n\n"
                 continue
-            if structured:
-                payload = json_event(event, reply)
-                chunk = sse_json(payload) if payload else None
-            elif isinstance(event, TextDelta):
-                chunk = sse_data(event.text)
-            elif isinstance(event, ErrorEvent):
-                chunk = sse_data(f"[ERROR] {error_text(event)}")
-            else:
-                chunk = None
+            chunk = _sse_chunk(event, reply, structured)
             if chunk:
                 last = now
                 yield chunk
+    unsaved = reply.not_saved()
+    if unsaved is not None:
+        yield _sse_chunk(unsaved, reply, structured) or b""
     yield sse_json(done_event(reply)) if structured else b"data: [DONE]\n\n"
+
+
+def _sse_chunk(event: Event, reply: Reply, structured: bool) -> bytes | None:
+    if structured:
+        payload = json_event(event, reply)
+        return sse_json(payload) if payload else None
+    if isinstance(event, TextDelta):
+        return sse_data(event.text)
+    if isinstance(event, ErrorEvent):
+        return sse_data(f"[ERROR] {error_text(event)}")
+    return None
 
 
 async def _until_disconnected(request: Request) -> None:
@@ -841,6 +900,7 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
     the login page's checker, so HTTP Basic shares its throttle (one of its own otherwise)."""
     gate = Gate(settings, login if login is not None else login_checker(settings.auth))
     service = ChatService(settings, upstream, store)
+    redact_logs(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -933,7 +993,10 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
         finally:
             for task in (work, gone):
                 task.cancel()
-            await asyncio.gather(work, gone, return_exceptions=True)
+            failed = await asyncio.gather(work, gone, return_exceptions=True)
+        if isinstance(failed[0], Exception):  # never the client's fault: a status, a body, a log line
+            log.error("POST /chat failed", exc_info=failed[0])
+            raise ApiError(500, "internal", render("internal"), conversation_id=cid)
         if reply.error is not None:
             error = reply.error.error
             raise ApiError(
@@ -945,7 +1008,7 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
         out = ChatReply(
             reply=reply.reply, conversation_id=cid, model=reply.turn.model,
             usage=UsageOut(**usage_json(reply.usage)) if reply.usage else None,
-            finish_reason=reply.done.finish_reason,
+            finish_reason=reply.done.finish_reason, saved=reply.stored == "stored",
         )
         return JSONResponse(out.model_dump(), headers={"X-Conversation-ID": cid})
 
@@ -1173,6 +1236,9 @@ class WebSocketChat:
         except Exception as exc:  # the socket went away while sending: the reply is stored regardless
             log.info("websocket closed mid-reply: %s", type(exc).__name__)
             return
+        unsaved = reply.not_saved()
+        if unsaved is not None:
+            await self._send(json_event(unsaved, reply) or {})
         await self._send(done_event(reply))
 
     async def _cancel(self, reason: str) -> None:

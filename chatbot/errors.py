@@ -67,6 +67,10 @@ MESSAGES: dict[str, str] = {
     "too_many_attachments": "Too many attachments: at most {limit} per message. Nothing was sent.",
     "bad_event": "This request could not be processed: it is not what this page sends. Reload the page and "
     "try again.",
+    "store_unavailable": "The app's shared store (Redis) cannot be reached right now, so nothing was sent "
+    "and nothing was saved. Try again in a moment.",
+    "not_saved": "This reply could not be saved on the server (the conversation store failed). The server "
+    "keeps retrying while it runs; until then, copy the reply if you need it.",
 }
 
 
@@ -158,6 +162,21 @@ def _classify(exc: BaseException, model: str) -> Friendly:
     if isinstance(exc, httpx2.TransportError | httpx2.StreamError | ConnectionError):
         return Friendly("cut", render("cut"))
     return Friendly("internal", render("internal"))
+
+
+def store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a failure of the app's own store: the conversation store, or
+    the Redis server the limits share (redis-py's and the limits library's errors)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if type(seen).__name__ == "StoreError" or any(
+            cls.__module__.partition(".")[0] in ("redis", "limits") for cls in type(seen).__mro__
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _from_status(exc: openai.APIStatusError, model: str) -> Friendly:

@@ -290,6 +290,10 @@ ERRORS: dict[str, dict[str, str]] = {
         "unknown_model": "«{model}» no es uno de los modelos que se ofrecen aquí. Elige uno de la lista.",
         "empty_message": "Escribe un mensaje primero.",
         "internal": "Algo salió mal de nuestro lado. Tu mensaje se conserva: intenta enviarlo de nuevo.",
+        "store_unavailable": "No se puede contactar ahora con el almacén compartido de la aplicación (Redis), "
+        "así que no se envió ni se guardó nada. Vuelve a intentarlo en un momento.",
+        "not_saved": "Esta respuesta no se pudo guardar en el servidor (falló el almacén de conversaciones). "
+        "El servidor sigue intentándolo mientras funcione; hasta entonces, copia la respuesta si la necesitas.",
         "cut_note": "La respuesta se cortó aquí.",
         "input_too_long": "Tu mensaje tiene {chars:,} caracteres; lo máximo que acepta esta aplicación es "
         "{limit:,}. Acórtalo o divídelo en partes. No se envió nada.",
@@ -346,6 +350,10 @@ ERRORS: dict[str, dict[str, str]] = {
         "unknown_model": "“{model}” não é um dos modelos oferecidos aqui. Escolha um da lista.",
         "empty_message": "Digite uma mensagem primeiro.",
         "internal": "Algo deu errado do nosso lado. Sua mensagem foi mantida: tente enviá-la de novo.",
+        "store_unavailable": "Não é possível contatar agora o armazenamento compartilhado do app (Redis), "
+        "então nada foi enviado nem salvo. Tente novamente em um momento.",
+        "not_saved": "Esta resposta não pôde ser salva no servidor (o armazenamento de conversas falhou). O "
+        "servidor continua tentando enquanto estiver em execução; até lá, copie a resposta se precisar dela.",
         "cut_note": "A resposta foi cortada aqui.",
         "input_too_long": "Sua mensagem tem {chars:,} caracteres; o máximo que este app aceita é {limit:,}. "
         "Encurte-a ou divida-a em partes. Nada foi enviado.",

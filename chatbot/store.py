@@ -7,6 +7,11 @@ or ``interrupted`` (an error, a dropped client, a Stop) with whatever text was p
 numbers are reserved together, racing requests on one conversation can neither lose a message nor
 interleave one turn's reply into another's; each turn sees as context only the turns that had ended.
 
+A reply in progress has a holder and a lease (:mod:`chatbot.leases`): :meth:`Store.save_partials` saves
+the text streamed so far and renews the lease (one batched write for all the replies of a process, about
+every second), and a reply whose lease ran out is marked ``interrupted``, keeping that text, by whichever
+process reads it next.
+
 Atomicity: SQLite runs every change in one ``BEGIN IMMEDIATE`` transaction (which also serialises
 several processes sharing the file); Redis runs every change as one Lua script. The SQLite connection is
 used from worker threads only, under a lock, so the event loop never blocks on disk.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -38,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 from .config import Settings
+from .leases import LEASE_SECONDS, expired, new_holder
 
 log = logging.getLogger("switchboard.store")
 
@@ -65,12 +72,16 @@ class Message:
     error: str | None = None
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
+    #: While ``streaming``: the process streaming the reply, and until when it vouches for it.
+    holder: str | None = None
+    lease: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
             "seq": self.seq, "role": self.role, "content": self.content, "status": self.status,
             "created_at": self.created_at, "model": self.model, "error": self.error,
-            "finish_reason": self.finish_reason, "usage": self.usage,
+            "finish_reason": self.finish_reason, "usage": self.usage, "holder": self.holder,
+            "lease": self.lease,
         }
 
     @classmethod
@@ -79,6 +90,7 @@ class Message:
             seq=int(data["seq"]), role=str(data["role"]), content=str(data["content"]),
             status=data["status"], created_at=float(data["created_at"]), model=data.get("model"),
             error=data.get("error"), finish_reason=data.get("finish_reason"), usage=data.get("usage"),
+            holder=data.get("holder"), lease=data.get("lease"),
         )
 
 
@@ -162,7 +174,14 @@ class Store(Protocol):
         """Fill in the reply. False when the conversation was deleted meanwhile."""
         ...
 
-    async def get(self, conversation_id: str, owner: str) -> Conversation | None: ...
+    async def save_partials(self, parts: list[tuple[Turn, str]]) -> None:
+        """Save the text so far of replies this store is streaming and renew their leases, in one write.
+        A reply that has ended meanwhile (or was taken as lost) is left as it is."""
+        ...
+
+    async def get(self, conversation_id: str, owner: str) -> Conversation | None:
+        """The conversation; replies whose lease ran out are marked interrupted first."""
+        ...
 
     async def delete(self, conversation_id: str, owner: str) -> bool: ...
 
@@ -190,19 +209,47 @@ CREATE TABLE IF NOT EXISTS messages (
     error TEXT,
     finish_reason TEXT,
     usage TEXT,
+    holder TEXT,
+    lease REAL,
     PRIMARY KEY (conversation_id, seq)
 ) WITHOUT ROWID;
 """
 
-_COLUMNS = "seq, role, content, status, created_at, model, error, finish_reason, usage"
+_COLUMNS = "seq, role, content, status, created_at, model, error, finish_reason, usage, holder, lease"
+
+#: Added to a database made before leases; the index finds the replies still streaming at once.
+_LEASE_SCHEMA = (
+    "ALTER TABLE messages ADD COLUMN holder TEXT",
+    "ALTER TABLE messages ADD COLUMN lease REAL",
+)
+_STREAMING_INDEX = (
+    "CREATE INDEX IF NOT EXISTS messages_streaming ON messages (conversation_id, seq) WHERE status = 'streaming'"
+)
 
 
 def _row_message(row: tuple) -> Message:
-    seq, role, content, status, created_at, model, error, finish_reason, usage = row
+    seq, role, content, status, created_at, model, error, finish_reason, usage, holder, lease = row
     return Message(
         seq, role, content, status, created_at, model, error, finish_reason,
-        json.loads(usage) if usage else None,
+        json.loads(usage) if usage else None, holder, lease,
     )
+
+
+def _expire_stale(db: sqlite3.Connection, conversation_id: str | None, me: str, reason: str) -> int:
+    """Mark interrupted the replies (of one conversation, or all) still streaming whose lease ran out.
+    Run inside a write transaction."""
+    where, args = ("conversation_id = ? AND ", (conversation_id,)) if conversation_id else ("", ())
+    rows = db.execute(
+        f"SELECT conversation_id, seq, holder, lease FROM messages WHERE {where}status = 'streaming'", args
+    ).fetchall()
+    now = time.time()
+    stale = [(reason, cid, seq) for cid, seq, holder, lease in rows if expired(holder, lease, now, me)]
+    db.executemany(
+        "UPDATE messages SET status = 'interrupted', error = COALESCE(error, ?) "
+        "WHERE conversation_id = ? AND seq = ? AND status = 'streaming'",
+        stale,
+    )
+    return len(stale)
 
 
 #: What :class:`EndedRows` keeps at most: conversations (the most recently continued) and characters of
@@ -295,6 +342,7 @@ class SQLiteStore:
         self.path = Path(path)
         self._lock = threading.Lock()
         self.ended = EndedRows()
+        self.holder = new_holder()
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,11 +350,12 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+            for statement in _LEASE_SCHEMA if "lease" not in columns else ():
+                self._db.execute(statement)
+            self._db.execute(_STREAMING_INDEX)
             # Replies that were streaming when a previous process stopped will never be finished.
-            swept = self._db.execute(
-                "UPDATE messages SET status = 'interrupted', error = COALESCE(error, 'restart') "
-                "WHERE status = 'streaming'"
-            ).rowcount
+            swept = self._transaction(self._db, lambda: _expire_stale(self._db, None, self.holder, "restart"))
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(
                 f"CHATBOT_DB: cannot open the conversation database {str(path)!r} ({_reason(exc)})"
@@ -364,6 +413,8 @@ class SQLiteStore:
                 db.execute(
                     "UPDATE conversations SET next_seq = ?, updated_at = ? WHERE id = ?", (seq + 2, now, cid)
                 )
+                if not created:
+                    _expire_stale(db, str(cid), self.holder, "lease_expired")
                 first = max(1, seq - context_messages)
                 self.ended.check_version(db.execute("PRAGMA data_version").fetchone()[0])
                 known = None if created else self.ended.known(cid, first, seq)
@@ -378,10 +429,10 @@ class SQLiteStore:
                 if known:
                     rows = known + rows
                 db.executemany(
-                    "INSERT INTO messages (conversation_id, seq, role, content, status, created_at, model) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(cid, seq, "user", message, "complete", now, model),
-                     (cid, seq + 1, "assistant", "", "streaming", now, model)],
+                    "INSERT INTO messages (conversation_id, seq, role, content, status, created_at, model, "
+                    "holder, lease) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(cid, seq, "user", message, "complete", now, model, None, None),
+                     (cid, seq + 1, "assistant", "", "streaming", now, model, self.holder, now + LEASE_SECONDS)],
                 )
                 history = context_from_rows(rows)
                 return Turn(str(cid), seq, seq + 1, model, history, created)
@@ -422,7 +473,34 @@ class SQLiteStore:
 
         return await self._run(work)
 
+    async def save_partials(self, parts: list[tuple[Turn, str]]) -> None:
+        if not parts:
+            return
+        lease = time.time() + LEASE_SECONDS
+        rows = [(text, lease, turn.conversation_id, turn.reply_seq, self.holder) for turn, text in parts]
+
+        def work(db: sqlite3.Connection) -> None:
+            def body() -> None:
+                db.executemany(
+                    "UPDATE messages SET content = ?, lease = ? "
+                    "WHERE conversation_id = ? AND seq = ? AND status = 'streaming' AND holder = ?",
+                    rows,
+                )
+
+            self._transaction(db, body)
+
+        await self._run(work)
+
     async def get(self, conversation_id: str, owner: str) -> Conversation | None:
+        found = await self._get(conversation_id, owner)
+        if found is not None and _has_stale(found, self.holder):
+            await self._run(lambda db: self._transaction(
+                db, lambda: _expire_stale(db, conversation_id, self.holder, "lease_expired")
+            ))
+            found = await self._get(conversation_id, owner)
+        return found
+
+    async def _get(self, conversation_id: str, owner: str) -> Conversation | None:
         if not valid_id(conversation_id):
             return None
 
@@ -512,6 +590,32 @@ redis.call('HSET', KEYS[1], 'updated_at', ARGV[3])
 return 1
 """
 
+# KEYS: conversation hash, messages hash. ARGV: reply number, holder, content, lease. Saves a partial reply
+# (and renews its lease) only while it is streaming and held by the caller.
+_PARTIAL = """
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return 0 end
+local m = cjson.decode(raw)
+if m.status ~= 'streaming' or m.holder ~= ARGV[2] then return 0 end
+m.content = ARGV[3]
+m.lease = tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(m))
+return 1
+"""
+
+# KEYS: conversation hash, messages hash. ARGV: reply number, its holder as read, reason. Marks a reply whose
+# lease ran out interrupted, keeping its text, unless it changed hands or ended meanwhile.
+_EXPIRE = """
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return 0 end
+local m = cjson.decode(raw)
+if m.status ~= 'streaming' or (m.holder or '') ~= ARGV[2] then return 0 end
+m.status = 'interrupted'
+if type(m.error) ~= 'string' then m.error = ARGV[3] end
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(m))
+return 1
+"""
+
 # KEYS: conversation hash, messages hash. ARGV: owner. Returns false or {created, updated, {n, json, ...}}.
 _GET = """
 local found = redis.call('HMGET', KEYS[1], 'owner', 'created_at', 'updated_at')
@@ -543,8 +647,11 @@ class RedisStore:
             self._redis = aioredis.from_url(url, decode_responses=True, socket_connect_timeout=5)
         except ValueError:
             raise StoreError("REDIS_URL: not a URL the Redis client can use") from None
+        self.holder = new_holder()
         self._begin = self._redis.register_script(_BEGIN)
         self._finish = self._redis.register_script(_FINISH)
+        self._partial = self._redis.register_script(_PARTIAL)
+        self._expire = self._redis.register_script(_EXPIRE)
         self._get = self._redis.register_script(_GET)
         self._delete = self._redis.register_script(_DELETE)
 
@@ -553,10 +660,15 @@ class RedisStore:
         return [base, base + ":msgs"]
 
     async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
 
         try:
-            return await script(keys=keys, args=args)
+            try:
+                return await script(keys=keys, args=args)
+            except RedisConnectionError:  # a restarted Redis: its old connections are dead, reconnect once
+                await self._redis.connection_pool.disconnect()
+                return await script(keys=keys, args=args)
         except RedisError as exc:
             log.error("redis error: %s", type(exc).__name__)
             raise StoreError(f"the conversation store (Redis) failed ({type(exc).__name__})") from None
@@ -579,7 +691,8 @@ class RedisStore:
         created = conversation_id is None
         now = time.time()
         user = _dumps(Message(0, "user", message, "complete", now, model))
-        reply = _dumps(Message(0, "assistant", "", "streaming", now, model))
+        reply = _dumps(Message(0, "assistant", "", "streaming", now, model, holder=self.holder,
+                               lease=now + LEASE_SECONDS))
         for _ in range(3):  # a fresh id that exists already (never seen in practice) is drawn again
             cid = new_conversation_id() if created else str(conversation_id)
             args = [owner, "1" if created else "0", repr(now), user, reply, context_messages]
@@ -591,7 +704,39 @@ class RedisStore:
                 return None
         else:
             raise StoreError("could not allocate a new conversation id")
-        return Turn(cid, seq, seq + 1, model, context_from(_loads_pairs(result[1:])), created)
+        earlier = await self._expire_stale(cid, _loads_pairs(result[1:]))
+        return Turn(cid, seq, seq + 1, model, context_from(earlier), created)
+
+    async def _expire_stale(self, conversation_id: str, messages: list[Message]) -> list[Message]:
+        """``messages`` with the replies whose lease ran out marked interrupted (in Redis too)."""
+        if not _has_stale(messages, self.holder):
+            return messages
+        now = time.time()
+        out = []
+        for m in messages:
+            if m.status == "streaming" and expired(m.holder, m.lease, now, self.holder):
+                args = [str(m.seq), m.holder or "", "lease_expired"]
+                if await self._call(self._expire, self._keys(conversation_id), args):
+                    m = dataclasses.replace(m, status="interrupted", error=m.error or "lease_expired")
+            out.append(m)
+        return out
+
+    async def save_partials(self, parts: list[tuple[Turn, str]]) -> None:
+        if not parts:
+            return
+        from redis.exceptions import RedisError
+
+        lease = repr(time.time() + LEASE_SECONDS)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for turn, text in parts:
+                    args = [str(turn.reply_seq), self.holder, text, lease]
+                    await self._partial(keys=self._keys(turn.conversation_id), args=args, client=pipe)
+                await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"the conversation store (Redis) failed ({type(exc).__name__})") from None
+        except OSError as exc:
+            raise StoreError(f"the conversation store (Redis) is unreachable ({_reason(exc)})") from None
 
     async def finish_turn(
         self,
@@ -617,7 +762,8 @@ class RedisStore:
         if not result:
             return None
         created_at, updated_at, pairs = result
-        return Conversation(conversation_id, float(created_at), float(updated_at), _loads_pairs(pairs))
+        messages = await self._expire_stale(conversation_id, _loads_pairs(pairs))
+        return Conversation(conversation_id, float(created_at), float(updated_at), messages)
 
     async def delete(self, conversation_id: str, owner: str) -> bool:
         if not valid_id(conversation_id):
@@ -627,6 +773,12 @@ class RedisStore:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self._redis.aclose()
+
+
+def _has_stale(found: Conversation | list[Message], me: str) -> bool:
+    messages = found.messages if isinstance(found, Conversation) else found
+    now = time.time()
+    return any(m.status == "streaming" and expired(m.holder, m.lease, now, me) for m in messages)
 
 
 def _dumps(message: Message) -> str:
@@ -673,9 +825,41 @@ def check_redis(settings: Settings, timeout: float = 5.0) -> None:
         )
         try:
             client.ping()
+            problem = redis_persistence_problem(client)
         finally:
             client.close()
     except ValueError:
         raise StoreError("REDIS_URL: not a URL the Redis client can use") from None
     except (redis.RedisError, OSError) as exc:
         raise StoreError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
+    if problem:
+        log.warning("REDIS_URL: %s", problem)
+
+
+def redis_persistence_problem(client: Any) -> str | None:
+    """Why the Redis server behind ``client`` (redis-py, blocking) may lose conversations, or None when it
+    keeps every write with an append-only file fsynced at least every second (``appendonly yes``,
+    ``appendfsync everysec`` or ``always``). A server that refuses ``CONFIG`` (managed Redis often does)
+    gets a reminder instead of a check."""
+    import redis
+
+    try:
+        config = {**client.config_get("appendonly"), **client.config_get("appendfsync"), **client.config_get("save")}
+    except redis.RedisError:
+        return (
+            "could not check how Redis persists data (CONFIG is disabled): make sure it runs with "
+            "appendonly yes and appendfsync everysec (or always), or a Redis restart loses conversations."
+        )
+    text = {str(k): str(v) for k, v in config.items()}
+    if text.get("appendonly") != "yes":
+        snapshots = f"only snapshots (save {text.get('save')!r})" if text.get("save") else "no persistence"
+        return (
+            f"this Redis keeps {snapshots}, so a crash or restart of Redis loses the conversations written "
+            "since (every one, without snapshots). Run it with appendonly yes and appendfsync everysec."
+        )
+    if text.get("appendfsync") not in ("everysec", "always"):
+        return (
+            f"this Redis writes its append-only file with appendfsync {text.get('appendfsync')!r}, so a crash "
+            "of the machine can lose more than a second of conversations. Use appendfsync everysec."
+        )
+    return None

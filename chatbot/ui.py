@@ -31,7 +31,7 @@ from .chats import ATTACHMENT_SEAL, browser_secret
 from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
 from .compat import uploaded_by_gradio
 from .config import Settings
-from .errors import friendly, render
+from .errors import Friendly, friendly, render, store_failure
 from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, small_history, sync_window
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
@@ -146,6 +146,12 @@ class ReplyView:
             prefix = f"{render('cut_note', self.lang)} " if self.error.partial else ""
             parts.append(f"⚠️ {prefix}{self.error.error.localized(self.lang)}")
         return "\n\n".join(parts)
+
+
+def _failure(exc: Exception) -> Friendly:
+    """What the chat says for a failure of the app itself: the shared store (Redis) down says so (nothing
+    was sent or kept), anything else is ``internal``."""
+    return friendly("store_unavailable" if store_failure(exc) else "internal")
 
 
 def _note(title: str, body: str, status: str | None = None, note_id: str = NOTE_ID) -> dict[str, Any]:
@@ -355,7 +361,7 @@ class ChatUI:
             yield view.messages()
         except Exception as exc:  # the chat must never lock: no exception leaves this generator
             log.error("chat handler failed: %s", type(exc).__name__)
-            view.apply(ErrorEvent(friendly("internal"), partial=bool(view.text)))
+            view.apply(ErrorEvent(_failure(exc), partial=bool(view.text)))
             yield view.messages()
 
     async def chat_api(
@@ -387,7 +393,7 @@ class ChatUI:
                 yield current.as_text()
         except Exception as exc:
             log.error("chat API failed: %s", type(exc).__name__)
-            view.apply(ErrorEvent(friendly("internal"), partial=bool(view.text)))
+            view.apply(ErrorEvent(_failure(exc), partial=bool(view.text)))
             yield view.as_text()
 
     def build(self) -> gr.Blocks:

@@ -68,18 +68,25 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A throwaway redis-server on 127.0.0.1 and a free port, no persistence."""
+    """A throwaway redis-server on 127.0.0.1 and a free port, no persistence (``args`` are further
+    redis-server options, e.g. ``"--appendonly", "yes", "--dir", path``; later options win)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
         if REDIS_BINARY is None:
             if os.environ.get("CI"):  # CI installs it: a missing binary there is a broken CI, not a skip
                 pytest.fail(NO_REDIS)
             pytest.skip(NO_REDIS)
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.args = args
+        self.start()
+
+    def start(self) -> None:
+        """Start (again, on the same port and options)."""
+        assert REDIS_BINARY is not None
         self.process = subprocess.Popen(
             [REDIS_BINARY, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
+             "--appendonly", "no", *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -87,7 +94,7 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
+                    if conn.recv(16).startswith((b"+PONG", b"-NOAUTH")):  # up (with a password: NOAUTH)
                         break
             except OSError:
                 pass
@@ -95,6 +102,11 @@ class RedisServer:
                 self.stop()
                 pytest.fail("redis-server did not start")
             time.sleep(0.01)
+
+    def kill(self) -> None:
+        """kill -9, as a crash does."""
+        self.process.kill()
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:

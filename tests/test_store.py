@@ -434,3 +434,126 @@ def test_redis_url_setting_is_validated_and_secret() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.load([], environ={"REDIS_URL": "http://:pw-secret@host"}, env_file=None)
     assert "REDIS_URL" in str(caught.value) and "pw-secret" not in str(caught.value)
+
+
+# -------------------------------------------------------------------------- partial saves and leases
+
+
+async def test_partial_saves_keep_the_text_so_far_and_never_touch_an_ended_reply(store: Store) -> None:
+    first = await store.begin_turn(None, OWNER, "one", "m", 100)
+    assert first is not None
+    second = await store.begin_turn(first.conversation_id, OWNER, "two", "m", 100)
+    assert second is not None
+    await store.save_partials([(first, "Once upon"), (second, "Tw")])
+    await store.finish_turn(second, "Two, done", "complete")
+    await store.save_partials([(first, "Once upon a time"), (second, "Tw")])  # second has ended
+    stored = await store.get(first.conversation_id, OWNER)
+    assert stored is not None
+    assert [(m.content, m.status) for m in stored.messages[1::2]] == [
+        ("Once upon a time", "streaming"), ("Two, done", "complete"),
+    ]
+
+
+async def test_a_reply_whose_lease_ran_out_is_interrupted_keeping_its_text(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply streamed by a process of another machine: live while its lease runs, then any reader (a
+    GET, the conversation's next turn) marks it interrupted with the text saved so far."""
+    import chatbot.store as store_module
+
+    mine = store.holder  # type: ignore[attr-defined]
+    store.holder = "elsewhere.example:4242:abcdef12"  # type: ignore[attr-defined]
+    turn = await store.begin_turn(None, OWNER, "question", "m", 100)
+    assert turn is not None
+    await store.save_partials([(turn, "half an answer")])
+    store.holder = mine  # type: ignore[attr-defined]
+    stored = await store.get(turn.conversation_id, OWNER)
+    assert stored is not None and stored.messages[1].status == "streaming"  # the lease still runs
+    following = await store.begin_turn(turn.conversation_id, OWNER, "next", "m", 100)
+    assert following is not None and following.history == []
+
+    monkeypatch.setattr(store_module, "LEASE_SECONDS", -1.0)  # leases written from now on have run out
+    store.holder = "elsewhere.example:4242:abcdef12"  # type: ignore[attr-defined]
+    await store.save_partials([(turn, "half an answer, and more")])
+    store.holder = mine  # type: ignore[attr-defined]
+    stored = await store.get(turn.conversation_id, OWNER)
+    assert stored is not None
+    reply = stored.messages[1]
+    assert (reply.content, reply.status, reply.error) == ("half an answer, and more", "interrupted", "lease_expired")
+    await store.finish_turn(following, "answer", "complete")
+    third = await store.begin_turn(turn.conversation_id, OWNER, "third", "m", 100)
+    assert third is not None
+    assert [m["content"] for m in third.history] == ["question", "half an answer, and more", "next", "answer"]
+
+
+async def test_a_turn_marks_a_lost_reply_of_its_conversation_interrupted(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chatbot.store as store_module
+
+    monkeypatch.setattr(store_module, "LEASE_SECONDS", -1.0)
+    mine = store.holder  # type: ignore[attr-defined]
+    store.holder = "elsewhere.example:4242:abcdef12"  # type: ignore[attr-defined]
+    lost = await store.begin_turn(None, OWNER, "question", "m", 100)
+    assert lost is not None
+    await store.save_partials([(lost, "what was seen")])
+    store.holder = mine  # type: ignore[attr-defined]
+    turn = await store.begin_turn(lost.conversation_id, OWNER, "next", "m", 100)
+    assert turn is not None
+    assert [m["content"] for m in turn.history] == ["question", "what was seen"]
+
+
+def test_a_sqlite_file_from_before_leases_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE conversations (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at REAL NOT NULL, "
+        "updated_at REAL NOT NULL, next_seq INTEGER NOT NULL DEFAULT 1);"
+        "CREATE TABLE messages (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, role TEXT NOT NULL, "
+        "content TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, model TEXT, error TEXT, "
+        "finish_reason TEXT, usage TEXT, PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;"
+        f"INSERT INTO conversations VALUES ('{'a' * 32}', 'o', 1, 1, 3);"
+        f"INSERT INTO messages VALUES ('{'a' * 32}', 1, 'user', 'q', 'complete', 1, 'm', NULL, NULL, NULL);"
+        f"INSERT INTO messages VALUES ('{'a' * 32}', 2, 'assistant', 'par', 'streaming', 1, 'm', NULL, NULL, NULL);"
+    )
+    db.commit()
+    db.close()
+
+    async def check() -> None:
+        store = SQLiteStore(path)
+        stored = await store.get("a" * 32, "o")
+        assert stored is not None
+        assert [(m.content, m.status, m.error) for m in stored.messages] == [
+            ("q", "complete", None), ("par", "interrupted", "restart"),
+        ]
+        await store.close()
+
+    asyncio.run(check())
+
+
+def test_redis_without_aof_gets_a_warning_at_start(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    servers = {
+        "default": RedisServer(),
+        "snapshots": RedisServer("--save", "3600 1", "--dir", str(tmp_path)),
+        "aof no fsync": RedisServer("--appendonly", "yes", "--appendfsync", "no", "--dir", str(tmp_path)),
+        "aof": RedisServer("--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(tmp_path)),
+        "no CONFIG": RedisServer("--rename-command", "CONFIG", '""'),
+    }
+    warnings: dict[str, str] = {}
+    try:
+        for name, server in servers.items():
+            caplog.clear()
+            settings = dataclasses.replace(Settings(), redis_url=Secret(server.url))
+            with caplog.at_level("WARNING", logger="switchboard.store"):
+                check_redis(settings, timeout=5)
+            warnings[name] = " ".join(r.getMessage() for r in caplog.records)
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert "no persistence" in warnings["default"] and "appendonly yes" in warnings["default"]
+    assert "only snapshots" in warnings["snapshots"]
+    assert "appendfsync 'no'" in warnings["aof no fsync"]
+    assert warnings["aof"] == ""
+    assert "CONFIG is disabled" in warnings["no CONFIG"]
