@@ -143,6 +143,8 @@ class Behaviour:
     """Answer with HTTP 200 and exactly this body, with ``raw_content_type`` (an HTML page from a
     misconfigured proxy; ``""`` is llama.cpp's empty answer to an oversized streaming request)."""
     raw_content_type: str = "text/html; charset=utf-8"
+    usage_completion: int | None = None
+    """Report this many completion tokens whatever was sent (a provider that under-reports)."""
 
 
 MAGIC_ALIASES: dict[str, str] = {
@@ -708,6 +710,8 @@ class FakeUpstream:
     def _usage(record: Record, b: Behaviour, body: Any) -> dict[str, Any]:
         prompt = _prompt_tokens(body)
         completion = record.chunks_sent + record.reasoning_chunks_sent
+        if b.usage_completion is not None:
+            completion = b.usage_completion
         usage: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -796,6 +800,8 @@ class FakeUpstream:
             if b.error_chunk_after is not None and record.chunks_sent >= b.error_chunk_after:
                 break
             await pace()
+            if b.endless:
+                await asyncio.sleep(0)  # let a disconnect be noticed, however fast it sends
             record.chunks_sent += 1
             yield chunk({"content": piece})
 
