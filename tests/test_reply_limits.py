@@ -3,6 +3,8 @@ provider connection kept for the next reply (13.8): the chat core over real HTTP
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from fake_upstream import Behaviour, FakeUpstream
 
@@ -64,7 +66,7 @@ async def test_an_under_reported_usage_is_not_believed(fake: FakeUpstream, setti
 async def test_an_endless_stream_stops_at_the_reply_time_limit(fake: FakeUpstream, settings_for) -> None:
     fake.push(Behaviour(reply="more", endless=True, chunk_size=4, delay=0.05))
     core = upstream_for(settings_for, CHATBOT_REPLY_TIMEOUT="1.5")
-    text, events = await drain(core.stream("Hi", [], "fast"))
+    text, events = await asyncio.wait_for(drain(core.stream("Hi", [], "fast")), 60)  # bounded if it fails
     assert text.startswith("more more")
     error = events[-1]
     assert error.error.kind == "reply_timeout" and error.partial and "1.5 seconds" in error.error.text
@@ -73,7 +75,8 @@ async def test_an_endless_stream_stops_at_the_reply_time_limit(fake: FakeUpstrea
 
 async def test_an_endless_stream_stops_at_the_cap_too(fake: FakeUpstream, settings_for) -> None:
     fake.push(Behaviour(reply="more", endless=True, chunk_size=16))
-    text, events = await drain(upstream_for(settings_for, CHATBOT_MAX_TOKENS="200").stream("Hi", [], "fast"))
+    core = upstream_for(settings_for, CHATBOT_MAX_TOKENS="200")
+    text, events = await asyncio.wait_for(drain(core.stream("Hi", [], "fast")), 60)
     assert events[-1].error.kind == "reply_cap" and tokens(text) <= 200 + 16
     await fake.wait_for_async(lambda: fake.last.disconnected_at is not None, timeout=5)
 
