@@ -180,3 +180,15 @@ async def test_consecutive_replies_share_one_connection(fake: FakeUpstream, sett
     ports = [r.client_port for r in fake.requests]
     assert len(ports) == 3 and ports[0] is not None and len(set(ports)) == 1, ports
     await core.client.close()
+
+
+async def test_the_chat_tab_shows_why_a_reply_is_empty(fake: FakeUpstream, settings_for) -> None:
+    from chatbot.ui import ReplyView
+
+    fake.push(Behaviour(reply="", finish_reason=None, usage=False))
+    view = ReplyView("es")
+    async for event in upstream_for(settings_for).stream("Hola", [], "fast"):
+        view.apply(event)
+    shown = view.messages()
+    assert [m["content"]["text"] for m in shown] == [render("empty_reply", "es")]
+    assert shown[0]["metadata"]["title"].startswith("⚠️")
