@@ -96,6 +96,9 @@ LENGTH_SUSPECT_TOKENS = 512
 #: What is read of a body after ``[DONE]`` before its connection is given up rather than reused.
 DRAIN_BYTES = 64 * 1024
 DRAIN_SECONDS = 2.0
+#: How long a finished reply waits for that (normally the end of the body is already there); a slower drain
+#: goes on in the background, and a reply that starts meanwhile opens a connection of its own.
+DRAIN_WAIT = 0.5
 #: A usage report claiming fewer completion tokens than one per this many streamed bytes is not believed.
 UNDER_REPORT_BYTES = 8
 #: Readers draining a finished reply's body (a reference, so the tasks are not collected midway).
@@ -437,7 +440,8 @@ class Upstream:
                     got_text = got_text or isinstance(item, TextDelta)
                     item = _merged(item, mailbox)
                 yield item
-                if isinstance(item, Done):  # the reader may still be draining the body: see _read
+                if isinstance(item, Done):  # the reader is draining the body (see _read): its connection
+                    await asyncio.wait({reader}, timeout=DRAIN_WAIT)  # is free for the next reply after it
                     return
         finally:
             if not reader.done() and mailbox.draining:

@@ -148,3 +148,16 @@ def test_an_answer_without_a_reply_is_explained_on_every_face(serve, fake: FakeU
     with sqlite3.connect(db) as conn:
         statuses = conn.execute("SELECT status FROM messages WHERE role = 'assistant'").fetchall()
     assert statuses and {s for (s,) in statuses} == {"interrupted"}
+
+
+# ------------------------------------------------------------- 13.8: the provider connection is reused
+
+
+def test_consecutive_api_replies_share_one_provider_connection(serve, fake: FakeUpstream) -> None:
+    url, _ = serve()
+    with httpx.Client(timeout=30) as client:
+        for i in range(3):
+            assert client.post(url + "chat", json={"message": f"hi {i}"}).status_code == 200
+        assert client.post(url + "chat/stream", json={"message": "and a stream"}).text.endswith("[DONE]\n\n")
+    ports = [r.client_port for r in fake.requests]
+    assert len(ports) == 4 and len(set(ports)) == 1, ports

@@ -174,11 +174,11 @@ async def test_a_length_refusal_says_so_when_the_trimmed_retry_is_refused_too(
 
 async def test_consecutive_replies_share_one_connection(fake: FakeUpstream, settings_for) -> None:
     core = upstream_for(settings_for)
-    for i in range(3):
+    for i in range(5):
         text, events = await drain(core.stream(f"Hi {i}", [], "fast"))
         assert isinstance(events[-1], Done) and text
     ports = [r.client_port for r in fake.requests]
-    assert len(ports) == 3 and ports[0] is not None and len(set(ports)) == 1, ports
+    assert len(ports) == 5 and ports[0] is not None and len(set(ports)) == 1, ports
     await core.client.close()
 
 
