@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 
 import httpx2
@@ -308,12 +308,12 @@ class Upstream:
         else:
             api_key = None
         prepared = await self._prepared(message, history, model_name)
-        ticket = admission.ticket if admission is not None else None
+        ticket: Ticket | Friendly | None = admission.ticket if admission is not None else None
         if not isinstance(prepared, Friendly):
             if admission is None and self.guard is not None:
                 ticket = await self.guard.admit(visitor or LOCAL_VISITOR, self._worst_cost(prepared))
                 prepared = ticket if isinstance(ticket, Friendly) else prepared
-            elif ticket is not None and self.guard is not None:
+            elif isinstance(ticket, Ticket) and self.guard is not None:
                 prepared = await self.guard.reserve(ticket, self._worst_cost(prepared)) or prepared
         if isinstance(prepared, Friendly):
             await self.release(admission)
@@ -349,8 +349,10 @@ class Upstream:
             return friendly("internal")
 
     async def _attempts(
-        self, prepared: Prepared, request: tuple, client: openai.AsyncOpenAI, tick: float, meter: _Meter
-    ) -> AsyncIterator[Event]:
+        self, prepared: Prepared, request: tuple[str | list[dict], list[dict] | HistorySnapshot | HistoryWindow,
+                                                 str | None],
+        client: openai.AsyncOpenAI, tick: float, meter: _Meter,
+    ) -> AsyncGenerator[Event, None]:
         """The reply's events. An empty answer to a long request is how some servers (llama.cpp) refuse a
         prompt longer than the model's real window: it is retried once with the prompt trimmed to half."""
         if prepared.dropped_turns:
@@ -400,7 +402,7 @@ class Upstream:
 
     async def _stream_prepared(
         self, prepared: Prepared, client: openai.AsyncOpenAI, tick: float, counter: ReplyCounter
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         loop = asyncio.get_running_loop()
         mailbox = _Mailbox()
         reader = asyncio.create_task(self._read(client, prepared, mailbox, counter))
@@ -601,7 +603,9 @@ def _merged(item: TextDelta | ReasoningDelta, mailbox: _Mailbox) -> TextDelta | 
     return kind("".join(parts))
 
 
-async def sse_data(chunks: AsyncIterator[bytes], counter: ReplyCounter | None = None) -> AsyncIterator[str]:
+async def sse_data(
+    chunks: AsyncIterator[bytes], counter: ReplyCounter | None = None
+) -> AsyncGenerator[str, None]:
     """The ``data`` of each server-sent event in a byte stream (multi-line data joined with newlines;
     comments, ``event``, ``id`` and ``retry`` fields ignored; CRLF or LF line ends; an event is complete at
     its blank line). With a ``counter``, the body's bytes are counted and an event larger than its limit
