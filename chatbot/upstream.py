@@ -169,6 +169,9 @@ class Upstream:
         if guard is None and settings.policy.active:
             guard = Guard(settings.policy, settings.redis_url.reveal() if settings.redis_url else None)
         self.guard = guard
+        #: Prompt budgets learned from length refusals (model id -> tokens): a provider whose real window
+        #: is smaller than the catalogue says gets trimmed requests from then on.
+        self.learned_budget: dict[str, int] = {}
 
     def warm_up(self) -> None:
         """Do now, once, what the first request would otherwise wait for: load the tokenisers of the
@@ -235,8 +238,8 @@ class Upstream:
                 return friendly("input_too_long", chars=len(message), limit=limit)
             content = clean_text(message, self.settings.max_message_chars)
         budget, reply = self.budget(model)
-        if prompt_budget is not None:
-            budget = max(1, min(budget, prompt_budget))
+        if prompt_budget is not None or model.id in self.learned_budget:
+            budget = max(1, min(budget, prompt_budget or budget, self.learned_budget.get(model.id, budget)))
         system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
         newest = {"role": "user", "content": content}
         counter = counter_for(model.id)
@@ -373,6 +376,10 @@ class Upstream:
         yield HistoryTrimmed(retry.dropped_turns)
         async with contextlib.aclosing(self._stream_prepared(retry, client, tick, meter.counter)) as events:
             async for event in events:
+                if isinstance(event, Done):  # the shorter prompt fits: later requests are trimmed to it at once
+                    model = retry.model.id
+                    self.learned_budget[model] = min(self.learned_budget.get(model, retry.prompt_tokens),
+                                                     prepared.prompt_tokens // 2)
                 yield event
 
     def _counter_ready(self, model_name: str | None) -> bool:

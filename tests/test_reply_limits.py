@@ -150,13 +150,16 @@ def _long_history(turns: int = 40) -> list[dict]:
 
 async def test_an_empty_answer_to_a_long_prompt_is_retried_once_trimmed(fake: FakeUpstream, settings_for) -> None:
     fake.push(Behaviour(raw_body="", raw_content_type="text/event-stream"), Behaviour(reply="fits now"))
-    text, events = await drain(upstream_for(settings_for).stream("Hi", _long_history(), "fast"))
+    core = upstream_for(settings_for)
+    text, events = await drain(core.stream("Hi", _long_history(), "fast"))
     assert text == "fits now" and isinstance(events[-1], Done)
     first, second = fake.requests
     assert len(second.messages) < len(first.messages) / 2 + 2
     assert [e.dropped_turns for e in events if isinstance(e, HistoryTrimmed)] == [
         (len(first.messages) - len(second.messages)) // 2
     ]
+    text, _ = await drain(core.stream("Next", _long_history(), "fast"))  # learned: trimmed at once
+    assert len(fake.requests) == 3 and len(fake.last.messages) == len(second.messages)
 
 
 async def test_a_length_refusal_says_so_when_the_trimmed_retry_is_refused_too(
