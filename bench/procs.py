@@ -111,6 +111,9 @@ class AppProcess:
             # anyway; set explicitly so a changed default cannot throttle the benchmark).
             env.update(CHATBOT_RATE_LIMIT="none", CHATBOT_TOKEN_LIMIT="none", CHATBOT_STREAMS_PER_VISITOR="0",
                        CHATBOT_MAX_CONCURRENT_STREAMS="0")
+            # The fake's "tokens" are 4-character chunks (about 1.4 real tokens each) and the app stops a reply
+            # that passes its cap: leave room for the longest benchmark reply (4,000 chunks).
+            env["CHATBOT_MAX_TOKENS"] = "16384"
             if self.data_dir is not None:
                 env["CHATBOT_DB"] = str(self.data_dir / f"bench-{self.port}.db")
             env["CHATBOT_BROWSER_SECRET"] = "switchboard-bench"  # nothing written under ./data/

@@ -62,6 +62,7 @@ from .limits import Visitor, request_address, visitor_bucket, visitor_from
 from .redact import redact_logs
 from .store import Conversation, Store, StoreError, Turn
 from .upstream import (
+    Admission,
     Done,
     ErrorEvent,
     Event,
@@ -240,6 +241,8 @@ STATUS_FOR_KIND: dict[str, int] = {
     "shutting_down": 503,
     "store_unavailable": 503,
     "internal": 500,
+    "too_long_empty": 422,
+    "reply_timeout": 504,
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -565,13 +568,15 @@ class Reply:
     stream ends, whether it completed, failed, or was cancelled (a dropped client, a Stop)."""
 
     def __init__(
-        self, service: ChatService, turn: Turn, message: str, model_name: str, visitor: Visitor
+        self, service: ChatService, turn: Turn, message: str, model_name: str, visitor: Visitor,
+        admission: Admission | None = None,
     ) -> None:
         self.service = service
         self.turn = turn
         self.message = message
         self.model_name = model_name
         self.visitor = visitor
+        self.admission = admission  # the limits were checked before the turn was stored
         self.text: list[str] = []
         self.usage: Usage | None = None
         self.error: ErrorEvent | None = None
@@ -616,7 +621,9 @@ class Reply:
     async def _upstream_events(self) -> AsyncIterator[Event]:
         history = await self.service.history_for(self.turn)
         upstream = self.service.upstream
-        stream = upstream.stream(self.message, history, self.model_name, visitor=self.visitor)
+        stream = upstream.stream(
+            self.message, history, self.model_name, visitor=self.visitor, admission=self.admission
+        )
         async with contextlib.aclosing(stream):
             async for event in stream:
                 if self.service.closing:
@@ -638,6 +645,7 @@ class Reply:
 
     async def save(self) -> None:
         """Store the reply (once). Runs in a task of its own, so a cancelled request still stores it."""
+        await self.service.upstream.release(self.admission)  # a reply that never started frees its slot
         if self.saved:
             return
         self.saved = True
@@ -770,23 +778,35 @@ class ChatService:
         return visitor_from(peer, headers, self.settings.trusted_proxies)
 
     async def begin(self, owner: str, request: ChatRequest, visitor: Visitor) -> Reply:
-        """Validate, store the message, and return the reply to run (:class:`ApiError` otherwise)."""
+        """Validate, admit (every limit is checked before anything is stored or tokenised), store the
+        message, and return the reply to run (:class:`ApiError` otherwise)."""
         message, name, model_id = self.check(request)
         if self.closing:
             raise ApiError(503, "shutting_down", SHUTDOWN_TEXT)
+        admission = await self.upstream.admit(visitor, name)
+        if isinstance(admission, Friendly):
+            raise ApiError(
+                STATUS_FOR_KIND.get(admission.kind, 429), admission.kind, admission.text,
+                retry_after=admission.retry_after,
+            )
         try:
             turn = await self.store.begin_turn(
                 request.conversation_id, owner, message, model_id, self.settings.max_history_messages
             )
         except StoreError as exc:
+            await self.upstream.release(admission)
             raise _store_down("stored", exc) from None
+        except BaseException:
+            await self.upstream.release(admission)
+            raise
         if turn is None:
+            await self.upstream.release(admission)
             raise ApiError(
                 404, "unknown_conversation",
                 f"There is no conversation “{_printable(request.conversation_id, 40)}” for this token "
                 "(unknown, deleted, or started with another token). Leave out conversation_id to start one.",
             )
-        return Reply(self, turn, message, name, visitor)
+        return Reply(self, turn, message, name, visitor, admission)
 
     async def conversation(self, owner: str, conversation_id: str) -> Conversation:
         try:

@@ -93,6 +93,7 @@ class Settings:
     connect_timeout: float = 10.0
     first_token_timeout: float = 120.0
     idle_timeout: float = 60.0
+    reply_timeout: float = 600.0
     max_retries: int = 2
     max_retry_wait: float = 5.0
     max_message_chars: int = 200_000
@@ -198,6 +199,8 @@ def _from_sources(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
         or Settings.first_token_timeout,
         idle_timeout=_number(get("CHATBOT_IDLE_TIMEOUT"), "CHATBOT_IDLE_TIMEOUT", float)
         or Settings.idle_timeout,
+        reply_timeout=_number(get("CHATBOT_REPLY_TIMEOUT"), "CHATBOT_REPLY_TIMEOUT", float)
+        or Settings.reply_timeout,
         max_retries=_number(get("CHATBOT_MAX_RETRIES"), "CHATBOT_MAX_RETRIES", int, minimum=0)
         if get("CHATBOT_MAX_RETRIES") is not None
         else Settings.max_retries,

@@ -71,6 +71,22 @@ MESSAGES: dict[str, str] = {
     "and nothing was saved. Try again in a moment.",
     "not_saved": "This reply could not be saved on the server (the conversation store failed). The server "
     "keeps retrying while it runs; until then, copy the reply if you need it.",
+    "reply_cap": "The reply passed its limit of {limit:,} tokens (the provider did not stop at it), so it was "
+    "stopped here. Ask for a shorter answer, or continue in a new message.",
+    "reply_too_large": "The provider sent more than one reply may hold here ({size}), so the reply was stopped. "
+    "Try again, or pick another model.",
+    "reply_timeout": "The reply took longer than {seconds:g} seconds, the most one reply may take here, so it "
+    "was stopped. Ask for a shorter answer, or pick a faster model.",
+    "not_event_stream": "The provider answered with something that is not a chat reply (a web page, perhaps "
+    "from a proxy or a login screen). Try again in a minute; if it persists, the app's OPENAI_BASE_URL "
+    "probably points at the wrong address.",
+    "empty_reply": "The provider ended the reply without any text (it may have been interrupted by another "
+    "request, or be overloaded). Send the message again, or pick another model.",
+    "unfinished": "The provider stopped sending before it said the reply was finished, so the reply may be "
+    "incomplete. Send the message again for a whole reply.",
+    "too_long_empty": "The provider sent back an empty answer, which is how some servers refuse a "
+    "conversation longer than the model's context window. Start a new chat, or pick a model with a larger "
+    "window.",
 }
 
 
@@ -88,6 +104,20 @@ class IdleTimeout(Exception):
     def __init__(self, seconds: float) -> None:
         super().__init__(f"silent for {seconds:g} s")
         self.seconds = seconds
+
+
+class StreamProblem(Exception):
+    """The provider's answer is not a usable reply, or the app stopped it at one of its limits: ``kind`` is
+    the message's key in :data:`MESSAGES`, ``params`` fill it in."""
+
+    def __init__(self, kind: str, **params: object) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.params = params
+
+
+#: The kinds of :class:`StreamProblem` raised when the app itself stopped a reply at a limit.
+REPLY_LIMIT_KINDS = frozenset({"reply_cap", "reply_too_large", "reply_timeout"})
 
 
 @dataclass(frozen=True)
@@ -142,6 +172,8 @@ def _classify(exc: BaseException, model: str) -> Friendly:
         return friendly("first_token_timeout", seconds=exc.seconds)
     if isinstance(exc, IdleTimeout):
         return friendly("idle_timeout", seconds=exc.seconds)
+    if isinstance(exc, StreamProblem):
+        return friendly(exc.kind, **exc.params)
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | asyncio.TimeoutError):
         return Friendly("timeout", render("timeout"))
     if isinstance(exc, openai.APIConnectionError) and isinstance(

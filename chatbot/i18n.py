@@ -319,6 +319,22 @@ ERRORS: dict[str, dict[str, str]] = {
         "too_many_attachments": "Demasiados adjuntos: como máximo {limit} por mensaje. No se envió nada.",
         "bad_event": "No se pudo procesar esta solicitud: no es lo que envía esta página. Recarga la página e "
         "inténtalo de nuevo.",
+        "reply_cap": "La respuesta pasó su límite de {limit:,} tokens (el proveedor no se detuvo en él), así "
+        "que se detuvo aquí. Pide una respuesta más corta o continúa en un mensaje nuevo.",
+        "reply_too_large": "El proveedor envió más de lo que cabe en una respuesta aquí ({size}), así que se "
+        "detuvo la respuesta. Vuelve a intentarlo o elige otro modelo.",
+        "reply_timeout": "La respuesta tardó más de {seconds:g} segundos, lo máximo que puede tardar aquí, así "
+        "que se detuvo. Pide una respuesta más corta o elige un modelo más rápido.",
+        "not_event_stream": "El proveedor respondió con algo que no es una respuesta de chat (una página web, "
+        "quizá de un proxy o de una pantalla de inicio de sesión). Vuelve a intentarlo en un minuto; si "
+        "persiste, el OPENAI_BASE_URL de la aplicación probablemente apunta a una dirección equivocada.",
+        "empty_reply": "El proveedor terminó la respuesta sin ningún texto (quizá lo interrumpió otra "
+        "solicitud, o está sobrecargado). Vuelve a enviar el mensaje o elige otro modelo.",
+        "unfinished": "El proveedor dejó de enviar antes de indicar que la respuesta estaba terminada, así que "
+        "puede estar incompleta. Vuelve a enviar el mensaje para obtener una respuesta entera.",
+        "too_long_empty": "El proveedor devolvió una respuesta vacía, que es como algunos servidores rechazan "
+        "una conversación más larga que la ventana de contexto del modelo. Empieza un chat nuevo o elige un "
+        "modelo con una ventana más grande.",
     },
     "pt": {
         "auth": "O provedor recusou a chave de API (ela está ausente, errada ou foi revogada). Verifique "
@@ -379,6 +395,22 @@ ERRORS: dict[str, dict[str, str]] = {
         "too_many_attachments": "Anexos demais: no máximo {limit} por mensagem. Nada foi enviado.",
         "bad_event": "Não foi possível processar esta solicitação: não é o que esta página envia. Recarregue a "
         "página e tente de novo.",
+        "reply_cap": "A resposta passou do limite de {limit:,} tokens (o provedor não parou nele), então foi "
+        "interrompida aqui. Peça uma resposta mais curta ou continue em uma nova mensagem.",
+        "reply_too_large": "O provedor enviou mais do que cabe em uma resposta aqui ({size}), então a resposta "
+        "foi interrompida. Tente novamente ou escolha outro modelo.",
+        "reply_timeout": "A resposta levou mais de {seconds:g} segundos, o máximo que uma resposta pode levar "
+        "aqui, então foi interrompida. Peça uma resposta mais curta ou escolha um modelo mais rápido.",
+        "not_event_stream": "O provedor respondeu com algo que não é uma resposta de chat (uma página da web, "
+        "talvez de um proxy ou de uma tela de login). Tente novamente em um minuto; se continuar, o "
+        "OPENAI_BASE_URL do app provavelmente aponta para o endereço errado.",
+        "empty_reply": "O provedor encerrou a resposta sem nenhum texto (talvez outra solicitação a tenha "
+        "interrompido, ou ele esteja sobrecarregado). Envie a mensagem de novo ou escolha outro modelo.",
+        "unfinished": "O provedor parou de enviar antes de dizer que a resposta estava terminada, então ela "
+        "pode estar incompleta. Envie a mensagem de novo para ter uma resposta inteira.",
+        "too_long_empty": "O provedor devolveu uma resposta vazia, que é como alguns servidores recusam uma "
+        "conversa mais longa que a janela de contexto do modelo. Comece um novo chat ou escolha um modelo com "
+        "uma janela maior.",
     },
 }
 

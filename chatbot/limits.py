@@ -233,6 +233,20 @@ class Guard:
             return refused
         return ticket
 
+    async def reserve(self, ticket: Ticket, max_cost_usd: float | None) -> Friendly | None:
+        """Raise an admitted request's reservation to ``max_cost_usd`` (its prompt is counted now), or say
+        that the spending ceiling refuses it (the caller then settles the ticket)."""
+        budget = self.policy.daily_budget_usd
+        extra = math.ceil((max_cost_usd or 0.0) * MICRO) - ticket.reserved_micro
+        if budget is None or not ticket.counted or extra <= 0:
+            return None
+        total = await self.storage.incr(_spend_key(), 2 * 86_400, extra)
+        if total > budget * MICRO:
+            await self.storage.incr(_spend_key(), 2 * 86_400, -extra)
+            return friendly("limit_budget", wait=_until_midnight())
+        ticket.reserved_micro += extra
+        return None
+
     async def precheck(self, visitor: Visitor) -> Friendly | None:
         """A cheap look (nothing counted) before any work is spent on a request: a visitor who is over a
         limit is refused before their history is tokenised."""

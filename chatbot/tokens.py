@@ -331,6 +331,11 @@ class TokenCounter:
         raw = self._raw(message)
         return raw if self.exact else math.ceil(raw * self._factor)
 
+    def count_text(self, text: str) -> int:
+        """Tokens in a piece of text (margin included), uncached: for streamed replies."""
+        raw = self._len(text)
+        return raw if self.exact else math.ceil(raw * self._factor)
+
     def count_messages(self, messages: Iterable[Mapping[str, Any]]) -> int:
         """Tokens for a whole request: every message plus the reply priming."""
         return sum(self.count(m) for m in messages) + REPLY_PRIMING_TOKENS

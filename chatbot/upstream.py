@@ -13,11 +13,12 @@ task is cancelled inside ``async with stream:``, which closes the HTTP connectio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 
 import httpx2
@@ -26,9 +27,18 @@ import orjson
 
 from .catalogue import Model
 from .config import Settings
-from .errors import FirstTokenTimeout, Friendly, IdleTimeout, friendly, friendly_error
+from .errors import (
+    REPLY_LIMIT_KINDS,
+    FirstTokenTimeout,
+    Friendly,
+    IdleTimeout,
+    StreamProblem,
+    friendly,
+    friendly_error,
+)
 from .history import HistorySnapshot, HistoryWindow, MessageTooLong, clean_text, small_history, trim_history
-from .limits import UNKNOWN_PRICE, Guard, Visitor
+from .limits import UNKNOWN_PRICE, Guard, Ticket, Visitor
+from .reply_limits import ReplyCounter, ReplyLimits
 from .tokens import counter_for, encoding_loaded
 
 log = logging.getLogger("switchboard.upstream")
@@ -80,6 +90,19 @@ _KEY_RE = re.compile(r"^[\x21-\x7e]{8,512}$")
 Event = TextDelta | ReasoningDelta | Usage | HistoryTrimmed | Done | ErrorEvent | Idle
 _END = object()
 _EMPTY = object()
+#: An answer with no event at all to a prompt of at least this many tokens is taken as a length refusal
+#: (llama.cpp's server answers a streaming request longer than its window with 200 and an empty body).
+LENGTH_SUSPECT_TOKENS = 512
+#: What is read of a body after ``[DONE]`` before its connection is given up rather than reused.
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 2.0
+#: How long a finished reply waits for that (normally the end of the body is already there); a slower drain
+#: goes on in the background, and a reply that starts meanwhile opens a connection of its own.
+DRAIN_WAIT = 0.5
+#: A usage report claiming fewer completion tokens than one per this many streamed bytes is not believed.
+UNDER_REPORT_BYTES = 8
+#: Readers draining a finished reply's body (a reference, so the tasks are not collected midway).
+_DRAINING: set[asyncio.Task] = set()
 
 
 class _Client(openai.AsyncOpenAI):
@@ -118,6 +141,13 @@ def make_client(settings: Settings, api_key: str | None = None, **kwargs: object
     return client
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A request admitted by :meth:`Upstream.admit` (``ticket`` is None when no limit applies)."""
+
+    ticket: Ticket | None
+
+
 @dataclass(frozen=True)
 class Prepared:
     model: Model
@@ -139,6 +169,9 @@ class Upstream:
         if guard is None and settings.policy.active:
             guard = Guard(settings.policy, settings.redis_url.reveal() if settings.redis_url else None)
         self.guard = guard
+        #: Prompt budgets learned from length refusals (model id -> tokens): a provider whose real window
+        #: is smaller than the catalogue says gets trimmed requests from then on.
+        self.learned_budget: dict[str, int] = {}
 
     def warm_up(self) -> None:
         """Do now, once, what the first request would otherwise wait for: load the tokenisers of the
@@ -180,9 +213,12 @@ class Upstream:
         message: str | list[dict],
         history: list[dict] | HistorySnapshot | HistoryWindow,
         model_name: str | None,
+        *,
+        prompt_budget: int | None = None,
     ) -> Prepared | Friendly:
         """The messages to send (system prompt, trimmed history, new message), or why nothing is sent.
         ``message`` is text, or OpenAI content parts (text and ``image_url``) when images are attached.
+        ``prompt_budget`` lowers the model's prompt budget (a retry after a length refusal).
 
         ``history`` is the cleaned history: a list of messages (counted and trimmed in full), or a
         :class:`HistorySnapshot` from :meth:`HistoryWindow.sync` (a window stands for its latest
@@ -202,6 +238,8 @@ class Upstream:
                 return friendly("input_too_long", chars=len(message), limit=limit)
             content = clean_text(message, self.settings.max_message_chars)
         budget, reply = self.budget(model)
+        if prompt_budget is not None or model.id in self.learned_budget:
+            budget = max(1, min(budget, prompt_budget or budget, self.learned_budget.get(model.id, budget)))
         system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
         newest = {"role": "user", "content": content}
         counter = counter_for(model.id)
@@ -216,6 +254,29 @@ class Upstream:
             return friendly("message_too_long", model=model.id, tokens=exc.tokens, budget=exc.budget)
         return Prepared(model, trimmed.messages, trimmed.dropped_turns, trimmed.tokens, reply)
 
+    async def admit(self, visitor: Visitor, model_name: str | None) -> Admission | Friendly:
+        """Admit a request before anything of it is stored or tokenised (the HTTP API's order): every limit
+        is checked, a stream slot taken, the message counted and a full reply's cost reserved; the prompt's
+        cost is added by :meth:`stream` once the prompt is counted. Pass the admission to :meth:`stream`,
+        or to :meth:`release` when the request goes no further."""
+        _, refused = self._user_key(None)
+        if refused is not None:
+            return refused
+        if self.guard is None:
+            return Admission(None)
+        visitor = replace(visitor, own_key=False)
+        if (refused := await self.guard.precheck(visitor)) is not None:
+            return refused
+        model = self.resolve(model_name)
+        reply_cost = _price(model, 0, self.budget(model)[1]) if self._has_budget and model is not None else None
+        ticket = await self.guard.admit(visitor, reply_cost)
+        return ticket if isinstance(ticket, Friendly) else Admission(ticket)
+
+    async def release(self, admission: Admission | None) -> None:
+        """Free an admission's stream slot and reservation if :meth:`stream` did not (idempotent)."""
+        if admission is not None and admission.ticket is not None and self.guard is not None:
+            await self.guard.settle(admission.ticket, 0, 0.0)
+
     async def stream(
         self,
         message: str | list[dict],
@@ -226,54 +287,100 @@ class Upstream:
         tick: float = 0.04,
         visitor: Visitor | None = None,
         api_key: str | None = None,
+        admission: Admission | None = None,
     ) -> AsyncIterator[Event]:
         """Stream one reply as events. Never raises (but for cancellation); always ends with
         :class:`Done` or :class:`ErrorEvent`.
 
         ``visitor`` is whom the limits count (every route passes one); ``api_key`` is a visitor's own key,
         used for this request only through a client of its own (never stored, never shared), which also
-        exempts the request from the owner's quotas. Prompt building runs in a worker thread (tokenising a
-        long history is CPU work that must not block the event loop). ``history`` is as for
-        :meth:`prepare`: pass a snapshot from :meth:`HistoryWindow.sync` (made in a worker thread) so a turn
-        costs O(new messages); a window itself stands for its snapshot when prepare runs."""
-        api_key, refused = self._user_key(api_key)
-        if refused is not None:
-            yield ErrorEvent(refused, partial=False)
-            return
-        visitor = replace(visitor or LOCAL_VISITOR, own_key=bool(api_key))
-        if self.guard is not None and (refused := await self.guard.precheck(visitor)) is not None:
-            yield ErrorEvent(refused, partial=False)
-            return
-        try:
-            if prepares_inline(message, history) and self._counter_ready(model_name):  # a hop costs more
-                prepared = self.prepare(message, history, model_name)
-            else:
-                prepared = await asyncio.to_thread(self.prepare, message, history, model_name)
-        except Exception as exc:  # pragma: no cover - prepare is total, this is a safety net
-            log.error("could not prepare a request: %s", type(exc).__name__)
-            prepared = friendly("internal")
+        exempts the request from the owner's quotas. ``admission`` is one from :meth:`admit` (the limits
+        were checked already). Prompt building runs in a worker thread (tokenising a long history is CPU
+        work that must not block the event loop). ``history`` is as for :meth:`prepare`: pass a snapshot
+        from :meth:`HistoryWindow.sync` (made in a worker thread) so a turn costs O(new messages); a window
+        itself stands for its snapshot when prepare runs."""
+        if admission is None:
+            api_key, refused = self._user_key(api_key)
+            if refused is not None:
+                yield ErrorEvent(refused, partial=False)
+                return
+            visitor = replace(visitor or LOCAL_VISITOR, own_key=bool(api_key))
+            if self.guard is not None and (refused := await self.guard.precheck(visitor)) is not None:
+                yield ErrorEvent(refused, partial=False)
+                return
+        else:
+            api_key = None
+        prepared = await self._prepared(message, history, model_name)
+        ticket: Ticket | Friendly | None = admission.ticket if admission is not None else None
+        if not isinstance(prepared, Friendly):
+            if admission is None and self.guard is not None:
+                ticket = await self.guard.admit(visitor or LOCAL_VISITOR, self._worst_cost(prepared))
+                prepared = ticket if isinstance(ticket, Friendly) else prepared
+            elif isinstance(ticket, Ticket) and self.guard is not None:
+                prepared = await self.guard.reserve(ticket, self._worst_cost(prepared)) or prepared
         if isinstance(prepared, Friendly):
+            await self.release(admission)
             yield ErrorEvent(prepared, partial=False)
             return
-        ticket = None
-        if self.guard is not None:
-            ticket = await self.guard.admit(visitor, self._worst_cost(prepared))
-            if isinstance(ticket, Friendly):
-                yield ErrorEvent(ticket, partial=False)
-                return
         own_client = make_client(self.settings, api_key=api_key) if api_key else None
-        meter = _Meter()
+        limits = ReplyLimits.for_cap(prepared.max_tokens, self.settings.reply_timeout)
+        meter = _Meter(prepared, ReplyCounter(limits, counter_for(prepared.model.id)))
         try:
-            if prepared.dropped_turns:
-                yield HistoryTrimmed(prepared.dropped_turns)
-            async for event in self._stream_prepared(prepared, own_client or client or self.client, tick):
-                meter.see(event)
-                yield event
+            events = self._attempts(prepared, (message, history, model_name), own_client or client or self.client,
+                                    tick, meter)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    meter.see(event)
+                    yield event
         finally:
             if own_client is not None:
                 await own_client.close()
-            if ticket is not None and self.guard is not None:
-                await self.guard.settle(ticket, *meter.totals(prepared, self._has_budget))
+            if isinstance(ticket, Ticket) and self.guard is not None:
+                await self.guard.settle(ticket, *meter.totals(self._has_budget))
+
+    async def _prepared(
+        self, message: str | list[dict], history: list[dict] | HistorySnapshot | HistoryWindow,
+        model_name: str | None, prompt_budget: int | None = None,
+    ) -> Prepared | Friendly:
+        """:meth:`prepare` on the event loop when it is cheap, else in a worker thread."""
+        try:
+            if prepares_inline(message, history) and self._counter_ready(model_name):  # a hop costs more
+                return self.prepare(message, history, model_name, prompt_budget=prompt_budget)
+            return await asyncio.to_thread(self.prepare, message, history, model_name, prompt_budget=prompt_budget)
+        except Exception as exc:  # pragma: no cover - prepare is total, this is a safety net
+            log.error("could not prepare a request: %s", type(exc).__name__)
+            return friendly("internal")
+
+    async def _attempts(
+        self, prepared: Prepared, request: tuple[str | list[dict], list[dict] | HistorySnapshot | HistoryWindow,
+                                                 str | None],
+        client: openai.AsyncOpenAI, tick: float, meter: _Meter,
+    ) -> AsyncGenerator[Event, None]:
+        """The reply's events. An empty answer to a long request is how some servers (llama.cpp) refuse a
+        prompt longer than the model's real window: it is retried once with the prompt trimmed to half."""
+        if prepared.dropped_turns:
+            yield HistoryTrimmed(prepared.dropped_turns)
+        retry: Prepared | Friendly | None = None
+        async with contextlib.aclosing(self._stream_prepared(prepared, client, tick, meter.counter)) as events:
+            async for event in events:
+                if isinstance(event, ErrorEvent) and event.error.kind == "too_long_empty":
+                    retry = await self._prepared(*request, prompt_budget=prepared.prompt_tokens // 2)
+                    if isinstance(retry, Prepared) and retry.dropped_turns > prepared.dropped_turns:
+                        break
+                    retry = None
+                yield event
+        if not isinstance(retry, Prepared):
+            return
+        log.info("empty answer to a %d-token prompt: retried with %d", prepared.prompt_tokens, retry.prompt_tokens)
+        meter.prepared = retry
+        yield HistoryTrimmed(retry.dropped_turns)
+        async with contextlib.aclosing(self._stream_prepared(retry, client, tick, meter.counter)) as events:
+            async for event in events:
+                if isinstance(event, Done):  # the shorter prompt fits: later requests are trimmed to it at once
+                    model = retry.model.id
+                    self.learned_budget[model] = min(self.learned_budget.get(model, retry.prompt_tokens),
+                                                     prepared.prompt_tokens // 2)
+                yield event
 
     def _counter_ready(self, model_name: str | None) -> bool:
         """Whether the model's tokeniser is loaded (the first load reads a file: never on the loop)."""
@@ -301,24 +408,29 @@ class Upstream:
         return _price(prepared.model, prepared.prompt_tokens, prepared.max_tokens)
 
     async def _stream_prepared(
-        self, prepared: Prepared, client: openai.AsyncOpenAI, tick: float
-    ) -> AsyncIterator[Event]:
+        self, prepared: Prepared, client: openai.AsyncOpenAI, tick: float, counter: ReplyCounter
+    ) -> AsyncGenerator[Event, None]:
         loop = asyncio.get_running_loop()
         mailbox = _Mailbox()
-        reader = asyncio.create_task(self._read(client, prepared, mailbox))
+        reader = asyncio.create_task(self._read(client, prepared, mailbox, counter))
         last = loop.time()
+        deadline = last + counter.limits.seconds
         got_token = got_text = False
         try:
             while True:
                 item = mailbox.take()
                 if item is _EMPTY:
                     limit = self.settings.idle_timeout if got_token else self.settings.first_token_timeout
-                    remaining = limit - (loop.time() - last)
+                    now = loop.time()
+                    remaining = limit - (now - last)
+                    if now >= deadline:
+                        yield self._out_of_time(counter, got_text)
+                        return
                     if remaining <= 0:
                         timeout = IdleTimeout(limit) if got_token else FirstTokenTimeout(limit)
                         yield ErrorEvent(friendly_error(timeout), partial=got_text)
                         return
-                    await mailbox.wait(min(tick, remaining))
+                    await mailbox.wait(min(tick, remaining, deadline - now))
                     item = mailbox.take()
                     if item is _EMPTY:
                         yield IDLE
@@ -330,16 +442,33 @@ class Upstream:
                     return
                 if isinstance(item, TextDelta | ReasoningDelta):
                     last = loop.time()
+                    if last >= deadline:
+                        yield self._out_of_time(counter, got_text)
+                        return
                     got_token = True
                     got_text = got_text or isinstance(item, TextDelta)
                     item = _merged(item, mailbox)
                 yield item
+                if isinstance(item, Done):  # the reader is draining the body (see _read): its connection
+                    await asyncio.wait({reader}, timeout=DRAIN_WAIT)  # is free for the next reply after it
+                    return
         finally:
-            if not reader.done():
-                reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            if not reader.done() and mailbox.draining:
+                _DRAINING.add(reader)
+                reader.add_done_callback(_DRAINING.discard)
+            else:
+                if not reader.done():
+                    reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
 
-    async def _read(self, client: openai.AsyncOpenAI, prepared: Prepared, mailbox: _Mailbox) -> None:
+    @staticmethod
+    def _out_of_time(counter: ReplyCounter, partial: bool) -> ErrorEvent:
+        counter.cut = True
+        return ErrorEvent(friendly("reply_timeout", seconds=counter.limits.seconds), partial=partial)
+
+    async def _read(
+        self, client: openai.AsyncOpenAI, prepared: Prepared, mailbox: _Mailbox, counter: ReplyCounter
+    ) -> None:
         model = prepared.model
         cap = {"max_completion_tokens" if model.reasoning else "max_tokens": prepared.max_tokens}
         try:
@@ -355,31 +484,65 @@ class Upstream:
                 "stream_options": {"include_usage": True}, **cap,
             })
             http = await client.post("/chat/completions", cast_to=httpx2.Response, content=body, stream=True)
-            try:  # closing the response closes the connection: the provider stops
-                splitter = ThinkSplitter()
-                finish: str | None = None
-                async for data in sse_data(http.aiter_bytes()):
-                    if data.startswith("[DONE]"):
-                        break
-                    chunk = _decode(data)
-                    if chunk.get("error"):  # an error sent inside a 200 stream, as the SDK reports it
-                        raise _stream_error(chunk["error"], http.request)
-                    for event in _events(chunk, splitter, model):
-                        if isinstance(event, Done):
-                            finish = event.finish_reason
-                        else:
-                            mailbox.put(event)
-                for event in splitter.flush():
-                    mailbox.put(event)
+            try:  # closing a response that was not read to its end closes the connection: the provider stops
+                raw = http.aiter_bytes()
+                finish = await self._relay(http, raw, prepared, mailbox, counter)
+                mailbox.draining = True
+                mailbox.put(Done(finish))
+                await _drain(raw)  # so the connection goes back to the pool
             finally:
                 await http.aclose()
-            mailbox.put(Done(finish))
             mailbox.put(_END)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("upstream request failed: %s", type(exc).__name__)
-            mailbox.put(exc)
+            if not mailbox.draining:
+                log.warning("upstream request failed: %s", type(exc).__name__)
+                mailbox.put(exc)
+
+    @staticmethod
+    async def _relay(
+        http: httpx2.Response, raw: AsyncIterator[bytes], prepared: Prepared, mailbox: _Mailbox,
+        counter: ReplyCounter,
+    ) -> str | None:
+        """Pass the body's events to the mailbox up to ``[DONE]`` (or the body's end); the finish reason.
+        Raises :class:`StreamProblem` for an answer that is not a usable reply, or one past its limits."""
+        content_type = http.headers.get("content-type", "").lower()
+        if "html" in content_type:
+            raise StreamProblem("not_event_stream")
+        splitter = ThinkSplitter()
+        finish: str | None = None
+        seen = 0
+        text = False
+        async with contextlib.aclosing(sse_data(raw, counter)) as events:
+            async for data in events:
+                seen += 1
+                if data.startswith("[DONE]"):
+                    break
+                chunk = _decode(data)
+                if chunk.get("error"):  # an error sent inside a 200 stream, as the SDK reports it
+                    raise _stream_error(chunk["error"], http.request)
+                for event in _events(chunk, splitter, prepared.model):
+                    if isinstance(event, Done):
+                        finish = event.finish_reason
+                        continue
+                    if isinstance(event, TextDelta | ReasoningDelta):
+                        counter.add(event.text)
+                        text = text or isinstance(event, TextDelta)
+                    mailbox.put(event)
+        for event in splitter.flush():
+            counter.add(event.text)
+            text = text or isinstance(event, TextDelta)
+            mailbox.put(event)
+        if not seen and counter.body and "event-stream" not in content_type:
+            raise StreamProblem("not_event_stream")
+        if not seen and prepared.prompt_tokens >= LENGTH_SUSPECT_TOKENS:
+            raise StreamProblem("too_long_empty")
+        if not text:
+            raise StreamProblem("refused" if finish == "content_filter" else "empty_reply")
+        if finish is None:
+            raise StreamProblem("unfinished")
+        return finish
 
 
 def prepares_inline(message: object, history: object) -> bool:
@@ -396,9 +559,10 @@ class _Mailbox:
 
     ``asyncio.wait_for(queue.get(), t)`` costs a task, a future and a timer per wait, once per token."""
 
-    __slots__ = ("_items", "_waiter", "_loop")
+    __slots__ = ("_items", "_waiter", "_loop", "draining")
 
     def __init__(self) -> None:
+        self.draining = False  # the reply is done; the reader is reading the rest of the body
         self._items: deque = deque()
         self._waiter: asyncio.Future | None = None
         self._loop = asyncio.get_running_loop()
@@ -446,13 +610,20 @@ def _merged(item: TextDelta | ReasoningDelta, mailbox: _Mailbox) -> TextDelta | 
     return kind("".join(parts))
 
 
-async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+async def sse_data(
+    chunks: AsyncIterator[bytes], counter: ReplyCounter | None = None
+) -> AsyncGenerator[str, None]:
     """The ``data`` of each server-sent event in a byte stream (multi-line data joined with newlines;
     comments, ``event``, ``id`` and ``retry`` fields ignored; CRLF or LF line ends; an event is complete at
-    its blank line)."""
+    its blank line). With a ``counter``, the body's bytes are counted and an event larger than its limit
+    stops the stream (:class:`StreamProblem`)."""
     buffer = b""
     data: list[bytes] = []
+    size = 0  # bytes of data in the event being read
+    for_event = counter.limits.event_bytes if counter is not None else None
     async for chunk in chunks:
+        if counter is not None:
+            counter.body_bytes(len(chunk))
         buffer += chunk
         start = 0
         while (end := buffer.find(b"\n", start)) >= 0:
@@ -464,11 +635,27 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
                 if data:
                     yield b"\n".join(data).decode("utf-8", "replace")
                     data = []
+                    size = 0
             elif line.startswith(b"data:"):
                 value = line[5:]
                 data.append(value[1:] if value.startswith(b" ") else value)
+                size += len(value)
         buffer = buffer[start:]
+        if for_event is not None and size + len(buffer) > for_event and counter is not None:
+            counter.event_too_large()
     # an event the stream ended in the middle of is not dispatched (as the SSE standard says)
+
+
+async def _drain(raw: AsyncIterator[bytes]) -> None:
+    """Read what is left of a body after ``[DONE]`` (normally nothing but the end of the chunked body), so
+    the connection can be reused; give up after DRAIN_BYTES or DRAIN_SECONDS (the connection is closed)."""
+    left = DRAIN_BYTES
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for rest in raw:
+                left -= len(rest)
+                if left < 0:
+                    return
 
 
 def _decode(data: str) -> dict:
@@ -497,30 +684,39 @@ def _price(model: Model, prompt_tokens: int, completion_tokens: int) -> float:
 
 
 class _Meter:
-    """What one reply used, from the upstream's usage report or, failing that, from what was streamed."""
+    """What one reply used: the upstream's usage report, checked against what streamed in.
 
-    def __init__(self) -> None:
+    Without a report (a cut, a Stop, a provider that sends none), or with one that claims fewer tokens than
+    the text could hold (fewer than one token per UNDER_REPORT_BYTES bytes), the tokens streamed are
+    counted; a reply the app stopped at one of its limits costs at least its whole reservation."""
+
+    def __init__(self, prepared: Prepared, counter: ReplyCounter) -> None:
+        self.prepared = prepared
+        self.counter = counter
         self.usage: Usage | None = None
-        self.streamed: list[str] = []
 
     def see(self, event: Event) -> None:
         if isinstance(event, Usage):
             self.usage = event
-        elif isinstance(event, TextDelta | ReasoningDelta):
-            self.streamed.append(event.text)
+        elif isinstance(event, ErrorEvent) and event.error.kind in REPLY_LIMIT_KINDS:
+            self.counter.cut = True
 
-    def totals(self, prepared: Prepared, priced: bool) -> tuple[int, float | None]:
+    def totals(self, priced: bool) -> tuple[int, float | None]:
         """(tokens in and out, dollars or None when no budget needs them)."""
-        if self.usage is not None:
-            prompt, completion = self.usage.prompt_tokens, self.usage.completion_tokens
-        else:  # cut, stopped or a provider without usage reports: count what was sent and streamed
-            prompt = prepared.prompt_tokens
-            completion = counter_for(prepared.model.id).count({"role": "assistant", "content": "".join(self.streamed)})
+        prepared, usage, counter = self.prepared, self.usage, self.counter
+        reported = usage.completion_tokens if usage is not None else 0
+        completion = reported
+        if usage is None or reported * UNDER_REPORT_BYTES < counter.bytes:
+            completion = max(reported, counter.completion_tokens())
+        if counter.cut:
+            completion = max(completion, prepared.max_tokens)
+        prompt = usage.prompt_tokens if usage is not None and usage.prompt_tokens else prepared.prompt_tokens
         if not priced:
             return prompt + completion, None
-        if self.usage is not None and self.usage.cost_source == "upstream":
-            return prompt + completion, self.usage.cost
-        return prompt + completion, _price(prepared.model, prompt, completion)
+        cost = _price(prepared.model, prompt, completion)
+        if usage is not None and usage.cost_source == "upstream" and usage.cost is not None:
+            cost = usage.cost if completion == reported else max(usage.cost, cost)
+        return prompt + completion, cost
 
 
 def _events(chunk: dict, splitter: ThinkSplitter, model: Model) -> Iterator[Event]:

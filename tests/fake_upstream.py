@@ -132,7 +132,19 @@ class Behaviour:
     """Stream: send the final usage chunk (``choices: []``); None = iff stream_options.include_usage."""
     cost: float | None = None
     """OpenRouter-style ``usage.cost``."""
-    finish_reason: str = "stop"
+    finish_reason: str | None = "stop"
+    """None: the stream ends with no ``finish_reason`` at all (no final chunk)."""
+    endless: bool = False
+    """Stream: after the reply, send it again and again until the client goes away (a provider that
+    never stops; it also ignores ``max_tokens``, as every behaviour here does)."""
+    huge_chunk: int | None = None
+    """Stream: one content delta of this many characters (``"word "`` repeated) before the reply."""
+    raw_body: str | None = None
+    """Answer with HTTP 200 and exactly this body, with ``raw_content_type`` (an HTML page from a
+    misconfigured proxy; ``""`` is llama.cpp's empty answer to an oversized streaming request)."""
+    raw_content_type: str = "text/html; charset=utf-8"
+    usage_completion: int | None = None
+    """Report this many completion tokens whatever was sent (a provider that under-reports)."""
 
 
 MAGIC_ALIASES: dict[str, str] = {
@@ -185,7 +197,7 @@ def parse_magic(text: str) -> tuple[dict[str, Any], str]:
         name = MAGIC_ALIASES.get(key, key)
         if name not in _BEHAVIOUR_FIELDS or name == "headers":
             raise ValueError(f"unknown magic key {key!r}")
-        overrides[name] = raw.strip() if name in {"reply", "reasoning"} else _convert(name, raw)
+        overrides[name] = raw.strip() if name in {"reply", "reasoning", "raw_body"} else _convert(name, raw)
     if headers:
         overrides["headers"] = headers
     cleaned = re.sub(r"\s{2,}", " ", _MAGIC_RE.sub("", text)).strip()
@@ -217,6 +229,8 @@ class Record:
     """Content delta chunks sent."""
     reasoning_chunks_sent: int = 0
     error_chunk_sent: bool = False
+    client_port: int | None = None
+    """The client's TCP port: equal ports on consecutive requests mean a reused connection."""
 
     @property
     def model(self) -> str | None:
@@ -318,6 +332,13 @@ def _reasoning_value(field_name: str, text: str) -> Any:
 def _pieces(text: str, size: int) -> list[str]:
     size = max(1, size)
     return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _endless(text: str, size: int) -> typing.Iterator[str]:
+    """The pieces of ``text`` (plus a space) over and over."""
+    pieces = _pieces(f"{text} ", size)
+    while True:
+        yield from pieces
 
 
 _ERROR_DEFAULTS: dict[int, tuple[str, str | None, str]] = {
@@ -589,6 +610,7 @@ class FakeUpstream:
             self._seq += 1
             behaviour = self._queue.popleft() if self._queue else copy.deepcopy(self.default)
             record = Record(index=self._seq, body=body, headers=headers, received_at=received)
+            record.client_port = request.client.port if request.client else None
             self.requests.append(record)
         record.stream = isinstance(body, dict) and bool(body.get("stream"))
         auth = headers.get("authorization")
@@ -618,6 +640,10 @@ class FakeUpstream:
             record.status = b.status
             record.finished_at = time.monotonic()
             return self._error_response(b, b.status, model, auth, body)
+
+        if b.raw_body is not None:
+            record.first_byte_at = record.finished_at = time.monotonic()
+            return Response(b.raw_body, headers={"content-type": b.raw_content_type, **b.headers})
 
         if b.reply is not None:
             reply = b.reply
@@ -684,6 +710,8 @@ class FakeUpstream:
     def _usage(record: Record, b: Behaviour, body: Any) -> dict[str, Any]:
         prompt = _prompt_tokens(body)
         completion = record.chunks_sent + record.reasoning_chunks_sent
+        if b.usage_completion is not None:
+            completion = b.usage_completion
         usage: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -761,12 +789,19 @@ class FakeUpstream:
             record.reasoning_chunks_sent += 1
             yield chunk({"content": None, b.reasoning_field: _reasoning_value(b.reasoning_field, piece)})
 
-        for piece in _pieces(reply, b.chunk_size):
+        if b.huge_chunk:
+            await pace()
+            record.chunks_sent += 1
+            yield chunk({"content": ("word " * (b.huge_chunk // 5 + 1))[: b.huge_chunk]})
+
+        for piece in _pieces(reply, b.chunk_size) if not b.endless else _endless(reply, b.chunk_size):
             if b.cut_after is not None and record.chunks_sent >= b.cut_after:
                 break
             if b.error_chunk_after is not None and record.chunks_sent >= b.error_chunk_after:
                 break
             await pace()
+            if b.endless:
+                await asyncio.sleep(0)  # let a disconnect be noticed, however fast it sends
             record.chunks_sent += 1
             yield chunk({"content": piece})
 
@@ -779,7 +814,8 @@ class FakeUpstream:
             record.finished_at = time.monotonic()
             return
 
-        yield chunk({}, b.finish_reason)
+        if b.finish_reason is not None:
+            yield chunk({}, b.finish_reason)
         if include_usage:
             usage_chunk = {
                 "id": chat_id,
