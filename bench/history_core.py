@@ -1,24 +1,27 @@
 """History cost per turn in the chat core, measured in a process of its own.
 
 ``python -m bench.history_core '{"turns": [10, 100], "reps": 20}'`` prints one JSON object. For each
-conversation length N it times what Switchboard does per turn before anything goes upstream, two ways:
+conversation length N it times what Switchboard does per turn before anything goes upstream:
 
-- the old path (``clean_s``, ``prepare_s``, ``total_s``): ``ChatUI.history_for_upstream`` (clean_history:
-  rebuild the browser's history) and ``Upstream.prepare`` with the list (count every message, with the
-  token cache, and trim to the budget). Every timed call sees N turns whose messages were all counted on
-  earlier turns except the newest assistant reply and the new user message.
-- the window path (``window_*``), as the app runs it: one ``HistoryWindow`` for the conversation, synced
-  before timing with its N turns; each timed turn is ``window.sync(history)`` with the history as the
-  client sends it (a new list of new dicts, grown by the previous turn's question and a fresh reply, so
-  N+1 to N+reps turns) and ``Upstream.prepare`` with the snapshot. ``same_as_old`` checks, outside the
-  timing, that both paths build the same request for the last turn's history.
+- the whole walk (``clean_s``, ``prepare_s``, ``total_s``): the plain functions, clean_history on the
+  browser's whole history, then trim_history over it (every message counted, with the token cache).
+- the app's path (``fit_*``): ``Upstream.prepare`` with the history as the client sends it
+  (:class:`chatbot.history.History`): one walk from the newest message back that cleans and counts each
+  message once and stops where the model's budget is full. With the bench model's window (about 1M tokens)
+  everything the caps keep fits, so this walk reads every message; ``fit_budget_*`` is the same with a
+  prompt budget of ``budget_tokens`` (default 4,000: all of 10 turns fit, about 19 of 2,000), where the
+  cost follows what fits, not the conversation's length. ``same_as_old`` checks, outside the timing,
+  that the app's path builds the same request as the whole walk.
+
+Every timed call sees N turns whose messages were all counted on earlier turns except the newest
+assistant reply and the new user message (a new list of new dicts, as the browser sends it).
 
 Cache state: building a 2,000-turn history (megabytes of new dicts, as parsing the request does in the
 app) evicts the CPU caches before the timed call, and a 10-turn one does not, which by itself makes any
-fixed amount of work several times slower at 2,000 turns. So before every timed turn, of both paths and
-every length, a buffer of ``evict_mb`` MB (default 16; 0 turns it off) is copied, and ``control_s`` times
-a fixed piece of work (tokenising one sentence) in the same state: equal across lengths means the
-lengths were measured alike.
+fixed amount of work several times slower at 2,000 turns. So before every timed turn, of every path and
+length, a buffer of ``evict_mb`` MB (default 16; 0 turns it off) is copied, and ``control_s`` times a
+fixed piece of work (tokenising one sentence) in the same state: equal across lengths means the lengths
+were measured alike.
 """
 
 from __future__ import annotations
@@ -74,28 +77,35 @@ class Cold:
             bytes(self.buffer)
 
 
-def old_path(upstream: Any, ui: Any, n: int, reps: int, cold: Cold) -> dict[str, Any]:
-    base = plain_history(n)
+def whole_path(upstream: Any, ui: Any, n: int, reps: int, cold: Cold) -> dict[str, Any]:
+    """clean_history on the whole history, then trim_history over it (see the module docstring)."""
+    from chatbot.history import trim_history
+    from chatbot.tokens import counter_for
+
+    count = counter_for(MODEL_ID).count
+    model = upstream.resolve(MODEL_ALIAS)
+    budget = upstream.budget(model)[0]
+    system = [{"role": "system", "content": upstream.settings.system_prompt}] if upstream.settings.system_prompt else []
     # earlier turns were counted when they happened: prime the cache with the conversation so far
-    upstream.prepare("priming", ui.history_for_upstream(ui_history(base)), MODEL_ALIAS)
+    trim_history([*system, *ui.history_for_upstream(ui_history(plain_history(n))), {"role": "user", "content": "p"}],
+                 budget, count)
     clean_t, prepare_t, total_t = [], [], []
     info: dict[str, Any] = {}
     gc.collect()
     for rep in range(reps):
         hist = ui_history(plain_history(n, fresh=f"fresh{rep}"))
-        message = f"New question number {rep} about {sentence(rep, 12)}"
+        newest = {"role": "user", "content": f"New question number {rep} about {sentence(rep, 12)}"}
         cold()
         t0 = time.perf_counter()
         plain = ui.history_for_upstream(hist)
         t1 = time.perf_counter()
-        prepared = upstream.prepare(message, plain, MODEL_ALIAS)
+        trimmed = trim_history([*system, *plain, newest], budget, count)
         t2 = time.perf_counter()
         clean_t.append(t1 - t0)
         prepare_t.append(t2 - t1)
         total_t.append(t2 - t0)
-        info = {"messages": len(getattr(prepared, "messages", [])),
-                "dropped_turns": getattr(prepared, "dropped_turns", None),
-                "prompt_tokens": getattr(prepared, "prompt_tokens", None)}
+        info = {"messages": len(trimmed.messages), "dropped_turns": trimmed.dropped_turns,
+                "prompt_tokens": trimmed.tokens}
     return {
         **info,
         "clean_s": statistics.median(clean_t), "prepare_s": statistics.median(prepare_t),
@@ -103,18 +113,17 @@ def old_path(upstream: Any, ui: Any, n: int, reps: int, cold: Cold) -> dict[str,
     }
 
 
-def window_path(settings: Any, upstream: Any, ui: Any, n: int, reps: int, cold: Cold) -> dict[str, Any]:
-    """Per-turn cost with one HistoryWindow for the conversation (see the module docstring)."""
-    from chatbot.history import HistoryWindow
+def fit_path(upstream: Any, ui: Any, n: int, reps: int, cold: Cold, prefix: str) -> dict[str, Any]:
+    """Per-turn cost of ``Upstream.prepare`` with the client's history (see the module docstring)."""
+    from chatbot.history import History
     from chatbot.tokens import counter_for
 
     encoding = counter_for(MODEL_ID).encoding
-    window = HistoryWindow.for_settings(settings)
+    settings = upstream.settings
     plain = plain_history(n)
     question = "priming"
-    upstream.prepare(question, window.sync(ui_history(plain)), MODEL_ALIAS)  # earlier turns: cleaned, counted
-    rebuilds = window.rebuilds
-    sync_t, prepare_t, total_t, control_t = [], [], [], []
+    upstream.prepare(question, History.of(ui_history(plain), settings), MODEL_ALIAS)  # earlier turns counted
+    total_t, control_t = [], []
     prepared: Any = None
     hist: list[dict] = []
     gc.collect()
@@ -129,21 +138,18 @@ def window_path(settings: Any, upstream: Any, ui: Any, n: int, reps: int, cold: 
         control_t.append(time.perf_counter() - t0)
         cold()
         t0 = time.perf_counter()
-        snapshot = window.sync(hist)
-        t1 = time.perf_counter()
-        prepared = upstream.prepare(question, snapshot, MODEL_ALIAS)
-        t2 = time.perf_counter()
-        sync_t.append(t1 - t0)
-        prepare_t.append(t2 - t1)
-        total_t.append(t2 - t0)
+        prepared = upstream.prepare(question, History.of(hist, settings), MODEL_ALIAS)
+        total_t.append(time.perf_counter() - t0)
     old = upstream.prepare(question, ui.history_for_upstream(hist), MODEL_ALIAS)
     return {
-        "window_sync_s": statistics.median(sync_t), "window_prepare_s": statistics.median(prepare_t),
-        "window_total_s": statistics.median(total_t), "window_total_min_s": min(total_t),
-        "window_total_max_s": max(total_t), "window_messages": len(getattr(prepared, "messages", [])),
-        "window_prompt_tokens": getattr(prepared, "prompt_tokens", None),
-        "window_rebuilds": window.rebuilds - rebuilds, "same_as_old": prepared == old,
-        "control_s": statistics.median(control_t),
+        f"{prefix}total_s": statistics.median(total_t), f"{prefix}total_min_s": min(total_t),
+        f"{prefix}total_max_s": max(total_t), f"{prefix}messages": len(getattr(prepared, "messages", [])),
+        f"{prefix}dropped_turns": getattr(prepared, "dropped_turns", None),
+        f"{prefix}prompt_tokens": getattr(prepared, "prompt_tokens", None),
+        # the same request (dropped_turns aside: the fit counts turns the history caps left out as well)
+        f"{prefix}same_as_old": (getattr(prepared, "messages", None), getattr(prepared, "prompt_tokens", None))
+        == (getattr(old, "messages", None), getattr(old, "prompt_tokens", None)),
+        f"{prefix}control_s": statistics.median(control_t),
     }
 
 
@@ -160,14 +166,17 @@ def main() -> None:
     ensure_offline_encodings()
     env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-bench",
            "CHATBOT_MODELS": f"{MODEL_ALIAS}={MODEL_ID}"}
+    budget_tokens = spec.get("budget_tokens", 4_000)
     settings = Settings.load([], environ=env, env_file=None)
-    upstream = Upstream(settings)
+    small = Settings.load([], environ={**env, "CHATBOT_CONTEXT_TOKENS": str(budget_tokens)}, env_file=None)
+    upstream, bounded = Upstream(settings), Upstream(small)
     ui = ChatUI(settings, upstream)
     results = []
     for n in turns_list:
-        results.append({"turns": n, **old_path(upstream, ui, n, reps, cold),
-                        **window_path(settings, upstream, ui, n, reps, cold)})
-    print(json.dumps({"results": results, "evict_mb": spec.get("evict_mb", 16)}))
+        results.append({"turns": n, **whole_path(upstream, ui, n, reps, cold),
+                        **fit_path(upstream, ui, n, reps, cold, "fit_"),
+                        **fit_path(bounded, ui, n, reps, cold, "fit_budget_")})
+    print(json.dumps({"results": results, "evict_mb": spec.get("evict_mb", 16), "budget_tokens": budget_tokens}))
 
 
 if __name__ == "__main__":

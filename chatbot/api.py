@@ -57,7 +57,7 @@ from .access import LoginChecker, basic_credentials, login_checker
 from .checkpoints import Checkpoints, Outcome, Progress
 from .config import Settings
 from .errors import Friendly, friendly, render, store_failure
-from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, clean_text, sync_window
+from .history import History, clean_text
 from .limits import Visitor, request_address, visitor_bucket, visitor_from
 from .redact import redact_logs
 from .store import Conversation, Store, StoreError, Turn
@@ -619,7 +619,7 @@ class Reply:
             await self.save()
 
     async def _upstream_events(self) -> AsyncIterator[Event]:
-        history = await self.service.history_for(self.turn)
+        history = History.of(self.turn.history, self.service.settings)  # the stored context, text only
         upstream = self.service.upstream
         stream = upstream.stream(
             self.message, history, self.model_name, visitor=self.visitor, admission=self.admission
@@ -672,12 +672,6 @@ class Reply:
         return ErrorEvent(friendly("not_saved"), partial=False)
 
 
-#: Conversations whose cleaned history is kept in memory between turns (the most recently used), and a
-#: bound on what they hold together (HistoryWindow.weight: characters, plus a per-message overhead).
-WINDOW_CONVERSATIONS = 1_000
-WINDOW_WEIGHT = 200_000_000
-
-
 class ChatService:
     """Validation, storage and streaming shared by the HTTP routes and the WebSocket."""
 
@@ -688,36 +682,6 @@ class ChatService:
         self.closing = False
         self._tasks: set[asyncio.Task] = set()
         self.checkpoints = Checkpoints(store)
-        # The store reads back only the newest max_history_messages messages, so a long conversation's
-        # history loses messages at its front from one turn to the next: the windows allow that.
-        self.windows = WindowCache(
-            lambda: HistoryWindow.for_settings(settings, allow_front_drop=True),
-            max_windows=WINDOW_CONVERSATIONS, max_weight=WINDOW_WEIGHT,
-        )
-
-    async def history_for(self, turn: Turn) -> HistorySnapshot | list[dict]:
-        """The turn's stored context cleaned for the upstream, in a worker thread (it is O(history) when
-        the conversation's window has to be built). The window is checked against the stored history every
-        turn, so turns added by another process (Redis) or another request are picked up, and anything
-        that is not the previous history plus new turns is cleaned again from scratch."""
-        key = turn.conversation_id
-        window = self.windows.get(key)
-        try:
-            snapshot = await sync_window(window, turn.history)
-        except Exception as exc:  # pragma: no cover - sync is total; a bug must not cost the reply
-            log.error("history window failed: %s", type(exc).__name__)
-            self.windows.discard(key)
-            settings = self.settings
-            return await asyncio.to_thread(
-                clean_history, turn.history, settings.max_history_messages, settings.max_history_chars,
-                settings.max_message_chars,
-            )
-        self.windows.update(key, window)
-        return snapshot
-
-    def forget(self, conversation_id: str) -> None:
-        """Drop a deleted conversation's window."""
-        self.windows.discard(conversation_id)
 
     def close(self) -> None:
         """The server is shutting down: replies in progress end now (stored as interrupted), new
@@ -1114,7 +1078,6 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
                 404, "unknown_conversation",
                 f"There is no conversation “{_printable(conversation_id, 40)}” for this token.",
             )
-        service.forget(conversation_id)
         return Response(status_code=204)
 
     @app.websocket("/chat/ws")

@@ -32,7 +32,7 @@ from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
 from .compat import uploaded_by_gradio
 from .config import Settings
 from .errors import Friendly, friendly, render, store_failure
-from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, small_history, sync_window
+from .history import History, clean_history
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
 from .message_box import MessageBox
@@ -59,10 +59,6 @@ UPDATE_INTERVAL = 0.04
 KEEPALIVE_INTERVAL = 0.5
 #: Longest gap between two updates of a stream that is receiving text, however many streams run.
 MAX_INTERVAL = 0.4
-#: Browser tabs whose upstream history is kept between turns (the most recently used), and a bound on what
-#: they hold together (HistoryWindow.weight); a tab beyond them has its history cleaned whole next turn.
-WINDOW_SESSIONS = 256
-WINDOW_WEIGHT = 64_000_000
 
 NOTE_ID = "switchboard-note"
 COST_ID = "switchboard-cost"
@@ -210,10 +206,6 @@ class ChatUI:
         self.settings = settings
         self.upstream = upstream
         self.pacer = Pacer()  # one budget of screen updates for all streams
-        # Each browser tab's history as it went upstream last turn: a new turn cleans only what was added
-        # (the history Gradio passes in is still the one checked; see HistoryWindow.sync).
-        self.windows = WindowCache(lambda: HistoryWindow.for_settings(settings), max_windows=WINDOW_SESSIONS,
-                                   max_weight=WINDOW_WEIGHT)
         # The attachments each session may have read (build() tells it which files Gradio's upload wrote).
         self.files = SessionFiles(upload_root, browser_secret(settings, purpose=ATTACHMENT_SEAL).encode())
         self.replying = Replying()  # tabs with a reply in progress: their saved-chats list waits for it
@@ -265,16 +257,12 @@ class ChatUI:
             max_text_chars=self.settings.max_message_chars,
         )
 
-    def _inputs(
-        self, message: object, history: object, model: Model | None, window: HistoryWindow | None = None,
-        session: str | None = None,
-    ) -> tuple[list[dict] | HistorySnapshot, str | list[dict]]:
-        """(history as it goes upstream, new message): blocking, run it in a worker thread."""
-        if window is None:
-            return self.history_for_upstream(history, model, session=session), self.compose(message, model, session)
-        mode = ("encode" if model.vision else "skip") if model is not None else None
-        files = functools.partial(self._history_file, images=mode, session=session) if mode else None
-        return window.sync(history, files=files, files_key=mode), self.compose(message, model, session)
+    def history(self, history: object, model: Model | None, session: str | None = None) -> History:
+        """The chat tab's history as it goes upstream (cleaned as far as the budget reaches, when the
+        request is prepared), with the attachments ``session`` may read."""
+        mode = "encode" if model is not None and model.vision else "skip"
+        files = functools.partial(self._history_file, images=mode, session=session) if model is not None else None
+        return History.of(history, self.settings, files)
 
     def offered(self, name: str) -> bool:
         return self.upstream.resolve(name) is not None
@@ -343,13 +331,11 @@ class ChatUI:
         try:
             view.model = self.upstream.resolve(model)
             key = getattr(request, "session_hash", None)
-            window = self.windows.get(key) if key else None
-            if _text_only(message) and small_history(history, len(_words(message))):  # cheaper than a hop
-                plain, content = self._inputs(message, history, view.model, window, key)
+            if _text_only(message):  # no file to read
+                content = self.compose(message, view.model, key)
             else:
-                plain, content = await asyncio.to_thread(self._inputs, message, history, view.model, window, key)
-            if key and window is not None:
-                self.windows.update(key, window)
+                content = await asyncio.to_thread(self.compose, message, view.model, key)
+            plain = self.history(history, view.model, key)
             visitor = self.visitor(request)
             events = self.upstream.stream(
                 content, plain, model, visitor=visitor, api_key=user_key, tick=self.pacer.interval()
@@ -375,17 +361,7 @@ class ChatUI:
         """Programmatic chat: the reply text (streamed when called with ``submit``)."""
         view = ReplyView(language_of(request))
         try:
-            # An API client keeps one session for its calls (gradio_client does): its history, sent whole
-            # each call, is cleaned and counted only where it grew, as the chat tab's is.
-            session = getattr(request, "session_hash", None)
-            key = ("api", session) if session else None
-            items = history or []
-            if key is None:
-                plain: list[dict] | HistorySnapshot = await asyncio.to_thread(self.history_for_upstream, items)
-            else:
-                window = self.windows.get(key)
-                plain = await sync_window(window, items, len(message) if isinstance(message, str) else 0)
-                self.windows.update(key, window)
+            plain = History.of(history or [], self.settings)  # text only
             events = self.upstream.stream(
                 message, plain, model, visitor=self.visitor(request), api_key=api_key, tick=self.pacer.interval()
             )

@@ -36,7 +36,7 @@ from .errors import (
     friendly,
     friendly_error,
 )
-from .history import HistorySnapshot, HistoryWindow, MessageTooLong, clean_text, small_history, trim_history
+from .history import History, MessageTooLong, clean_text, fit_history, small_history
 from .limits import UNKNOWN_PRICE, Guard, Ticket, Visitor
 from .reply_limits import ReplyCounter, ReplyLimits
 from .tokens import counter_for, encoding_loaded
@@ -211,7 +211,7 @@ class Upstream:
     def prepare(
         self,
         message: str | list[dict],
-        history: list[dict] | HistorySnapshot | HistoryWindow,
+        history: History | list[dict],
         model_name: str | None,
         *,
         prompt_budget: int | None = None,
@@ -220,9 +220,9 @@ class Upstream:
         ``message`` is text, or OpenAI content parts (text and ``image_url``) when images are attached.
         ``prompt_budget`` lowers the model's prompt budget (a retry after a length refusal).
 
-        ``history`` is the cleaned history: a list of messages (counted and trimmed in full), or a
-        :class:`HistorySnapshot` from :meth:`HistoryWindow.sync` (a window stands for its latest
-        snapshot), trimmed from its prefix sums without walking it; both give the same request."""
+        ``history`` is the client's history as a :class:`History` (a list stands for one with the settings'
+        caps); it is cleaned, counted and trimmed in one walk from the newest message back, which stops
+        where the budget is full (:func:`chatbot.history.fit_history`)."""
         model = self.resolve(model_name)
         if model is None:
             return friendly("unknown_model", model=_printable(model_name))
@@ -243,13 +243,10 @@ class Upstream:
         system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
         newest = {"role": "user", "content": content}
         counter = counter_for(model.id)
-        if isinstance(history, HistoryWindow):
-            history = history.snapshot
+        if not isinstance(history, History):
+            history = History.of(history, self.settings)
         try:
-            if isinstance(history, HistorySnapshot):
-                trimmed = history.trim(budget, counter, system=system, newest=newest)
-            else:
-                trimmed = trim_history([*system, *history, newest], budget, counter.count)
+            trimmed = fit_history(history, budget, counter.count, system=system, newest=newest)
         except MessageTooLong as exc:
             return friendly("message_too_long", model=model.id, tokens=exc.tokens, budget=exc.budget)
         return Prepared(model, trimmed.messages, trimmed.dropped_turns, trimmed.tokens, reply)
@@ -280,7 +277,7 @@ class Upstream:
     async def stream(
         self,
         message: str | list[dict],
-        history: list[dict] | HistorySnapshot | HistoryWindow,
+        history: History | list[dict],
         model_name: str | None,
         *,
         client: openai.AsyncOpenAI | None = None,
@@ -296,9 +293,7 @@ class Upstream:
         used for this request only through a client of its own (never stored, never shared), which also
         exempts the request from the owner's quotas. ``admission`` is one from :meth:`admit` (the limits
         were checked already). Prompt building runs in a worker thread (tokenising a long history is CPU
-        work that must not block the event loop). ``history`` is as for :meth:`prepare`: pass a snapshot
-        from :meth:`HistoryWindow.sync` (made in a worker thread) so a turn costs O(new messages); a window
-        itself stands for its snapshot when prepare runs."""
+        work that must not block the event loop). ``history`` is as for :meth:`prepare`."""
         if admission is None:
             api_key, refused = self._user_key(api_key)
             if refused is not None:
@@ -339,7 +334,7 @@ class Upstream:
                 await self.guard.settle(ticket, *meter.totals(self._has_budget))
 
     async def _prepared(
-        self, message: str | list[dict], history: list[dict] | HistorySnapshot | HistoryWindow,
+        self, message: str | list[dict], history: History | list[dict],
         model_name: str | None, prompt_budget: int | None = None,
     ) -> Prepared | Friendly:
         """:meth:`prepare` on the event loop when it is cheap, else in a worker thread."""
@@ -352,8 +347,7 @@ class Upstream:
             return friendly("internal")
 
     async def _attempts(
-        self, prepared: Prepared, request: tuple[str | list[dict], list[dict] | HistorySnapshot | HistoryWindow,
-                                                 str | None],
+        self, prepared: Prepared, request: tuple[str | list[dict], History | list[dict], str | None],
         client: openai.AsyncOpenAI, tick: float, meter: _Meter,
     ) -> AsyncGenerator[Event, None]:
         """The reply's events. An empty answer to a long request is how some servers (llama.cpp) refuse a
