@@ -1,9 +1,8 @@
-"""Tests for chatbot.history: trim_history, clean_history and the incremental HistoryWindow, using the real
+"""Tests for chatbot.history: trim_history, clean_history and fit_history (the walk the app runs), using the real
 tokenizer (no network)."""
 
 from __future__ import annotations
 
-import itertools
 import pickle
 import uuid
 from collections.abc import Iterator
@@ -13,12 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatbot.history import (
-    HistorySnapshot,
-    HistoryWindow,
+    History,
     MessageTooLong,
     Trimmed,
-    WindowCache,
     clean_history,
+    fit_history,
     small_history,
     trim_history,
 )
@@ -260,7 +258,7 @@ def test_clean_history_with_files_keeps_attachments_for_the_ui() -> None:
     assert clean_history(history, 100, 100_000, 10_000)[2] == {"role": "user", "content": "look"}  # the API's way
 
 
-# --- HistoryWindow: the same as clean_history + trim_history, turn after turn -----------------------
+# --- fit_history: the same as clean_history + trim_history, turn after turn ---------------------------
 
 def attachment(path: str, name: str | None) -> dict | None:
     """A deterministic stand-in for the UI's files callback."""
@@ -300,99 +298,76 @@ ITEMS = st.lists(ITEM, max_size=6)
 OPERATION = st.one_of(
     st.tuples(st.just("append"), ITEMS),
     st.tuples(st.just("append"), ITEMS),
-    st.tuples(st.just("append"), ITEMS),
     st.tuples(st.just("same")),
-    st.tuples(st.just("edit_last"), ITEM),
+    st.tuples(st.just("edit_in_place"), st.integers(0, 30), CONTENT),  # the same list, one message changed
     st.tuples(st.just("truncate"), st.integers(0, 12), ITEMS),  # undo, retry, or an edit then a new reply
-    st.tuples(st.just("edit_first"), ITEM),
     st.tuples(st.just("new"), ITEMS),  # another chat
     st.tuples(st.just("drop_front"), st.integers(0, 4), ITEMS),  # a store returning only the newest messages
-    st.tuples(st.just("files_key"), st.sampled_from(["encode", "skip"])),
 )
 
 
-@st.composite
-def window_cases(draw: st.DrawFn) -> dict:
-    return {
-        "caps": (draw(st.integers(0, 10)), draw(st.integers(0, 220)), draw(st.integers(1, 70))),
-        "max_images": draw(st.integers(0, 3)),
-        "files": draw(st.booleans()),
-        "front_drop": draw(st.booleans()),
-        "slack": draw(st.integers(0, 3)),
-        "compact_min": draw(st.integers(0, 5)),
-        "operations": draw(st.lists(OPERATION, min_size=1, max_size=10)),
-        "budgets": draw(st.lists(st.integers(0, 600), min_size=1, max_size=3)),
-        "model": draw(st.sampled_from(["gpt-4o", "gpt-4", "claude-x"])),
-        "system": draw(st.booleans()),
-    }
-
-
-def apply(history: list, operation: tuple, stamp: Iterator[int], front_drop: bool) -> list:
-    """The history after one client operation. Every item gets a serial (as every message a browser holds
-    is its own object), so an operation that is not an append always changes the items the window samples."""
-
-    def fresh(items: list) -> list:
-        return [{**item, "serial": next(stamp)} if isinstance(item, dict) else [item, next(stamp)] for item in items]
-
+def apply(history: list, operation: tuple) -> list:
+    """The history after one client operation (an in-place edit changes the list it was given)."""
     kind = operation[0]
     if kind == "append":
-        return history + fresh(operation[1])
-    if kind == "edit_last" and history:
-        return history[:-1] + fresh([operation[1]])
+        return history + list(operation[1])
+    if kind == "edit_in_place":
+        dicts = [item for item in history if isinstance(item, dict)]
+        if dicts:
+            dicts[operation[1] % len(dicts)]["content"] = operation[2]
+        return history
     if kind == "truncate":
-        return history[: operation[1]] + fresh(operation[2])
-    if kind == "edit_first" and history:
-        return fresh([operation[1]]) + history[1:]
+        return history[: operation[1]] + list(operation[2])
     if kind == "new":
-        return fresh(operation[1])
-    if kind == "drop_front" and front_drop:
-        return history[operation[1]:] + fresh(operation[2])
-    return list(history)
-
-
-def check_trim(snapshot: HistorySnapshot, expected: list[dict], budget: int, model: str, system: bool) -> None:
-    counter = counter_for(model)
-    head = [{"role": "system", "content": "Be brief."}] if system else []
-    newest = {"role": "user", "content": "and now?"}
-    try:
-        want: Trimmed | tuple = trim_history([*head, *expected, newest], budget, counter.count)
-    except MessageTooLong as exc:
-        want = ("too long", exc.tokens, exc.budget)
-    try:
-        got: Trimmed | tuple = snapshot.trim(budget, counter, system=head, newest=newest)
-    except MessageTooLong as exc:
-        got = ("too long", exc.tokens, exc.budget)
-    assert got == want
-    if isinstance(got, Trimmed):
-        assert got.messages[-1] is newest
+        return list(operation[1])
+    if kind == "drop_front":
+        return history[operation[1]:] + list(operation[2])
+    return history
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(case=window_cases())
-def test_window_matches_clean_history_and_trim_history(case: dict) -> None:
-    max_messages, max_chars, max_message_chars = case["caps"]
-    window = HistoryWindow(max_messages, max_chars, max_message_chars, max_images=case["max_images"],
-                           allow_front_drop=case["front_drop"], slack=case["slack"], compact_min=case["compact_min"])
-    stamp = itertools.count()
+@given(
+    caps=st.tuples(st.integers(0, 10), st.integers(0, 220), st.integers(1, 70)),
+    max_images=st.integers(0, 3),
+    with_files=st.booleans(),
+    operations=st.lists(OPERATION, min_size=1, max_size=8),
+    budgets=st.lists(st.integers(0, 600), min_size=1, max_size=3),
+    model=st.sampled_from(["gpt-4o", "gpt-4", "claude-x"]),
+    system=st.booleans(),
+)
+def test_fit_matches_clean_history_and_trim_history(
+    caps: tuple[int, int, int], max_images: int, with_files: bool, operations: list[tuple], budgets: list[int],
+    model: str, system: bool,
+) -> None:
+    """Turn after turn, whatever the client did to its history (appends, in-place edits, undo, another
+    chat, a shorter front): the same messages and tokens as the plain functions, the same MessageTooLong,
+    and dropped turns never fewer than trim_history's (and none exactly when it drops none)."""
+    counter = counter_for(model)
+    head = [{"role": "system", "content": "Be brief."}] if system else []
     history: list = []
-    files_key = "encode"
-    earlier: list[tuple[HistorySnapshot, list[dict]]] = []
-    for operation in case["operations"]:
-        if operation[0] == "files_key":
-            files_key = operation[1]
-        history = apply(history, operation, stamp, case["front_drop"])
-        files = (lambda p, n, k=files_key: attachment(p, n) if k == "encode" else None) if case["files"] else None
-        snapshot = window.sync(history, files=files, files_key=files_key if case["files"] else None)
-        expected = clean_history(history, max_messages, max_chars, max_message_chars, files=files,
-                                 max_images=case["max_images"])
-        assert snapshot.messages == expected
-        assert len(snapshot) == len(expected)
-        assert snapshot.tokens(counter_for(case["model"])) == sum(counter_for(case["model"]).count(m) for m in expected)
-        for budget in case["budgets"]:
-            check_trim(snapshot, expected, budget, case["model"], case["system"])
-        earlier.append((snapshot, expected))
-    for snapshot, expected in earlier:  # later syncs did not change earlier snapshots
-        assert snapshot.messages == expected
+    for operation in operations:
+        history = apply(history, operation)
+        files = attachment if with_files else None
+        fit = History(history, *caps, files=files, max_images=max_images)
+        expected = clean_history(history, *caps, files=files, max_images=max_images)
+        assert fit.messages == expected
+        for budget in budgets:
+            newest = {"role": "user", "content": "and now?"}
+            try:
+                want: Trimmed | tuple = trim_history([*head, *expected, newest], budget, counter.count)
+            except MessageTooLong as exc:
+                want = ("too long", exc.tokens, exc.budget)
+            try:
+                got: Trimmed | tuple = fit_history(fit, budget, counter.count, system=head, newest=newest)
+            except MessageTooLong as exc:
+                got = ("too long", exc.tokens, exc.budget)
+            if isinstance(want, tuple) or isinstance(got, tuple):
+                assert got == want
+                continue
+            assert (got.messages, got.tokens) == (want.messages, want.tokens)
+            assert got.messages[-1] is newest
+            assert got.dropped_turns >= want.dropped_turns
+            assert (got.dropped_turns == 0) == (want.dropped_turns == 0)
 
 
 def conversation(turns: int, tag: str = "") -> list[dict]:
@@ -405,146 +380,43 @@ def conversation(turns: int, tag: str = "") -> list[dict]:
     return out
 
 
-def test_appends_are_incremental_and_other_changes_rebuild() -> None:
-    window = HistoryWindow(5_000, 2_000_000, 200_000)
+def test_a_chat_client_history_gets_the_exact_count_of_turns_left_out() -> None:
     history = conversation(40)
-    for turns in range(1, 41):
-        sent = history[: 3 * turns]
-        assert window.sync(sent).messages == clean_history(sent, 5_000, 2_000_000, 200_000)
-    assert (window.syncs, window.rebuilds) == (40, 1)  # only the first sync cleaned from scratch
-    for changed in (history[:-3],  # undo / retry: shorter
-                    [*history[:-1], {"role": "assistant", "content": "edited"}],  # the last message edited
-                    [{"role": "user", "content": "another chat"}, *history[1:]],  # another first message
-                    conversation(41, tag="other")):  # another chat, longer
-        window.sync(history)
-        rebuilds = window.rebuilds
-        assert window.sync(changed).messages == clean_history(changed, 5_000, 2_000_000, 200_000)
-        assert window.rebuilds == rebuilds + 1
+    history[30:30] = [{"role": "assistant", "metadata": {"title": "⚠️ Error"}, "content": "cut"},
+                      {"role": "user", "metadata": None, "content": "again"}]  # two user messages in a row
+    newest = user("and now?")
+    expected = clean_history(history, 5_000, 2_000_000, 200_000)
+    for budget in (60, 200, 400, 800, 10_000):
+        want = trim_history([SYSTEM, *expected, newest], budget, COUNT)
+        got = fit_history(History(history, 5_000, 2_000_000, 200_000), budget, COUNT, system=[SYSTEM], newest=newest)
+        assert got == want
 
 
-def test_each_attachment_is_converted_once() -> None:
-    calls: list[str] = []
+def test_the_walk_stops_where_the_budget_is_full() -> None:
+    """Only the messages that fit (and the one turn that does not) are cleaned: attachments of older turns
+    are never read, whatever the conversation's length."""
+    reads: list[str] = []
 
     def files(path: str, name: str | None) -> dict | None:
-        calls.append(path)
+        reads.append(path)
         return attachment(path, name)
 
-    window = HistoryWindow(5_000, 2_000_000, 200_000, max_images=2)
     history: list[dict] = []
-    for i in range(30):
-        history += [{"role": "user", "content": [{"type": "file", "file": {"path": f"/up/{i}.png"}},
-                                                 {"type": "file", "file": {"path": f"/up/{i}.txt"}},
-                                                 {"type": "text", "text": f"look {i}"}]},
-                    {"role": "assistant", "content": f"I see {i}"}]
-        snapshot = window.sync(history, files=files, files_key="encode")
-        assert snapshot.messages == clean_history(history, 5_000, 2_000_000, 200_000, files=attachment, max_images=2)
-    assert len(calls) == 60  # clean_history would have converted 2 + 4 + ... + 60 = 930
-    images = [p for m in snapshot.messages if isinstance(m["content"], list) for p in m["content"]
-              if p.get("type") == "image_url"]
-    assert len(images) == 2  # only the newest max_images images are kept
-    rebuilds = window.rebuilds
-    window.sync(history, files=files, files_key="skip")  # a model without vision: another conversion
-    assert window.rebuilds == rebuilds + 1
-
-
-def test_a_new_files_key_does_not_rebuild_a_history_without_files() -> None:
-    window = HistoryWindow(5_000, 2_000_000, 200_000)
-    history = conversation(10)
-    window.sync(history, files=attachment, files_key="encode")
-    window.sync(history, files=attachment, files_key="skip")
-    window.sync(history)
-    assert window.rebuilds == 1
-
-
-def test_each_message_is_tokenised_once_per_count_function() -> None:
-    tag = uuid.uuid4().hex
-    counter = TokenCounter("gpt-4o")
-    window = HistoryWindow(5_000, 2_000_000, 200_000)
-    history: list[dict] = []
-    question = f"{tag} first question"
-    misses = []
-    for i in range(200):
-        snapshot = window.sync(history)
-        result = snapshot.trim(10**9, counter, newest=user(question), system=[SYSTEM])
-        assert result == trim_history([SYSTEM, *history, user(question)], 10**9, counter.count)
-        misses.append(counter.misses)
-        history += [user(question), bot(f"{tag} answer {i}")]
-        question = f"{tag} question {i + 1}"
-    # per turn: the new question and the previous turn's reply (its question was counted as the newest)
-    assert [b - a for a, b in itertools.pairwise(misses)] == [2] * 199
-
-
-def test_model_changes_between_turns() -> None:
-    window = HistoryWindow(5_000, 2_000_000, 200_000)
-    history: list[dict] = []
-    for i, model in enumerate(["gpt-4o", "claude-x", "gpt-4", "gpt-4o", "mistral-large", "gpt-3.5-turbo"] * 5):
-        history += [user(f"question {i} " + "word " * i), bot(f"answer {i}")]
-        counter = counter_for(model)
-        snapshot = window.sync(history)
-        budget = 40 * i + 20
-        newest = user("next")
-        try:
-            want: Trimmed | int = trim_history([SYSTEM, *history, newest], budget, counter.count)
-        except MessageTooLong as exc:
-            want = exc.tokens
-        try:
-            got: Trimmed | int = snapshot.trim(budget, counter, system=[SYSTEM], newest=newest)
-        except MessageTooLong as exc:
-            got = exc.tokens
-        assert got == want
-    assert window.rebuilds == 1
-
-
-def test_front_drop_follows_a_store_window_and_lets_old_items_go() -> None:
-    window = HistoryWindow(50, 2_000_000, 200_000, allow_front_drop=True, slack=4, compact_min=16)
-    stored: list[dict] = []
-    for i in range(400):
-        stored += [user(f"question {i}"), bot(f"answer {i}")]
-        history = stored[-60:]  # the store reads back only the newest 60 messages
-        assert window.sync(history).messages == clean_history(history, 50, 2_000_000, 200_000)
-        assert len(window._items) <= 2 * 60 + 2  # what dropped out is let go once it outnumbers the rest
-    assert window.rebuilds == 1
-    plain = HistoryWindow(50, 2_000_000, 200_000)  # without allow_front_drop, a shorter front rebuilds
-    plain.sync(stored[-60:])
-    plain.sync(stored[-58:])
-    assert plain.rebuilds == 2
-
-
-def test_snapshots_are_not_changed_by_later_syncs() -> None:
-    window = HistoryWindow(5_000, 2_000_000, 200_000)
-    first = window.sync([user("a"), bot("b")])
-    window.sync([user("a"), bot("b"), bot("c")])  # merged into the last message: the window copies its chain
-    window.sync([user("x")])  # a rebuild
-    assert first.messages == [user("a"), bot("b")]
-    assert window.snapshot.messages == [user("x")]
-    assert HistoryWindow(5, 5, 5).sync("not a list").messages == []
-
-
-def test_window_cache_is_bounded() -> None:
-    cache = WindowCache(lambda: HistoryWindow(5_000, 2_000_000, 200_000), max_windows=3, max_weight=10**9)
-    windows = {key: cache.get(key) for key in "abcd"}
-    assert len(cache) == 3 and "a" not in cache
-    assert cache.get("b") is windows["b"]  # b is now the most recently used
-    cache.get("e")
-    assert "c" not in cache and "b" in cache
-    heavy = WindowCache(lambda: HistoryWindow(5_000, 2_000_000, 200_000), max_windows=100, max_weight=50_000)
-    for key in range(5):
-        window = heavy.get(key)
-        window.sync([user("x" * 20_000), bot("y")])
-        heavy.update(key, window)
-    assert len(heavy) == 2  # each holds ~20,000 characters
-    heavy.discard(4)
-    assert 4 not in heavy and len(heavy) == 1
+    for i in range(2_000):
+        history += [{"role": "user", "content": [f"question {i}", {"path": f"{i}.txt", "orig_name": None}]},
+                    bot(f"answer {i}")]
+    fitted = fit_history(History(history, 5_000, 2_000_000, 200_000, files=files), 500, COUNT, newest=user("now"))
+    assert 0 < len(fitted.messages) < 40 and fitted.dropped_turns > 1_950
+    assert len(reads) <= len(fitted.messages)  # the kept turns' files and the first one left out
 
 
 def test_small_history_is_a_few_text_messages() -> None:
-    turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
+    turn = [user("hi"), bot("hello")]
     assert small_history([]) and small_history(turn * 4)
     assert not small_history(turn * 5)  # more than eight messages
     assert not small_history([{"role": "user", "content": "y" * 4_001}])
     assert not small_history(turn, extra_chars=4_000)  # the new message counts too
     assert not small_history([{"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/a"}}]}])
     assert not small_history([{"role": "user", "content": None}]) and not small_history("junk")
-    window = HistoryWindow(64, 100_000, 32_000)
-    assert small_history(window.sync(turn)) and small_history(window)
-    assert not small_history(window.sync(turn * 5))
+    assert small_history(History(turn, 64, 100_000, 32_000))
+    assert not small_history(History(turn * 5, 64, 100_000, 32_000))

@@ -368,25 +368,31 @@ def test_cached_component_signatures_change_no_config() -> None:
     assert in_new_interpreter(code) == "True"
 
 
-async def test_api_session_history_is_cleaned_only_where_it_grew(fake: FakeUpstream) -> None:
-    """/chat from one session (a gradio_client Client keeps one) with its growing history: one cleaning
-    from scratch, then only what was added; another history (here a shorter one) is cleaned again. Each
-    request carries exactly the history sent."""
+async def test_an_edit_in_place_is_what_goes_upstream_next_turn(fake: FakeUpstream) -> None:
+    """/chat and the chat tab from one session each, a 40-message history: message 15 edited in place
+    (same list, same length) and a turn appended. The next request carries the edited text (the old
+    per-session HistoryWindow sent the text it had cleaned before, without looking again)."""
     settings = make_settings(fake.base_url)
     ui = ChatUI(settings, Upstream(settings))
     request = gr.Request(session_hash="api-client", headers={}, client=SimpleNamespace(host="127.0.0.1"))
 
-    async def call(message: str, sent: list[dict]) -> str:
-        replies = [text async for text in ui.chat_api(message, "fast", sent, None, request)]
-        assert [(m["role"], m["content"]) for m in fake.last.body["messages"][1:]] == [
-            *((m["role"], m["content"]) for m in sent), ("user", message)]
-        return replies[-1]
+    def sent() -> list[tuple[str, str]]:
+        return [(m["role"], m["content"]) for m in fake.last.body["messages"][1:]]
 
-    history: list[dict] = []
-    for i in range(4):
-        reply = await call(f"question {i}", history)
-        history = [*history, {"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": reply}]
-    window = ui.windows.get(("api", "api-client"))
-    assert (window.syncs, window.rebuilds) == (4, 2)  # an empty history, then one to clean, then growth
-    await call("after a shorter history", history[:2])
-    assert (window.syncs, window.rebuilds) == (5, 3)
+    for face in ("chat_api", "respond"):
+        history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"{face} message {i}"}
+                   for i in range(40)]
+
+        async def call(message: str, face: str = face, history: list[dict] = history) -> None:
+            if face == "chat_api":
+                [_ async for _ in ui.chat_api(message, "fast", history, None, request)]
+            else:
+                [_ async for _ in ui.respond(message, history, "fast", request=request)]
+
+        await call("first")
+        assert sent() == [*((m["role"], m["content"]) for m in history), ("user", "first")]
+        history[15]["content"] = "edited in place"
+        history += [{"role": "user", "content": "first"}, {"role": "assistant", "content": "reply"}]
+        await call("second")
+        assert sent() == [*((m["role"], m["content"]) for m in history), ("user", "second")], face
+        assert ("assistant", "edited in place") in sent()
