@@ -8,7 +8,7 @@ import pytest
 from conftest import TEST_KEY
 from fake_upstream import Behaviour, FakeUpstream
 
-from chatbot.history import HistoryWindow
+from chatbot.history import History
 from chatbot.upstream import (
     Done,
     ErrorEvent,
@@ -313,10 +313,8 @@ def test_only_small_text_prompts_are_prepared_on_the_event_loop(settings_for) ->
     assert prepares_inline("Hi", [{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
     assert not prepares_inline("Hi", [{"role": "user", "content": [image]}])
-    window = HistoryWindow.for_settings(settings_for())
-    snapshot = window.sync(turn)
-    assert prepares_inline("Hi", snapshot) and prepares_inline("Hi", window)
-    assert not prepares_inline("Hi", window.sync(turn * 5))
+    assert prepares_inline("Hi", History.of(turn, settings_for()))
+    assert not prepares_inline("Hi", History.of(turn * 5, settings_for()))
 
 
 async def test_inline_and_threaded_prepare_send_the_same_request(fake: FakeUpstream, settings_for) -> None:
