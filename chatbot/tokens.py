@@ -291,7 +291,7 @@ class TokenCounter:
     @property
     def key(self) -> tuple[str, float]:
         """What determines this counter's results (encoding and margin): counters with equal keys count
-        every message alike (chatbot.history keeps token-count prefix sums per key)."""
+        every message alike."""
         return (self.encoding_name, self.margin)
 
     @property
