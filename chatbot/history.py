@@ -246,9 +246,12 @@ def _join(earlier: str | list, later: str | list) -> str | list:
 
 
 class _Limits(Protocol):
-    max_history_messages: int
-    max_history_chars: int
-    max_message_chars: int
+    @property
+    def max_history_messages(self) -> int: ...
+    @property
+    def max_history_chars(self) -> int: ...
+    @property
+    def max_message_chars(self) -> int: ...
 
 
 @dataclass(frozen=True)
