@@ -106,10 +106,11 @@ def clean_text(text: str, max_chars: int) -> str:
     text = text.replace("\x00", "")
     if "<|" in text:  # special tokens such as <|endoftext|> reach the upstream defused, as plain text
         text = _SPECIAL_TOKEN.sub("<\u200b|", text)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
+    if not text.isascii():  # (O(1)) only a non-ASCII text can hold a lone surrogate
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "replace").decode("utf-8")
     return text
 
 
@@ -121,6 +122,8 @@ def _content_text(content: object) -> str:
         text = content.get("text") if content.get("type", "text") == "text" else None
         return text if isinstance(text, str) else ""
     if isinstance(content, list | tuple):
+        if len(content) == 1:  # Gradio's usual shape: one text part
+            return _content_text(content[0])
         return "\n".join(t for t in (_content_text(part) for part in content) if t)
     return ""
 
@@ -183,12 +186,13 @@ def _newest_first(
             content, images = _with_files(content, files)
             images, images_left = images[: max(images_left, 0)], images_left - len(images)
         text = clean_text(_content_text(content), min(max_message_chars, max_chars - total))
-        if not text.strip() and not images:
+        blank = not text or text.isspace()  # as not text.strip(), without copying the text
+        if blank and not images:
             continue
         total += len(text)
         cleaned: str | list = text
         if images:
-            cleaned = ([{"type": "text", "text": text}] if text.strip() else []) + images
+            cleaned = ([] if blank else [{"type": "text", "text": text}]) + images
         if current is not None and current["role"] == item["role"]:
             current["content"] = _join(cleaned, current["content"])
         else:
