@@ -10,7 +10,8 @@ conversation length N it times what Switchboard does per turn before anything go
   message once and stops where the model's budget is full. With the bench model's window (about 1M tokens)
   everything the caps keep fits, so this walk reads every message; ``fit_budget_*`` is the same with a
   prompt budget of ``budget_tokens`` (default 4,000: all of 10 turns fit, about 19 of 2,000), where the
-  cost follows what fits, not the conversation's length. ``same_as_old`` checks, outside the timing,
+  cost follows what fits (plus reading the role of each older item, to count the turns left out), not the
+  conversation's length. ``same_as_old`` checks, outside the timing,
   that the app's path builds the same request as the whole walk.
 
 Every timed call sees N turns whose messages were all counted on earlier turns except the newest

@@ -290,7 +290,8 @@ def fit_history(
 ) -> Trimmed:
     """``trim_history([*system, *history.messages, newest], budget, count)`` without cleaning what does not
     fit: the walk goes newest first, cleans and counts each message once, and stops at the first whole
-    turn that does not fit, so its cost follows what fits the budget, not the conversation's length.
+    turn that does not fit, so its cost follows what fits the budget, not the conversation's length (the
+    older items are only read for their role, to tell how many turns were left out).
 
     ``dropped_turns`` for what the walk did not reach is read from the items as sent, without cleaning
     them (:func:`_turns_before`): exact for what a chat client sends; for a forged history (blank
