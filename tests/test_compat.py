@@ -127,9 +127,11 @@ def test_gradio_closer_ends_the_mounted_apps_heartbeat_streams() -> None:
             lines = beat.iter_lines()
             assert next(lines) == "data: ALIVE"
             started = time.monotonic()
-            close()  # the stream ends by itself: nothing more than its last line, well before the 30 s read timeout
-            rest = list(lines)
-            assert time.monotonic() - started < 20 and all(line in ("", "data: ALIVE") for line in rest)
+            close()  # the stream ends by itself (else Gradio sends "data: ALIVE" every 15 s, for ever)
+            for _ in lines:
+                if time.monotonic() - started > 20:
+                    break
+            assert time.monotonic() - started < 20, "the heartbeat stream went on after close()"
     finally:
         server.stop()
     assert demo._queue.stopped and demo.is_running is False
