@@ -69,6 +69,16 @@ def quiet_event_failures(demo: gr.Blocks, message: Callable[[object], str]) -> g
     return demo
 
 
+def upload_folder() -> str:
+    """Gradio's upload folder, where its upload route writes visitors' files (and its cache copies).
+
+    Relies on ``gradio.utils.get_upload_folder`` (not part of Gradio's public API): ``GRADIO_TEMP_DIR`` or
+    ``<tmp>/gradio``, the folder each ``App`` takes as its ``uploaded_file_dir`` when it is created."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()
+
+
 def uploaded_by_gradio(demo: gr.Blocks) -> Callable[[str], bool]:
     """Whether Gradio's upload route (``POST /gradio_api/upload``) wrote ``path`` for ``demo``.
 

@@ -35,6 +35,7 @@ from chatbot.compat import (
     held_sessions,
     limit_queue_threads,
     quiet_event_failures,
+    upload_folder,
     uploaded_by_gradio,
     warm_up_gradio,
 )
@@ -87,6 +88,21 @@ async def test_quiet_event_failures_turns_any_failure_into_an_error_without_trac
         assert len(caplog.records) == 1 and "shout" in caplog.text and not caplog.records[0].exc_info
     result = await demo.process_api(block_fn=block_fn, inputs=["hi"], state=None, request=None)
     assert result["data"] == ["HI"]
+
+
+def test_upload_folder_is_where_gradios_upload_route_writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """gradio.utils.get_upload_folder: GRADIO_TEMP_DIR, the folder an App writes uploads into."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    assert upload_folder() == str(tmp_path)
+    demo = _blocks()
+    demo.queue()
+    server = switchboard.serve_in_thread(gr.mount_gradio_app(FastAPI(), demo, path="/"))
+    try:
+        answer = httpx.post(f"{server.url}gradio_api/upload", files=[("files", ("a.txt", b"x"))], timeout=30)
+        answer.raise_for_status()
+    finally:
+        server.stop()
+    assert Path(answer.json()[0]).resolve().is_relative_to(Path(upload_folder()).resolve())
 
 
 def test_uploaded_by_gradio_knows_the_files_its_upload_route_wrote() -> None:
