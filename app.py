@@ -23,7 +23,14 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from chatbot.access import LoginChecker, LoginClient, login_checker  # noqa: E402
 from chatbot.api import create_api  # noqa: E402
-from chatbot.compat import enforce_path_checks, quiet_event_failures  # noqa: E402
+from chatbot.compat import (  # noqa: E402
+    cache_component_signatures,
+    enforce_path_checks,
+    gradio_closer,
+    limit_queue_threads,
+    quiet_event_failures,
+    warm_up_gradio,
+)
 from chatbot.config import ConfigError, Settings  # noqa: E402
 from chatbot.demo import demo_http_client  # noqa: E402
 from chatbot.errors import render  # noqa: E402
@@ -32,7 +39,7 @@ from chatbot.models_live import LiveModels  # noqa: E402
 from chatbot.sessions import SessionReaper  # noqa: E402
 from chatbot.store import Store, StoreError, check_redis, open_store  # noqa: E402
 from chatbot.tokens import ensure_offline_encodings  # noqa: E402
-from chatbot.ui import ChatUI, cache_component_signatures, warm_up_gradio  # noqa: E402
+from chatbot.ui import ChatUI  # noqa: E402
 from chatbot.upstream import Upstream, make_client  # noqa: E402
 
 log = logging.getLogger("switchboard")
@@ -57,7 +64,9 @@ def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
     demo = ChatUI(settings, upstream).build()
     cache_component_signatures()
     warm_up_gradio()
-    # No default limit of one event at a time; no direct REST route that skips the queue.
+    # No default limit of one event at a time; no direct REST route that skips the queue. At most
+    # CHATBOT_MAX_CONCURRENCY jobs at once in both assemblies (what launch(max_threads=...) does).
+    limit_queue_threads(demo, settings.max_concurrency)
     demo.queue(default_concurrency_limit=None, api_open=False)
     # Both assemblies (launch() and build_server's mount): Gradio's path checks on every event input, and
     # a failing event (a malformed payload) is an error for its caller and one log line, never a traceback.
@@ -143,23 +152,18 @@ def build_server(
     demo = _build_ui(settings, upstream)
     login = login_checker(settings.auth)  # one throttle for the login page and the API's HTTP Basic
     api = create_api(settings, upstream, open_store(settings) if store is None else store, login=login)
-    # What launch(max_threads=...) does: Gradio's queue runs at most this many jobs at once.
-    demo.max_threads = settings.max_concurrency
-    demo._queue.max_thread_count = settings.max_concurrency
     app = gr.mount_gradio_app(
         api, demo, path="/", server_name=settings.host, server_port=settings.port, **hardened(settings, login),
         **presented(settings), app_kwargs={"lifespan": SessionReaper(demo, settings.session_grace).lifespan},
     )
-    gradio_app = app.routes[-1].app  # the Mount("/") just added
+    close_gradio = gradio_closer(app, demo)
     app.add_middleware(LoginClient, trusted_proxies=settings.trusted_proxies)  # the throttle's client address
 
     def closing() -> None:
         """Shutdown begins: open streams end by themselves instead of being cancelled after the grace
         period. The API's replies stop (stored as interrupted); Gradio's as in ``Blocks.close()``."""
         api.state.chat_service.close()
-        demo._queue.close()
-        demo.is_running = False
-        gradio_app.stop_event.set()
+        close_gradio()
 
     app.state.switchboard_closing = closing
     return app

@@ -21,10 +21,11 @@ import io
 import os
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from cachetools import LRUCache
 
 from .errors import Friendly, friendly
 
@@ -80,9 +81,9 @@ def text_block(name: str, body: str) -> str:
     return f"📎 {name}\n{fence}\n{body}\n{fence}"
 
 
-_image_cache: OrderedDict[tuple[str, int, int], str] = OrderedDict()
-_image_cache_lock = threading.Lock()
 IMAGE_CACHE_ENTRIES = 16
+_image_cache: LRUCache[tuple[str, int, int], str] = LRUCache(IMAGE_CACHE_ENTRIES)
+_image_cache_lock = threading.Lock()
 
 
 def _image_data_url(data: bytes) -> str | None:
@@ -142,15 +143,11 @@ def read_part(path: str, name: str | None, *, allowed_root: str | os.PathLike[st
         key = (str(file.resolve()), size, int(file.stat().st_mtime_ns))
         with _image_cache_lock:
             url = _image_cache.get(key)
-            if url is not None:
-                _image_cache.move_to_end(key)
         if url is None:
             url = _image_data_url(data)
             if url is not None:
                 with _image_cache_lock:
                     _image_cache[key] = url
-                    while len(_image_cache) > IMAGE_CACHE_ENTRIES:
-                        _image_cache.popitem(last=False)
         if url is not None:
             return {"type": "image_url", "image_url": {"url": url}}
         if shown.lower().endswith(IMAGE_SUFFIXES):

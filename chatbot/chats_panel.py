@@ -29,6 +29,7 @@ from typing import Any
 import gradio as gr
 
 from . import chats
+from .compat import upload_folder
 from .i18n import language_of, text, ui
 from .replying import Replying
 from .uploads import SessionFiles
@@ -49,9 +50,7 @@ def _session(request: gr.Request | None) -> str | None:
 
 def upload_root() -> str:
     """Gradio's upload folder: the only place an attachment is ever read from."""
-    from gradio.utils import get_upload_folder
-
-    return get_upload_folder()
+    return upload_folder()
 
 
 def _prune(directory: Path, keep: int) -> None:

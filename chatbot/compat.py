@@ -1,18 +1,27 @@
-"""Every use of Gradio's private internals, one function per touch, each tested in tests/test_compat.py.
+"""Every use of Gradio's and the SDK's private internals, one function per touch, each tested in
+tests/test_compat.py.
 
-Each function says which internal it relies on (checked against Gradio 6.31), so an upgrade that moves
-it fails that function's test rather than silently reopening what the function closes.
+Each function says which internal it relies on (checked against Gradio 6.31 and openai 3.57, the versions
+requirements.txt pins), so an upgrade that moves it fails that function's test rather than silently
+reopening what the function closes.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
+import inspect
 import logging
 import os
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gradio as gr
+import httpx2
+import openai
+
+if TYPE_CHECKING:  # imported where used: chatbot.upstream imports this module without needing Gradio
+    import gradio as gr
 
 log = logging.getLogger("switchboard.events")
 
@@ -40,6 +49,8 @@ def quiet_event_failures(demo: gr.Blocks, message: Callable[[object], str]) -> g
     ``/run/predict`` call for every event (preprocessing, the function, postprocessing), looked up on
     the instance; they print a traceback for any exception that is not a ``gr.Error`` with
     ``print_exception`` set, and show the caller nothing useful for it (``show_error=False``)."""
+    import gradio as gr
+
     original = demo.process_api
 
     @functools.wraps(original)
@@ -58,6 +69,16 @@ def quiet_event_failures(demo: gr.Blocks, message: Callable[[object], str]) -> g
     return demo
 
 
+def upload_folder() -> str:
+    """Gradio's upload folder, where its upload route writes visitors' files (and its cache copies).
+
+    Relies on ``gradio.utils.get_upload_folder`` (not part of Gradio's public API): ``GRADIO_TEMP_DIR`` or
+    ``<tmp>/gradio``, the folder each ``App`` takes as its ``uploaded_file_dir`` when it is created."""
+    from gradio.utils import get_upload_folder
+
+    return get_upload_folder()
+
+
 def uploaded_by_gradio(demo: gr.Blocks) -> Callable[[str], bool]:
     """Whether Gradio's upload route (``POST /gradio_api/upload``) wrote ``path`` for ``demo``.
 
@@ -70,3 +91,205 @@ def uploaded_by_gradio(demo: gr.Blocks) -> Callable[[str], bool]:
         return isinstance(record, set) and (path in record or os.path.abspath(path) in record)
 
     return uploaded
+
+
+# --- Gradio's queue and server, for the mounted assembly (``build_server``) -----------------------------
+
+
+def limit_queue_threads(demo: gr.Blocks, count: int) -> gr.Blocks:
+    """What ``launch(max_threads=count)`` does, for an app that is mounted instead: Gradio's queue runs at
+    most ``count`` jobs at once (and its thread limiter lends as many threads). Call before
+    ``Blocks.queue()``.
+
+    Relies on ``Blocks.max_threads``: ``queue()`` builds ``queueing.Queue(concurrency_count=max_threads)``
+    and the queue's start sizes its worker slots from it; ``mount_gradio_app`` takes no such option."""
+    demo.max_threads = count
+    return demo
+
+
+def gradio_closer(app: Any, demo: gr.Blocks) -> Callable[[], None]:
+    """What ``Blocks.close()`` does at shutdown, for ``demo`` mounted into ``app`` (a FastAPI app given to
+    ``gr.mount_gradio_app``): the queue takes no more jobs and the heartbeat streams end by themselves.
+
+    ``Blocks.close()`` cannot be called: it signals ``Blocks.app``, which ``queue()`` created and nobody
+    serves, not the ``gradio.routes.App`` mounted into ``app`` (found here through Starlette's public
+    ``Mount`` routes). Relies on ``Blocks._queue.close()``, ``Blocks.is_running`` (the heartbeat loop's
+    condition) and ``App.stop_event`` (the event the heartbeat streams wait on)."""
+    from gradio.routes import App
+    from starlette.routing import Mount
+
+    mounted = [route.app for route in app.routes if isinstance(route, Mount) and isinstance(route.app, App)
+               and route.app.get_blocks() is demo]
+    if len(mounted) != 1:
+        raise ValueError(f"expected the Blocks mounted once into the app, found {len(mounted)} mounts")
+    served, queue = mounted[0], demo._queue
+
+    def close() -> None:
+        queue.close()
+        demo.is_running = False
+        served.stop_event.set()
+
+    return close
+
+
+# --- Gradio's per-session memory (chatbot/sessions.py decides which sessions go) ------------------------
+
+
+def held_sessions(demo: gr.Blocks) -> dict[str, tuple[bool, datetime.datetime | None]] | None:
+    """Every session Gradio holds for ``demo``: whether it is closed and when it was last used (Gradio's
+    clock, naive local time; None when not recorded). None before the app is launched or mounted.
+
+    Relies on ``Blocks.state_holder`` (a ``gradio.state_holder.StateHolder``): its ``session_data``
+    (session hash -> ``SessionState``, whose ``is_closed`` the heartbeat route sets when the tab goes)
+    and its ``time_last_used``."""
+    holder = getattr(demo, "state_holder", None)
+    if holder is None:
+        return None
+    used = holder.time_last_used
+    return {sid: (bool(state.is_closed), used.get(sid)) for sid, state in list(holder.session_data.items())}
+
+
+def drop_sessions(demo: gr.Blocks, sessions: list[str]) -> set[str]:
+    """Drop ``sessions`` from Gradio's state holder as its own LRU eviction would, running each
+    ``gr.State``'s ``delete_callback`` first as an expiring State does; returns the sessions still held.
+
+    Relies on ``StateHolder.delete_state`` (the callbacks), ``StateHolder.lock`` (taken where Gradio
+    changes the dicts) and its ``session_data`` / ``time_last_used`` dicts."""
+    holder = demo.state_holder
+    for sid in sessions:
+        try:
+            holder.delete_state(sid)
+        except Exception:
+            logging.getLogger("switchboard.sessions").exception(
+                "a State's delete_callback failed; the session is dropped anyway")
+    with holder.lock:
+        for sid in sessions:
+            holder.session_data.pop(sid, None)
+            holder.time_last_used.pop(sid, None)
+        return set(holder.session_data)
+
+
+def busy_sessions(demo: gr.Blocks) -> set[str]:
+    """Sessions with an event queued, running, or not yet finished in ``demo``'s queue.
+
+    Relies on ``Blocks._queue`` (a ``gradio.queueing.Queue``): ``event_ids_to_events`` (Gradio drops an
+    event from it once it has run), ``event_queue_per_concurrency_id`` (each ``EventQueue.queue``) and
+    ``active_jobs``, all holding ``queueing.Event`` objects with a ``session_hash``."""
+    queue = getattr(demo, "_queue", None)
+    if queue is None:
+        return set()
+    busy = {e.session_hash for e in list(queue.event_ids_to_events.values())}
+    for event_queue in list(queue.event_queue_per_concurrency_id.values()):
+        busy.update(e.session_hash for e in list(event_queue.queue))
+    for job in list(queue.active_jobs):
+        if job:
+            busy.update(e.session_hash for e in job)
+    busy.discard(None)
+    return busy
+
+
+#: Event statuses in Gradio's analytics that mean the event is not finished.
+_LIVE_STATUSES = ("queued", "processing")
+
+
+def drop_queue_leftovers(demo: gr.Blocks, held: set[str], busy: set[str]) -> None:
+    """The queue's per-session entries of sessions that are neither ``held`` (every session that joins the
+    queue is in the state holder from the join on) nor ``busy``, when nothing is waiting to be read from
+    them: the session's message queue and event-id set, and the analytics of its finished events.
+
+    Relies on ``Blocks._queue``'s ``pending_messages_per_session`` (session -> an ``AsyncQueue``),
+    ``pending_event_ids_session``, ``event_analytics`` (event id -> a dict with ``session_hash`` and
+    ``status``, kept even with monitoring off) and ``event_ids_to_events``."""
+    queue = getattr(demo, "_queue", None)
+    if queue is None:
+        return
+    messages = queue.pending_messages_per_session
+    event_ids = queue.pending_event_ids_session
+    for sid in list(messages):
+        if sid not in held and sid not in busy and messages[sid].empty():
+            messages.pop(sid, None)
+            event_ids.pop(sid, None)
+    for sid in list(event_ids):
+        if sid not in held and sid not in busy and sid not in messages:
+            event_ids.pop(sid, None)
+    analytics = queue.event_analytics
+    if analytics:
+        live = queue.event_ids_to_events
+        for event_id, record in list(analytics.items()):
+            if (record.get("session_hash") not in held and record.get("status") not in _LIVE_STATUSES
+                    and event_id not in live):
+                analytics.pop(event_id, None)
+
+
+# --- Gradio's start-up costs, paid once ------------------------------------------------------------------
+
+
+def cache_component_signatures() -> int:
+    """Give every Gradio block class's ``__init__`` its ``inspect.signature`` once, as ``__signature__``
+    (the standard way a callable states its signature; the value is the one inspect computes), process-wide.
+    Returns how many classes it did.
+
+    Relies on ``Block.get_config`` calling ``inspect.signature(cls.__init__)`` for every block of the app
+    when a visitor's session starts (43 blocks here) and for every component an update returns, and on
+    ``gradio.blocks.Block.__subclasses__()`` reaching every block class."""
+    from gradio.blocks import Block
+
+    done = 0
+    pending, seen = [Block], set()
+    while pending:
+        cls = pending.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        pending.extend(cls.__subclasses__())
+        init = cls.__dict__.get("__init__")
+        if init is None or "__signature__" in getattr(init, "__dict__", {}):
+            continue
+        try:
+            init.__signature__ = inspect.signature(init)
+        except (TypeError, ValueError, AttributeError):  # a built-in __init__ takes no attributes
+            continue
+        done += 1
+    return done
+
+
+def warm_up_gradio() -> threading.Thread:
+    """In the background, what Gradio's first event would otherwise wait for: it enters
+    ``MatplotlibBackendMananger`` around every event, and the first entry imports pyplot when matplotlib
+    is installed.
+
+    Relies on ``gradio.utils.MatplotlibBackendMananger`` (sic), the context manager
+    ``route_utils.call_process_api`` enters around every event."""
+
+    def work() -> None:
+        try:
+            from gradio.utils import MatplotlibBackendMananger
+
+            with MatplotlibBackendMananger():
+                pass
+        except Exception as exc:  # a warm-up is never worth an error: the first event does it instead
+            log.warning("Gradio warm-up skipped: %s", type(exc).__name__)
+
+    thread = threading.Thread(target=work, name="switchboard-gradio-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+# --- The SDK --------------------------------------------------------------------------------------------
+
+
+class ShortWaitClient(openai.AsyncOpenAI):
+    """The SDK's client with one change: a ``Retry-After`` longer than ``max_retry_wait`` seconds is not
+    waited out (the caller tells the person when to try again instead). Retries stay the SDK's own, bounded
+    by ``max_retries``; the SDK has no public hook for which responses it retries.
+
+    Relies on ``BaseClient._should_retry(response)`` (asked before every retry of a failed response) and
+    ``BaseClient._parse_retry_after_header(headers)`` (seconds from ``retry-after-ms`` / ``retry-after``)."""
+
+    max_retry_wait: float = 5.0
+
+    def _should_retry(self, response: httpx2.Response) -> bool:
+        wait = self._parse_retry_after_header(response.headers)
+        if wait is not None and wait > self.max_retry_wait:
+            return False
+        return super()._should_retry(response)

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from cachetools import TTLCache
 
 
 class Replying:
     def __init__(self, max_age: float = 60.0, max_sessions: int = 10_000) -> None:
         self.max_age = max_age
         self.max_sessions = max_sessions
-        self._marked: OrderedDict[str, float] = OrderedDict()  # session -> its reply's latest update
+        # the sessions marked within max_age seconds; the least recently marked go first beyond max_sessions
+        self._marked: TTLCache[str, bool] = TTLCache(max_sessions, ttl=max_age, timer=time.monotonic)
         self._lock = threading.Lock()
         self._turns: dict[str, list] = {}  # session -> [its lock, how many wait for or hold it]
 
@@ -34,10 +36,7 @@ class Replying:
         if not session:
             return
         with self._lock:
-            self._marked[session] = time.monotonic()
-            self._marked.move_to_end(session)
-            while len(self._marked) > self.max_sessions:
-                self._marked.popitem(last=False)
+            self._marked[session] = True
 
     def end(self, session: str | None) -> None:
         """The session's reply is over and saved (or will never be)."""
@@ -50,8 +49,7 @@ class Replying:
         if not session:
             return False
         with self._lock:
-            marked = self._marked.get(session)
-        return marked is not None and time.monotonic() - marked < self.max_age
+            return session in self._marked  # a mark older than max_age has expired (no reordering)
 
     @contextmanager
     def turn(self, session: str | None) -> Iterator[None]:

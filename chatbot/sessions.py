@@ -20,7 +20,9 @@ import contextlib
 import datetime
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .compat import busy_sessions, drop_queue_leftovers, drop_sessions, held_sessions
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -35,8 +37,6 @@ DEFAULT_INTERVAL = 5.0
 MIN_INTERVAL = 0.5
 #: A longer grace is taken as this one (about 31 years: never, in practice).
 MAX_GRACE = 1e9
-#: Event statuses in Gradio's analytics that mean the event is not finished.
-_LIVE_STATUSES = ("queued", "processing")
 
 
 class SessionReaper:
@@ -66,38 +66,27 @@ class SessionReaper:
     def reap(self, now: datetime.datetime | None = None) -> int:
         """One pass at ``now`` (Gradio's clock: naive local time, default the current time). Returns how
         many sessions were dropped from the state holder."""
-        holder = getattr(self.blocks, "state_holder", None)
-        if holder is None:  # neither launched nor mounted yet
+        sessions = held_sessions(self.blocks)
+        if sessions is None:  # neither launched nor mounted yet
             return 0
-        queue = getattr(self.blocks, "_queue", None)
         now = datetime.datetime.now() if now is None else now
         cutoff = now - datetime.timedelta(seconds=min(self.grace, MAX_GRACE))
-        busy = _busy_sessions(queue)
+        busy = busy_sessions(self.blocks)
 
         expired: list[str] = []
-        for sid, state in list(holder.session_data.items()):
-            if not getattr(state, "is_closed", False):
+        for sid, (closed, used) in sessions.items():
+            if not closed:
                 self._closed_seen.pop(sid, None)
                 continue
             seen = self._closed_seen.setdefault(sid, now)
-            last_used = holder.time_last_used.get(sid, seen)
+            last_used = seen if used is None else used
             if seen <= cutoff and last_used <= cutoff and sid not in busy:
                 expired.append(sid)
 
-        for sid in expired:
-            try:  # what Gradio does when a State expires: its delete_callback runs with the value
-                holder.delete_state(sid)
-            except Exception:
-                log.exception("a State's delete_callback failed; the session is dropped anyway")
-        with holder.lock:
-            for sid in expired:
-                holder.session_data.pop(sid, None)
-                holder.time_last_used.pop(sid, None)
-        held = holder.session_data
+        held = drop_sessions(self.blocks, expired)
         for sid in [s for s in self._closed_seen if s not in held]:  # dropped here or by Gradio's LRU
             del self._closed_seen[sid]
-        if queue is not None:
-            _drop_queue_leftovers(queue, held, busy)
+        drop_queue_leftovers(self.blocks, held, busy)
         if expired:
             log.debug("dropped %d closed session(s); %d held", len(expired), len(held))
         return len(expired)
@@ -139,39 +128,3 @@ class SessionReaper:
         finally:
             await self.stop()
 
-
-def _busy_sessions(queue: Any) -> set[str]:
-    """Sessions with an event queued, running, or not yet finished (Gradio drops an event from
-    ``event_ids_to_events`` once it has run)."""
-    if queue is None:
-        return set()
-    busy = {e.session_hash for e in list(queue.event_ids_to_events.values())}
-    for event_queue in list(queue.event_queue_per_concurrency_id.values()):
-        busy.update(e.session_hash for e in list(event_queue.queue))
-    for job in list(queue.active_jobs):
-        if job:
-            busy.update(e.session_hash for e in job)
-    busy.discard(None)
-    return busy
-
-
-def _drop_queue_leftovers(queue: Any, held: Any, busy: set[str]) -> None:
-    """The queue's per-session entries of sessions the state holder no longer has (every session that
-    joins the queue is in it from the join on), when nothing is waiting to be read from them: the
-    session's message queue and event-id set, and the analytics of its finished events."""
-    messages = queue.pending_messages_per_session
-    event_ids = queue.pending_event_ids_session
-    for sid in list(messages):
-        if sid not in held and sid not in busy and messages[sid].empty():
-            messages.pop(sid, None)
-            event_ids.pop(sid, None)
-    for sid in list(event_ids):
-        if sid not in held and sid not in busy and sid not in messages:
-            event_ids.pop(sid, None)
-    analytics = getattr(queue, "event_analytics", None)
-    if analytics:
-        live = queue.event_ids_to_events
-        for event_id, record in list(analytics.items()):
-            if (record.get("session_hash") not in held and record.get("status") not in _LIVE_STATUSES
-                    and event_id not in live):
-                analytics.pop(event_id, None)

@@ -11,13 +11,13 @@ import os
 import re
 import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import tiktoken
+from cachetools import LRUCache
 
 # Must equal the blob URLs and expected_hash literals in tiktoken_ext/openai_public.py (a test checks this).
 ENCODING_SOURCES: dict[str, tuple[str, str]] = {
@@ -218,24 +218,21 @@ def encoding_loaded(name: str) -> bool:
 
 
 class _LRU:
+    """A thread-safe least-recently-used mapping of at most ``maxsize`` entries (cachetools' LRUCache,
+    which is not thread-safe itself)."""
+
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._data: OrderedDict[Any, int] = OrderedDict()
+        self._data: LRUCache[Any, int] = LRUCache(maxsize)
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> int | None:
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
+            return self._data.get(key)
 
     def put(self, key: Any, value: int) -> None:
         with self._lock:
             self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._data)

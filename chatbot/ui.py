@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import os
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -485,52 +483,6 @@ class ChatUI:
 
             gr.api(chat, api_name="chat", concurrency_limit=None)
         return demo
-
-
-def cache_component_signatures() -> int:
-    """Give every Gradio block class's ``__init__`` its ``inspect.signature`` once, as ``__signature__``
-    (the standard way a callable states its signature; the value is the one inspect computes). Gradio
-    calls ``inspect.signature(cls.__init__)`` in every ``get_config``: for every block of the app when a
-    visitor's session starts (43 blocks here: 2.8 ms a session, 0.9 ms with this) and for every component
-    an update returns. 71 us a call before, 1.2 us after. Returns how many classes it did."""
-    from gradio.blocks import Block
-
-    done = 0
-    pending, seen = [Block], set()
-    while pending:
-        cls = pending.pop()
-        if cls in seen:
-            continue
-        seen.add(cls)
-        pending.extend(cls.__subclasses__())
-        init = cls.__dict__.get("__init__")
-        if init is None or "__signature__" in getattr(init, "__dict__", {}):
-            continue
-        try:
-            init.__signature__ = inspect.signature(init)
-        except (TypeError, ValueError, AttributeError):  # a built-in __init__ takes no attributes
-            continue
-        done += 1
-    return done
-
-
-def warm_up_gradio() -> threading.Thread:
-    """In the background, what Gradio's first event would otherwise wait for: it enters
-    ``MatplotlibBackendMananger`` around every event, and the first entry imports pyplot when matplotlib
-    is installed (385 ms on the benchmark machine, 4 us a time after that)."""
-
-    def work() -> None:
-        try:
-            from gradio.utils import MatplotlibBackendMananger
-
-            with MatplotlibBackendMananger():
-                pass
-        except Exception as exc:  # a warm-up is never worth an error: the first event does it instead
-            log.warning("Gradio warm-up skipped: %s", type(exc).__name__)
-
-    thread = threading.Thread(target=work, name="switchboard-gradio-warm-up", daemon=True)
-    thread.start()
-    return thread
 
 
 def _after_reply_view(finished: object) -> tuple[Any, Any]:

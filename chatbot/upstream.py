@@ -26,6 +26,7 @@ import openai
 import orjson
 
 from .catalogue import Model
+from .compat import ShortWaitClient
 from .config import Settings
 from .errors import (
     REPLY_LIMIT_KINDS,
@@ -105,20 +106,6 @@ UNDER_REPORT_BYTES = 8
 _DRAINING: set[asyncio.Task] = set()
 
 
-class _Client(openai.AsyncOpenAI):
-    """The SDK's client with one change: a ``Retry-After`` longer than ``max_retry_wait`` is not waited
-    out (the person is told when to try again instead). Retries stay the SDK's own, bounded, and happen
-    only before the first token, since they wrap the request and not the streamed body."""
-
-    max_retry_wait: float = 5.0
-
-    def _should_retry(self, response: httpx2.Response) -> bool:
-        wait = self._parse_retry_after_header(response.headers)
-        if wait is not None and wait > self.max_retry_wait:
-            return False
-        return super()._should_retry(response)
-
-
 def make_client(settings: Settings, api_key: str | None = None, **kwargs: object) -> openai.AsyncOpenAI:
     """An ``AsyncOpenAI`` for the configured base URL: one per process (or per visitor's own key)."""
     key = api_key or (settings.api_key.reveal() if settings.api_key else "demo")
@@ -130,7 +117,7 @@ def make_client(settings: Settings, api_key: str | None = None, **kwargs: object
         limits = httpx2.Limits(max_connections=max(1000, settings.max_concurrency),
                                max_keepalive_connections=settings.max_concurrency)
         kwargs["http_client"] = openai.DefaultAsyncHttpxClient(limits=limits)
-    client = _Client(
+    client = ShortWaitClient(
         api_key=key,
         base_url=settings.base_url,
         max_retries=settings.max_retries,

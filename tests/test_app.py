@@ -89,7 +89,8 @@ def test_readme_front_matter_makes_a_gradio_space() -> None:
     assert str(front["sdk_version"]) == gradio.__version__
     assert (ROOT / front["app_file"]).is_file()
     requirements = (ROOT / "requirements.txt").read_text()
-    assert f"gradio>={'.'.join(gradio.__version__.split('.')[:2])}" in requirements
+    major, minor = gradio.__version__.split(".")[:2]  # the tested minor version, pinned (chatbot/compat.py)
+    assert f"\ngradio>={front['sdk_version']},<{major}.{int(minor) + 1}\n" in requirements
     assert "Secret" in readme and "CHATBOT_BROWSER_SECRET" in readme
 
 

@@ -336,7 +336,7 @@ def test_gradio_warm_up_imports_what_the_first_event_would() -> None:
     pytest.importorskip("matplotlib")
     code = (
         "import sys\n"
-        "from chatbot.ui import warm_up_gradio\n"
+        "from chatbot.compat import warm_up_gradio\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
         "warm_up_gradio().join(60)\n"
         "print('matplotlib.pyplot' in sys.modules)\n"
@@ -354,7 +354,7 @@ def test_cached_component_signatures_change_no_config() -> None:
         "import gradio as gr\n"
         "from gradio.state_holder import SessionState\n"
         "import app as switchboard\n"
-        "from chatbot.ui import cache_component_signatures\n"
+        "from chatbot.compat import cache_component_signatures\n"
         "switchboard.cache_component_signatures = lambda: 0  # built as it was without them\n"
         "demo = switchboard.build(make_settings('http://127.0.0.1:9/v1'))\n"
         "dump = lambda: json.dumps([demo.get_config_file(), SessionState(demo).config_values], default=str)\n"
