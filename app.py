@@ -53,7 +53,8 @@ def _upstream(settings: Settings, client: openai.AsyncOpenAI | None) -> Upstream
 
 
 def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
-    LiveModels(settings).start()  # the provider's model list, waited for at most CHATBOT_MODELS_TIMEOUT
+    # the provider's model list into the live catalogue, waited for at most CHATBOT_MODELS_TIMEOUT
+    LiveModels(settings, upstream.catalogue).start()
     demo = ChatUI(settings, upstream).build()
     cache_component_signatures()
     warm_up_gradio()

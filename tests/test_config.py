@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from chatbot.config import DEMO_BASE_URL, PLACEHOLDER_KEY, ConfigError, Secret, Settings
+from chatbot.catalogue import build_catalogue
+from chatbot.config import DEMO_BASE_URL, PLACEHOLDER_KEY, ConfigError, Settings
 
 
 def load(argv: list[str] | None = None, env_file: str | None = None, **environ: str) -> Settings:
@@ -21,7 +23,7 @@ def test_nothing_configured_is_demo_mode() -> None:
 def test_openai_key_alone_talks_to_openai_like_the_sdk() -> None:
     settings = load(OPENAI_API_KEY="sk-x")
     assert not settings.demo and settings.base_url == "https://api.openai.com/v1"
-    assert settings.api_key.reveal() == "sk-x"
+    assert settings.api_key.get_secret_value() == "sk-x"
 
 
 @pytest.mark.parametrize(
@@ -35,7 +37,7 @@ def test_openai_key_alone_talks_to_openai_like_the_sdk() -> None:
 )
 def test_presets_and_their_own_key_variables(provider: str, url: str, key_var: str) -> None:
     settings = load(CHATBOT_PROVIDER=provider, **{key_var: "k-1"})
-    assert (settings.base_url, settings.api_key.reveal(), settings.demo) == (url, "k-1", False)
+    assert (settings.base_url, settings.api_key.get_secret_value(), settings.demo) == (url, "k-1", False)
     # the preset's own key variable alone picks the preset
     assert load(**{key_var: "k-2"}).base_url == url
 
@@ -44,7 +46,7 @@ def test_flag_wins_over_environment_which_wins_over_dotenv(tmp_path: Path) -> No
     env_file = tmp_path / ".env"
     env_file.write_text("OPENAI_API_KEY=from-file\nCHATBOT_MAX_TOKENS=100\nCHATBOT_PROVIDER=groq\n")
     settings = load(["--provider", "deepseek"], env_file=str(env_file), CHATBOT_MAX_TOKENS="200")
-    assert settings.api_key.reveal() == "from-file"
+    assert settings.api_key.get_secret_value() == "from-file"
     assert settings.max_tokens == 200
     assert settings.base_url == "https://api.deepseek.com/v1"
 
@@ -52,7 +54,7 @@ def test_flag_wins_over_environment_which_wins_over_dotenv(tmp_path: Path) -> No
 def test_explicit_base_url_wins_over_preset_and_needs_no_key() -> None:
     settings = load(CHATBOT_PROVIDER="openrouter", OPENAI_BASE_URL="http://localhost:8080/v1/")
     assert settings.base_url == "http://localhost:8080/v1" and settings.provider == "custom"
-    assert not settings.demo and settings.api_key.reveal() == PLACEHOLDER_KEY
+    assert not settings.demo and settings.api_key.get_secret_value() == PLACEHOLDER_KEY
 
 
 def test_local_presets_need_no_key() -> None:
@@ -90,12 +92,12 @@ def test_secret_never_shows_itself() -> None:
     settings = load(OPENAI_API_KEY="sk-very-secret-value")
     for text in (repr(settings), str(settings), repr(settings.api_key), f"{settings.api_key}"):
         assert "sk-very-secret-value" not in text
-    assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
+    assert isinstance(settings.api_key, SecretStr) and settings.api_key.get_secret_value() == "sk-very-secret-value"
 
 
 def test_models_setting_builds_the_catalogue() -> None:
     settings = load(CHATBOT_MODELS="mini=gpt-4.1-mini, llama3.2")
-    assert settings.catalogue.choices() == [("mini · gpt-4.1-mini", "mini"), ("llama3.2", "llama3.2")]
+    assert build_catalogue(settings.models).choices() == [("mini · gpt-4.1-mini", "mini"), ("llama3.2", "llama3.2")]
 
 
 def test_settings_of_the_live_catalogue_attachments_and_saved_chats() -> None:
@@ -108,7 +110,8 @@ def test_settings_of_the_live_catalogue_attachments_and_saved_chats() -> None:
     )
     assert not custom.live_models and custom.models_timeout == 0 and custom.models_refresh == 0
     assert custom.max_upload_mb == 2.5
-    assert "operator-secret" not in repr(custom) and custom.browser_secret.reveal() == "operator-secret-0123456789"
+    assert "operator-secret" not in repr(custom)
+    assert custom.browser_secret.get_secret_value() == "operator-secret-0123456789"
 
 
 @pytest.mark.parametrize(
