@@ -383,7 +383,8 @@ def _is_loopback(host: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags; each stores under its environment variable's name (a flag wins over the environment)."""
-    names = ", ".join(sorted(_ENV_NAMES - {p.key_env for p in PROVIDERS.values()} - {"OAUTH_CLIENT_ID"}))
+    own_keys = {p.key_env for p in PROVIDERS.values() if p.key_env != "OPENAI_API_KEY"}  # <PROVIDER>_API_KEY
+    names = ", ".join(sorted(_ENV_NAMES - own_keys - {"OAUTH_CLIENT_ID"}))
     parser = argparse.ArgumentParser(
         prog="app.py",
         description="Switchboard: a chat app for any OpenAI-compatible API. "
