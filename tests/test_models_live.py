@@ -101,6 +101,8 @@ def test_a_list_that_answers_is_offered_after_the_aliases_and_feeds_the_budget(f
     model = upstream.resolve("fake/large")
     assert model is not None and model.context_window == 131_072
     assert upstream.budget(model) == (131_072 - 4_096, 4_096)
+    # the live catalogue is the app's (passed to Upstream), not the frozen settings': these stay as loaded
+    assert Upstream(settings).resolve("fake/large") is None and not hasattr(settings, "catalogue")
 
 
 def test_a_slow_list_does_not_hold_up_the_start_and_lands_later(fake: FakeUpstream) -> None:
