@@ -171,7 +171,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         frozen=True, extra="ignore", case_sensitive=True, validate_by_name=True, validate_by_alias=True,
-        allow_inf_nan=False, arbitrary_types_allowed=True, validate_default=False,
+        allow_inf_nan=False, arbitrary_types_allowed=True,  # Policy holds the limits library's items
     )
 
     # worked out by _derive from several variables
@@ -241,8 +241,8 @@ class Settings(BaseSettings):
             raw.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
         raw.update(os.environ if environ is None else environ)
         raw.update({name: str(value) for name, value in vars(args).items() if value is not None})
-        # a blank value is no value; values are trimmed
-        raw = {name: value.strip() for name, value in raw.items() if value.strip()}
+        # only the variables the settings read; a blank value is no value; values are trimmed
+        raw = {name: value.strip() for name, value in raw.items() if name in _ENV_NAMES and value.strip()}
         try:
             return cls(**{**raw, **_derive(raw)})
         except ValidationError as exc:
