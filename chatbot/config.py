@@ -4,10 +4,11 @@ name written beside it (``validation_alias``); keys, tokens and passwords are ``
 ``repr``, ``str``, logs or errors).
 
 Contract: this module imports no domain module that pulls in Gradio or the SDK (only the light
-:mod:`chatbot.catalogue` and :mod:`chatbot.policy`), so ``python app.py --help`` and a bad value answer
-before the heavy imports. The environment is injectable (``Settings.load(environ=...)``): the merged
-flags/environment/.env mapping is validated as the model's input, since pydantic-settings' own environment
-source reads ``os.environ`` only (pydantic/pydantic-settings#653).
+:mod:`chatbot.catalogue`, :mod:`chatbot.policy` and :mod:`chatbot.providers`), so ``python app.py --help``
+and a bad value answer before the heavy imports. The environment is injectable
+(``Settings.load(environ=...)``): the merged flags/environment/.env mapping is validated as the model's
+input, since pydantic-settings' own environment source reads ``os.environ`` only
+(pydantic/pydantic-settings#653).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import ipaddress
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,39 +26,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .catalogue import build_catalogue
 from .policy import Policy, parse_limits
+from .providers import DEMO_BASE_URL, PLACEHOLDER_KEY, PROVIDERS
 
 
 class ConfigError(ValueError):
     """A setting has a value the app cannot use. The message is one line naming the setting."""
 
-
-@dataclass(frozen=True)
-class Provider:
-    name: str
-    base_url: str
-    key_env: str | None
-    needs_key: bool = True
-
-
-PROVIDERS: dict[str, Provider] = {
-    p.name: p
-    for p in (
-        Provider("lemondata", "https://api.lemondata.cc/v1", "LEMONDATA_API_KEY"),
-        Provider("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
-        Provider("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
-        Provider("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
-        Provider("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
-        Provider("ollama", "http://localhost:11434/v1", "OLLAMA_API_KEY", needs_key=False),
-        Provider("lmstudio", "http://localhost:1234/v1", "LMSTUDIO_API_KEY", needs_key=False),
-        Provider("vllm", "http://localhost:8000/v1", "VLLM_API_KEY", needs_key=False),
-    )
-}
-
-#: Where demo mode's in-process simulator pretends to live (``.invalid`` never resolves).
-DEMO_BASE_URL = "http://demo.invalid/v1"
-
-#: Key used towards local servers that want none (the SDK insists on some string).
-PLACEHOLDER_KEY = "not-needed"
 
 #: Shortest API token accepted: a guessable token is worse than none (it looks like protection).
 MIN_TOKEN_CHARS = 16
@@ -259,7 +232,8 @@ _ENV_NAMES = frozenset(
 def _derive(raw: Mapping[str, str]) -> dict[str, Any]:
     """From the variables as given (blank ones dropped), by field name: the provider, key and URL, demo
     mode, the bind, whether the app is public, and the defaults that follow from it."""
-    derived: dict[str, Any] = _connection(raw)
+    require_user_key = _named(_flag, raw.get("CHATBOT_REQUIRE_USER_KEY", "0"), "CHATBOT_REQUIRE_USER_KEY")
+    derived: dict[str, Any] = _connection(raw, require_user_key)
     host = raw.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if raw.get("SPACE_ID") else "127.0.0.1")
     share = _named(_flag, raw.get("CHATBOT_SHARE", "0"), "CHATBOT_SHARE")
     public = bool(share or raw.get("SPACE_ID") or not _is_loopback(host))
@@ -269,12 +243,12 @@ def _derive(raw: Mapping[str, str]) -> dict[str, Any]:
         derived["max_tokens"] = PUBLIC_MAX_TOKENS if public else 4_096
     if "CHATBOT_TRUSTED_PROXIES" not in raw and raw.get("SPACE_ID"):
         derived["trusted_proxies"] = 1
-    if _named(_flag, raw.get("CHATBOT_REQUIRE_USER_KEY", "0"), "CHATBOT_REQUIRE_USER_KEY"):
+    if require_user_key:
         derived["CHATBOT_ALLOW_USER_KEY"] = "1"  # a visitor who must bring a key may
     return derived
 
 
-def _connection(raw: Mapping[str, str]) -> dict[str, Any]:
+def _connection(raw: Mapping[str, str], require_user_key: bool) -> dict[str, Any]:
     """Provider preset, base URL, API key and demo mode."""
     provider_name = raw.get("CHATBOT_PROVIDER")
     if provider_name is not None:
@@ -294,7 +268,6 @@ def _connection(raw: Mapping[str, str]) -> dict[str, Any]:
     if provider is not None and provider.key_env:
         key = raw.get(provider.key_env) or key
     keyless_ok = explicit_url is not None or (provider is not None and not provider.needs_key)
-    require_user_key = _named(_flag, raw.get("CHATBOT_REQUIRE_USER_KEY", "0"), "CHATBOT_REQUIRE_USER_KEY")
     demo = not key and not keyless_ok and not require_user_key
     if demo:
         base_url = DEMO_BASE_URL  # nothing is sent anywhere: the simulator answers in-process
@@ -347,6 +320,7 @@ def _number(raw: str, name: str, kind: type[int] | type[float], minimum: float) 
 
 
 def _named(check: Callable[[object], object], raw: str, name: str) -> Any:
+    """``check(raw)``, its ValueError as a ConfigError naming the variable."""
     try:
         return check(raw)
     except ValueError as exc:
