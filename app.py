@@ -15,6 +15,24 @@ from collections.abc import Sequence
 # so the app neither waits on nor leaks to the network.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+from chatbot.config import ConfigError, Settings  # noqa: E402 - light: imports neither Gradio nor the SDK
+
+
+def load_settings(argv: Sequence[str]) -> Settings:
+    """The settings from ``argv``, the environment and .env; ``--help`` prints the flags and exits 0, a bad
+    value exits 2 with one line on stderr."""
+    try:
+        return Settings.load(argv)
+    except ConfigError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    # ``python app.py``: the settings are read (and --help or a bad value answered) before Gradio and the
+    # SDK are imported, which takes seconds on a loaded machine; main() below runs with them.
+    STARTUP_SETTINGS: Settings | None = load_settings(sys.argv[1:])
+
 import gradio as gr  # noqa: E402
 import openai  # noqa: E402
 import uvicorn  # noqa: E402
@@ -31,7 +49,6 @@ from chatbot.compat import (  # noqa: E402
     quiet_event_failures,
     warm_up_gradio,
 )
-from chatbot.config import ConfigError, Settings  # noqa: E402
 from chatbot.demo import demo_http_client  # noqa: E402
 from chatbot.errors import render  # noqa: E402
 from chatbot.i18n import gradio_i18n, language_of  # noqa: E402
@@ -60,7 +77,8 @@ def _upstream(settings: Settings, client: openai.AsyncOpenAI | None) -> Upstream
 
 
 def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
-    LiveModels(settings).start()  # the provider's model list, waited for at most CHATBOT_MODELS_TIMEOUT
+    # the provider's model list into the live catalogue, waited for at most CHATBOT_MODELS_TIMEOUT
+    LiveModels(settings, upstream.catalogue).start()
     demo = ChatUI(settings, upstream).build()
     cache_component_signatures()
     warm_up_gradio()
@@ -305,15 +323,13 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> None:
+    """``python app.py``: serve with ``settings`` (default: read from ``argv``, the environment and .env)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2"):  # one line per request is noise, and URLs belong to the operator
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        settings = Settings.load(sys.argv[1:] if argv is None else argv)
-    except ConfigError as exc:
-        print(f"switchboard: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    if settings is None:
+        settings = load_settings(sys.argv[1:] if argv is None else argv)
     if settings.demo:
         log.info("no API key configured: demo mode (offline simulator). See README.md to connect a provider.")
     else:
@@ -331,4 +347,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(settings=STARTUP_SETTINGS)

@@ -29,9 +29,9 @@ from contextvars import ContextVar
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .config import Secret
 from .limits import request_address, visitor_bucket
 
 log = logging.getLogger("switchboard.access")
@@ -49,7 +49,7 @@ class LoginChecker:
     """``checker(username, password) -> bool``, the shape Gradio's ``auth=`` takes (the client address
     from :data:`LOGIN_CLIENT`); :meth:`check` takes the address explicitly."""
 
-    def __init__(self, accounts: Sequence[tuple[str, Secret]]) -> None:
+    def __init__(self, accounts: Sequence[tuple[str, SecretStr]]) -> None:
         self._accounts = {user: secret for user, secret in accounts}
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._lock = threading.Lock()
@@ -69,7 +69,7 @@ class LoginChecker:
                 return False
             secret = self._accounts.get(name)
             # compare even for an unknown name, so timing does not tell which names exist
-            expected = secret.reveal() if secret is not None else "\0" * 32
+            expected = secret.get_secret_value() if secret is not None else "\0" * 32
             ok = hmac.compare_digest(str(password).encode(), expected.encode()) and secret is not None
             if ok:
                 for item, key in per_name:
@@ -93,7 +93,7 @@ def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def login_checker(accounts: Sequence[tuple[str, Secret]]) -> LoginChecker | None:
+def login_checker(accounts: Sequence[tuple[str, SecretStr]]) -> LoginChecker | None:
     """The checker for ``CHATBOT_AUTH``, or None when no account is configured (no login)."""
     return LoginChecker(accounts) if accounts else None
 

@@ -351,7 +351,7 @@ class Gate:
     owner is ``""`` and the API is open only when the server cannot be reached from elsewhere."""
 
     def __init__(self, settings: Settings, login: LoginChecker | None = None) -> None:
-        self._tokens = [t.reveal().encode() for t in settings.api_tokens]
+        self._tokens = [t.get_secret_value().encode() for t in settings.api_tokens]
         self._login = login if settings.auth else None
         self._trusted_proxies = settings.trusted_proxies
         self.refusal: ApiError | None = None

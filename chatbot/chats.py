@@ -71,7 +71,7 @@ def browser_secret(settings: Settings, secret_file: str | os.PathLike[str] = SEC
     (mode 0600); when that cannot be written, a new one per start (the chats then last until a restart).
     Another ``purpose`` derives another key from the same secret (:data:`ATTACHMENT_SEAL`)."""
     if settings.browser_secret:
-        return _derive(settings.browser_secret.reveal(), purpose)
+        return _derive(settings.browser_secret.get_secret_value(), purpose)
     path = Path(secret_file)
     try:
         stored = path.read_text(encoding="ascii").strip() if path.is_file() else ""

@@ -22,12 +22,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
 from .errors import Friendly, friendly
+from .policy import Policy, parse_limits  # noqa: F401 - re-exported: limits' public names
 
 #: Dollars are counted in millionths, since the counters are integers.
 MICRO = 1_000_000
@@ -35,44 +36,6 @@ MICRO = 1_000_000
 #: is set: deliberately high, so an unknown model cannot slip past the ceiling.
 UNKNOWN_PRICE = (15.0, 75.0)
 NAMESPACE = "switchboard"
-
-
-def parse_limits(raw: str | None, name: str) -> tuple[RateLimitItem, ...]:
-    """``"5/minute;50/day"`` → limit items; ``"none"``/``"0"``/empty → no limit. ValueError names the setting."""
-    if raw is None or raw.strip().lower() in ("", "none", "off", "0", "unlimited"):
-        return ()
-    try:
-        return tuple(parse_many(raw))
-    except ValueError:
-        raise ValueError(f"{name}: expected limits like '5/minute;50/day' or 'none', got {raw!r}") from None
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The limits in force. See README.md for the defaults on loopback and on a public URL."""
-
-    rate: tuple[RateLimitItem, ...] = ()
-    tokens: tuple[RateLimitItem, ...] = ()
-    signed_in_rate: tuple[RateLimitItem, ...] = ()
-    signed_in_tokens: tuple[RateLimitItem, ...] = ()
-    api_rate: tuple[RateLimitItem, ...] = ()  # per HTTP API token (CHATBOT_API_RATE_LIMIT)
-    api_tokens: tuple[RateLimitItem, ...] = ()  # per HTTP API token (CHATBOT_API_TOKEN_LIMIT)
-    streams_per_visitor: int = 0  # 0: no per-visitor cap
-    max_streams: int = 0  # 0: no cap for the whole app
-    daily_budget_usd: float | None = None
-
-    @property
-    def active(self) -> bool:
-        return bool(self.rate or self.tokens or self.api_rate or self.api_tokens or self.streams_per_visitor
-                    or self.max_streams or self.daily_budget_usd)
-
-    def rate_for(self, visitor: Visitor) -> tuple[RateLimitItem, ...]:
-        """The message limits a visitor is counted against: an API token's, a signed-in user's or a visitor's."""
-        return self.api_rate if visitor.api else self.signed_in_rate if visitor.signed_in else self.rate
-
-    def tokens_for(self, visitor: Visitor) -> tuple[RateLimitItem, ...]:
-        """The token limits a visitor is counted against (as :meth:`rate_for`)."""
-        return self.api_tokens if visitor.api else self.signed_in_tokens if visitor.signed_in else self.tokens
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import httpx2
 
-from .catalogue import _MODEL_ID_RE, Catalogue, Model
+from .catalogue import _MODEL_ID_RE, Catalogue, Model, build_catalogue
 from .config import Settings
 
 log = logging.getLogger("switchboard.models")
@@ -138,7 +138,7 @@ class LiveModels:
         transport: httpx2.BaseTransport | None = None,
     ) -> None:
         self.settings = settings
-        self.catalogue = catalogue or settings.catalogue
+        self.catalogue = catalogue if catalogue is not None else build_catalogue(settings.models)
         self.transport = transport
         self.fetched = threading.Event()  # set after the first attempt, however it ended
         self.failures = 0
@@ -148,7 +148,7 @@ class LiveModels:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "switchboard"}
-        key = self.settings.api_key.reveal() if self.settings.api_key else ""
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers

@@ -44,9 +44,10 @@ class SecretFilter(logging.Filter):
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    values = [s.reveal() for s in (settings.api_key, settings.redis_url, *settings.api_tokens) if s is not None]
+    secrets = (settings.api_key, settings.redis_url, *settings.api_tokens)
+    values = [s.get_secret_value() for s in secrets if s is not None]
     if settings.redis_url is not None:
-        password = urlsplit(settings.redis_url.reveal()).password
+        password = urlsplit(settings.redis_url.get_secret_value()).password
         if password:
             values += [password, unquote(password)]
     return values

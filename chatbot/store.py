@@ -808,7 +808,7 @@ def open_store(settings: Settings) -> Store:
     """The store the settings name: Redis when ``REDIS_URL`` is set, else SQLite at ``CHATBOT_DB``.
     Raises :class:`StoreError` when the SQLite file cannot be opened."""
     if settings.redis_url:
-        return RedisStore(settings.redis_url.reveal())
+        return RedisStore(settings.redis_url.get_secret_value())
     return SQLiteStore(settings.db_path)
 
 
@@ -821,7 +821,7 @@ def check_redis(settings: Settings, timeout: float = 5.0) -> None:
 
     try:
         client = redis.Redis.from_url(
-            settings.redis_url.reveal(), socket_connect_timeout=timeout, socket_timeout=timeout
+            settings.redis_url.get_secret_value(), socket_connect_timeout=timeout, socket_timeout=timeout
         )
         try:
             client.ping()

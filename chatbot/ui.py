@@ -287,8 +287,8 @@ class ChatUI:
     def model_update(self, saved: str | None, current: str | None) -> tuple[Any, str | None]:
         """(dropdown update, model now chosen): the live choices, with ``saved`` chosen when offered."""
         if saved and self.offered(saved):
-            return gr.Dropdown(choices=self.settings.catalogue.choices(), value=saved), saved
-        return gr.Dropdown(choices=self.settings.catalogue.choices()), current
+            return gr.Dropdown(choices=self.upstream.catalogue.choices(), value=saved), saved
+        return gr.Dropdown(choices=self.upstream.catalogue.choices()), current
 
     async def after_reply(
         self, message: object, history: list, shown: list[dict], model: str | None, view: ReplyView,
@@ -372,7 +372,7 @@ class ChatUI:
 
     def build(self) -> gr.Blocks:
         settings = self.settings
-        catalogue = settings.catalogue
+        catalogue = self.upstream.catalogue
         # delete_cache: uploads and exports older than a day leave Gradio's cache (checked hourly).
         with gr.Blocks(
             title="Switchboard", analytics_enabled=False, fill_height=True, delete_cache=(3_600, 86_400)

@@ -25,7 +25,7 @@ import httpx2
 import openai
 import orjson
 
-from .catalogue import Model
+from .catalogue import Catalogue, Model, build_catalogue
 from .compat import ShortWaitClient
 from .config import Settings
 from .errors import (
@@ -108,7 +108,7 @@ _DRAINING: set[asyncio.Task] = set()
 
 def make_client(settings: Settings, api_key: str | None = None, **kwargs: object) -> openai.AsyncOpenAI:
     """An ``AsyncOpenAI`` for the configured base URL: one per process (or per visitor's own key)."""
-    key = api_key or (settings.api_key.reveal() if settings.api_key else "demo")
+    key = api_key or (settings.api_key.get_secret_value() if settings.api_key else "demo")
     longest_silence = max(settings.first_token_timeout, settings.idle_timeout) + 5
     if api_key is None and "http_client" not in kwargs:
         # The process's shared client keeps a connection alive per concurrent stream (the SDK keeps 100):
@@ -148,13 +148,15 @@ class Upstream:
     """Builds requests within each model's token budget and streams the replies as events."""
 
     def __init__(
-        self, settings: Settings, client: openai.AsyncOpenAI | None = None, guard: Guard | None = None
+        self, settings: Settings, client: openai.AsyncOpenAI | None = None, guard: Guard | None = None,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self.settings = settings
-        self.catalogue = settings.catalogue
+        # the live catalogue (LiveModels adds the provider's list to it); the settings hold only its spec
+        self.catalogue = catalogue if catalogue is not None else build_catalogue(settings.models)
         self.client = client or make_client(settings)
         if guard is None and settings.policy.active:
-            guard = Guard(settings.policy, settings.redis_url.reveal() if settings.redis_url else None)
+            guard = Guard(settings.policy, settings.redis_url.get_secret_value() if settings.redis_url else None)
         self.guard = guard
         #: Prompt budgets learned from length refusals (model id -> tokens): a provider whose real window
         #: is smaller than the catalogue says gets trimmed requests from then on.

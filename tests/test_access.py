@@ -12,26 +12,26 @@ import httpx
 import pytest
 from conftest import make_settings
 from fake_upstream import FakeUpstream
+from pydantic import SecretStr
 
 import app as switchboard
 from chatbot.access import LoginChecker, basic_credentials, login_checker
-from chatbot.config import Secret
 
 ATTACKER, OWNER_HOME, ELSEWHERE = "ip:203.0.113.66", "ip:198.51.100.7", "ip:192.0.2.9"
 
 
-def accounts() -> list[tuple[str, Secret]]:
-    return [("alice", Secret("alice-right-pass")), ("bob", Secret("bob-right-pass"))]
+def accounts() -> list[tuple[str, SecretStr]]:
+    return [("alice", SecretStr("alice-right-pass")), ("bob", SecretStr("bob-right-pass"))]
 
 
 def test_right_and_wrong_passwords() -> None:
-    check = LoginChecker([("ana", Secret("s3cret-pass")), ("bob", Secret("other"))])
+    check = LoginChecker([("ana", SecretStr("s3cret-pass")), ("bob", SecretStr("other"))])
     assert check("ana", "s3cret-pass") and check("bob", "other")
     assert not check("ana", "other") and not check("nobody", "s3cret-pass")
 
 
 def test_wrong_passwords_are_throttled_even_before_the_right_one() -> None:
-    check = LoginChecker([("ana", Secret("s3cret-pass"))])
+    check = LoginChecker([("ana", SecretStr("s3cret-pass"))])
     results = [check.check("ana", f"guess-{i}", ATTACKER) for i in range(30)]
     assert not any(results)
     assert not check.check("ana", "s3cret-pass", ATTACKER)  # the guesser's own address waits: 5 a minute

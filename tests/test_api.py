@@ -4,7 +4,6 @@ fake upstream behind it, real HTTP (httpx, curl), real WebSockets, SQLite and a 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import re
@@ -444,7 +443,7 @@ def test_messages_name_the_problem(server: str) -> None:
 
 
 def test_message_longer_than_the_limit_is_refused(start, fake: FakeUpstream) -> None:
-    settings = dataclasses.replace(make_settings(fake.base_url), max_message_chars=50)
+    settings = make_settings(fake.base_url).model_copy(update={"max_message_chars": 50})
     server = start(settings)
     response = httpx.post(server.url + "chat", json={"message": "x" * 51}, timeout=10)
     assert response.status_code == 422 and response.json()["error"]["code"] == "message_too_long"
@@ -526,7 +525,7 @@ def test_every_route_needs_a_valid_token(start, fake: FakeUpstream, authorizatio
 def test_no_tokens_on_a_non_loopback_bind_is_refused(
     start, fake: FakeUpstream, host: str, share: bool
 ) -> None:
-    settings = dataclasses.replace(make_settings(fake.base_url), host=host, share=share)
+    settings = make_settings(fake.base_url).model_copy(update={"host": host, "share": share})
     server = start(settings).url  # served on loopback here, but configured as the settings say
     for response in (
         httpx.post(server + "chat", json={"message": "hi"}, timeout=10),
@@ -537,7 +536,7 @@ def test_no_tokens_on_a_non_loopback_bind_is_refused(
         assert "CHATBOT_API_TOKENS" in response.json()["error"]["message"]
     assert fake.requests == []
     tokens = make_settings(None, CHATBOT_API_TOKENS=TOKEN_A).api_tokens
-    with_tokens = dataclasses.replace(settings, api_tokens=tokens)
+    with_tokens = settings.model_copy(update={"api_tokens": tokens})
     opened = start(with_tokens).url
     response = httpx.get(opened + "models", headers={"Authorization": f"Bearer {TOKEN_A}"}, timeout=10)
     assert response.status_code == 200
@@ -552,7 +551,7 @@ def test_tokens_setting_is_validated_without_showing_tokens() -> None:
     from chatbot.config import ConfigError
 
     settings = make_settings(None, CHATBOT_API_TOKENS=f" {TOKEN_A} ,{TOKEN_B},{TOKEN_A}")
-    assert [t.reveal() for t in settings.api_tokens] == [TOKEN_A, TOKEN_B]
+    assert [t.get_secret_value() for t in settings.api_tokens] == [TOKEN_A, TOKEN_B]
     assert TOKEN_A not in repr(settings)
     for bad in ("short", f"{TOKEN_A},has space inside-0123456789", " , "):
         with pytest.raises(ConfigError) as caught:
@@ -869,8 +868,8 @@ def test_shutdown_ends_open_streams_cleanly(start, fake: FakeUpstream, tmp_path:
 def test_a_stored_conversation_sends_its_stored_context(fake: FakeUpstream, tmp_path: Path) -> None:
     """Turn after turn, while the store's newest-messages window slides, what goes upstream is the stored
     context; DELETE removes the conversation."""
-    settings = dataclasses.replace(
-        make_settings(fake.base_url, CHATBOT_DB=str(tmp_path / "switchboard.db")), max_history_messages=12
+    settings = make_settings(fake.base_url, CHATBOT_DB=str(tmp_path / "switchboard.db")).model_copy(
+        update={"max_history_messages": 12}
     )
     app = switchboard.build_server(settings)
     server = switchboard.serve_in_thread(app)

@@ -48,6 +48,30 @@ def test_bad_value_stops_startup_with_one_line(env: dict[str, str], variable: st
     assert len(lines) == 1 and variable in lines[0] and "Traceback" not in result.stderr
 
 
+def _imported(stderr: str) -> set[str]:
+    """The modules ``python -X importtime`` reports as imported (one ``import time:`` line each)."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.parametrize(("args", "env", "status"), [(("--help",), {}, 0), ((), {"CHATBOT_MAX_TOKENS": "abc"}, 2)])
+def test_help_and_a_bad_value_answer_before_gradio_and_the_sdk_are_imported(
+    args: tuple[str, ...], env: dict[str, str], status: int
+) -> None:
+    base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "app.py", *args], cwd=ROOT, env={**base, **env},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == status
+    imported = _imported(result.stderr)
+    assert "chatbot.config" in imported  # the report reads what was imported
+    assert not imported & {"gradio", "openai", "uvicorn", "fastapi", "chatbot.limits", "chatbot.errors"}
+    if status:
+        said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+        assert said == ["switchboard: CHATBOT_MAX_TOKENS: input should be a valid integer, unable to parse "
+                        "string as an integer, got 'abc'"]
+
+
 def _offline(*args: str) -> dict:
     """Run tests/scripts/offline_demo.py with an empty environment, in a network namespace with only
     loopback when this machine allows one (it does as root), so nothing outside can be reached."""

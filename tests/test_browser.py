@@ -132,7 +132,8 @@ def test_chat_stream_thinking_stop_and_saved_chats(
     # Pick a model by typing to search: the gauge follows the model's window.
     page.locator("#model input").fill("reason")
     page.get_by_role("option", name="reasoning · o3").click()
-    budget = Upstream(app.settings).budget(app.settings.catalogue.resolve("reasoning"))[0]
+    upstream = Upstream(app.settings)
+    budget = upstream.budget(upstream.resolve("reasoning"))[0]
     expect(page.locator("#gauge")).to_contain_text(f"of {budget:,} tokens")
 
     # The reply streams in: first the thinking block, open; then the answer, with the block closed.

@@ -4,8 +4,6 @@ trimming that list, sends."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from fake_upstream import FakeUpstream
 
 from chatbot.history import History, clean_history, trim_history
@@ -19,10 +17,8 @@ async def test_300_turns_as_a_history_send_what_the_plain_functions_send(fake: F
     # One core's budget trims older turns; the other's sends all the caps keep, so the oldest message,
     # cut to the characters left by max_history_chars, reaches the upstream. Turns alternate between them.
     def make_core(tokens: str) -> Upstream:
-        return Upstream(dataclasses.replace(
-            settings_for(CHATBOT_CONTEXT_TOKENS=tokens, CHATBOT_SYSTEM_PROMPT="Be brief."),
-            max_history_messages=150, max_history_chars=9_000,
-        ))
+        settings = settings_for(CHATBOT_CONTEXT_TOKENS=tokens, CHATBOT_SYSTEM_PROMPT="Be brief.")
+        return Upstream(settings.model_copy(update={"max_history_messages": 150, "max_history_chars": 9_000}))
 
     cores = [make_core("1500"), make_core("100000")]
     settings = cores[0].settings

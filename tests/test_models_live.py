@@ -91,24 +91,26 @@ def test_a_list_that_answers_is_offered_after_the_aliases_and_feeds_the_budget(f
     settings = live_settings(fake, CHATBOT_MODELS_REFRESH="0")
     live = LiveModels(settings).start(wait=10)
     assert live.fetched.is_set() and fake.models_calls == 1 and live.failures == 0
-    values = [value for _, value in settings.catalogue.choices()]
+    values = [value for _, value in live.catalogue.choices()]
     assert values[:5] == ["fast", "smart", "reasoning", "budget", "creative"]
     assert values[5:] == ["anthropic/claude-test", "fake/large"]  # gpt-4.1-mini is configured already
-    labels = dict((v, label) for label, v in settings.catalogue.choices())
+    labels = dict((v, label) for label, v in live.catalogue.choices())
     assert labels["anthropic/claude-test"] == "anthropic/claude-test · 200K · $3/$15 per 1M · images"
     assert labels["fake/large"].startswith("fake/large · 131K · $1/$2 per 1M")  # the fake's default pricing
-    upstream = Upstream(settings)
+    upstream = Upstream(settings, catalogue=live.catalogue)
     model = upstream.resolve("fake/large")
     assert model is not None and model.context_window == 131_072
     assert upstream.budget(model) == (131_072 - 4_096, 4_096)
+    # the live catalogue is the app's (passed to Upstream), not the frozen settings': these stay as loaded
+    assert Upstream(settings).resolve("fake/large") is None and not hasattr(settings, "catalogue")
 
 
 def test_a_slow_list_does_not_hold_up_the_start_and_lands_later(fake: FakeUpstream) -> None:
     fake.models_delay = 1.0
     settings = live_settings(fake, CHATBOT_MODELS_REFRESH="0")
     live = LiveModels(settings).start(wait=0.05)
-    assert settings.catalogue.live_count == 0  # start-up went on without it
-    assert live.fetched.wait(20) and settings.catalogue.live_count == 2
+    assert live.catalogue.live_count == 0  # start-up went on without it
+    assert live.fetched.wait(20) and live.catalogue.live_count == 2
 
 
 @pytest.mark.parametrize("status", [401, 404, 500, 503])
@@ -117,8 +119,8 @@ def test_a_failing_list_leaves_the_configured_models(fake: FakeUpstream, status:
     settings = live_settings(fake, CHATBOT_MODELS_REFRESH="0")
     with caplog.at_level(logging.INFO, logger="switchboard.models"):
         live = LiveModels(settings).start(wait=10)
-    assert live.failures == 1 and settings.catalogue.live_count == 0
-    assert [v for _, v in settings.catalogue.choices()] == [v for _, v in build_catalogue(None).choices()]
+    assert live.failures == 1 and live.catalogue.live_count == 0
+    assert [v for _, v in live.catalogue.choices()] == [v for _, v in build_catalogue(None).choices()]
     assert f"HTTP {status}" in caplog.text and TEST_KEY not in caplog.text
 
 
@@ -138,10 +140,10 @@ def test_the_list_is_refreshed_in_the_background(fake: FakeUpstream) -> None:
     try:
         fake.models = [{"id": "fake/newcomer", "context_length": 50_000}]
         deadline = time.monotonic() + 10
-        while settings.catalogue.resolve("fake/newcomer") is None and time.monotonic() < deadline:
+        while live.catalogue.resolve("fake/newcomer") is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert settings.catalogue.resolve("fake/newcomer").context_window == 50_000
-        assert settings.catalogue.resolve("fake/small") is None  # no longer listed
+        assert live.catalogue.resolve("fake/newcomer").context_window == 50_000
+        assert live.catalogue.resolve("fake/small") is None  # no longer listed
     finally:
         live.stop()
 

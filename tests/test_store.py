@@ -7,7 +7,6 @@ Tests that need Redis start their own ``redis-server`` on a free port (``.ci/run
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -15,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import RedisServer, free_port
+from pydantic import SecretStr
 
-from chatbot.config import Secret, Settings
+from chatbot.config import Settings
 from chatbot.store import (
     EndedRows,
     Message,
@@ -366,10 +366,10 @@ def test_unwritable_database_path_is_a_clear_store_error(tmp_path: Path) -> None
 
 
 def test_open_store_follows_the_settings(tmp_path: Path) -> None:
-    sqlite = open_store(dataclasses.replace(Settings(), db_path=str(tmp_path / "x.db")))
+    sqlite = open_store(Settings(db_path=str(tmp_path / "x.db")))
     assert isinstance(sqlite, SQLiteStore) and (tmp_path / "x.db").exists()
     asyncio.run(sqlite.close())
-    redis = open_store(dataclasses.replace(Settings(), redis_url=Secret("redis://127.0.0.1:1/0")))
+    redis = open_store(Settings(redis_url=SecretStr("redis://127.0.0.1:1/0")))
     assert isinstance(redis, RedisStore)
     asyncio.run(redis.close())
 
@@ -385,7 +385,7 @@ def test_default_database_is_under_data() -> None:
 
 def test_unreachable_redis_is_a_clear_error_without_the_password() -> None:
     url = f"redis://:hunter2-very-secret@127.0.0.1:{free_port()}/0"
-    settings = dataclasses.replace(Settings(), redis_url=Secret(url))
+    settings = Settings(redis_url=SecretStr(url))
     with pytest.raises(StoreError) as caught:
         check_redis(settings, timeout=2)
     assert "REDIS_URL" in str(caught.value) and "hunter2" not in str(caught.value)
@@ -427,7 +427,7 @@ async def test_two_redis_clients_race_on_one_conversation(redis_server: RedisSer
 def test_redis_url_setting_is_validated_and_secret() -> None:
     environ = {"REDIS_URL": "redis://:pw-secret@localhost:6379/0"}
     settings = Settings.load([], environ=environ, env_file=None)
-    assert settings.redis_url is not None and settings.redis_url.reveal() == environ["REDIS_URL"]
+    assert settings.redis_url is not None and settings.redis_url.get_secret_value() == environ["REDIS_URL"]
     assert "pw-secret" not in repr(settings)
     from chatbot.config import ConfigError
 
@@ -545,7 +545,7 @@ def test_redis_without_aof_gets_a_warning_at_start(caplog: pytest.LogCaptureFixt
     try:
         for name, server in servers.items():
             caplog.clear()
-            settings = dataclasses.replace(Settings(), redis_url=Secret(server.url))
+            settings = Settings(redis_url=SecretStr(server.url))
             with caplog.at_level("WARNING", logger="switchboard.store"):
                 check_redis(settings, timeout=5)
             warnings[name] = " ".join(r.getMessage() for r in caplog.records)

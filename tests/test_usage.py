@@ -80,8 +80,8 @@ async def test_usage_chunk_gives_tokens_and_a_catalogue_price(fake: FakeUpstream
     usage = view.usage
     assert usage is not None and usage.cost_source == "catalogue"
     assert usage.prompt_tokens > 0 and usage.completion_tokens == fake.last.chunks_sent
-    assert usage.cost == pytest.approx(settings.catalogue.info("gpt-4.1-mini").cost(usage.prompt_tokens,
-                                                                                     usage.completion_tokens))
+    model = ui.upstream.catalogue.info("gpt-4.1-mini")
+    assert usage.cost == pytest.approx(model.cost(usage.prompt_tokens, usage.completion_tokens))
     note = _cost_note(shown)
     assert note["metadata"]["title"] == reply_line(usage) and note["metadata"]["status"] == "done"
     assert "list prices of gpt-4.1-mini" in note["content"]["text"]
