@@ -747,7 +747,7 @@ class ChatService:
         message, name, model_id = self.check(request)
         if self.closing:
             raise ApiError(503, "shutting_down", SHUTDOWN_TEXT)
-        admission = await self.upstream.admit(visitor, name)
+        admission = await self._admit(visitor, name)
         if isinstance(admission, Friendly):
             raise ApiError(
                 STATUS_FOR_KIND.get(admission.kind, 429), admission.kind, admission.text,
@@ -771,6 +771,22 @@ class ChatService:
                 "(unknown, deleted, or started with another token). Leave out conversation_id to start one.",
             )
         return Reply(self, turn, message, name, visitor, admission)
+
+    async def _admit(self, visitor: Visitor, name: str) -> Admission | Friendly:
+        """The limits' admission, tried again when their Redis failed (each of its clients reconnects on its
+        first failure, so a restarted Redis costs no request); a failure that remains is a 503, logged."""
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                return await self.upstream.admit(visitor, name)
+            except Exception as exc:
+                if not store_failure(exc):
+                    raise
+                if attempt < STORE_ATTEMPTS:
+                    log.warning("the shared store failed (%s); trying again", type(exc).__name__)
+                    continue
+                log.exception("the limits' store failed")
+                raise ApiError(503, "store_unavailable", render("store_unavailable")) from None
+        raise AssertionError("unreachable")
 
     async def conversation(self, owner: str, conversation_id: str) -> Conversation:
         try:
