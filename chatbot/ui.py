@@ -31,7 +31,7 @@ from .chats import ATTACHMENT_SEAL, browser_secret
 from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
 from .compat import uploaded_by_gradio
 from .config import Settings
-from .errors import Friendly, friendly, render, store_failure
+from .errors import Friendly, failure_text, friendly, render, store_failure
 from .history import HistorySnapshot, HistoryWindow, WindowCache, clean_history, small_history, sync_window
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
@@ -133,9 +133,7 @@ class ReplyView:
             line = reply_line(self.usage, self.lang)
             out.append(_note(line, reply_detail(self.usage, self.model, self.lang), "done", COST_ID))
         if self.error is not None:
-            message = self.error.error.localized(self.lang)
-            if self.error.partial:
-                message = f"{render('cut_note', self.lang)} {message}"
+            message = failure_text(self.error.error, self.error.partial, self.lang)
             out.append(_note(f"⚠️ {message}", message))
         return out
 
@@ -143,8 +141,7 @@ class ReplyView:
         """The reply for API callers: the text, then any notes."""
         parts = [self.reply] if self.reply else []
         if self.error is not None:
-            prefix = f"{render('cut_note', self.lang)} " if self.error.partial else ""
-            parts.append(f"⚠️ {prefix}{self.error.error.localized(self.lang)}")
+            parts.append(f"⚠️ {failure_text(self.error.error, self.error.partial, self.lang)}")
         return "\n\n".join(parts)
 
 
