@@ -292,7 +292,7 @@ class ChatUI:
             system = [{"role": "system", "content": prompt}] if prompt else []
             return measure(system + plain, model, budget, reserve).render(lang)
         except Exception as exc:  # a gauge is never worth an error
-            log.warning("context gauge failed: %s", type(exc).__name__)
+            log.warning("context gauge failed", exc_info=exc)
             return ""
 
     def model_update(self, saved: str | None, current: str | None) -> tuple[Any, str | None]:
@@ -357,7 +357,7 @@ class ChatUI:
             view.apply(ErrorEvent(exc.friendly, partial=False))
             yield view.messages()
         except Exception as exc:  # the chat must never lock: no exception leaves this generator
-            log.error("chat handler failed: %s", type(exc).__name__)
+            log.exception("chat handler failed")
             view.apply(ErrorEvent(_failure(exc), partial=bool(view.text)))
             yield view.messages()
 
@@ -389,7 +389,7 @@ class ChatUI:
             async for current in coalesce(events, view, self.pacer):
                 yield current.as_text()
         except Exception as exc:
-            log.error("chat API failed: %s", type(exc).__name__)
+            log.exception("chat API failed")
             view.apply(ErrorEvent(_failure(exc), partial=bool(view.text)))
             yield view.as_text()
 
@@ -460,8 +460,8 @@ class ChatUI:
                     session_totals, line, gauge_html, done = await self.after_reply(
                         message, history, update, model, view, totals, lang, request.session_hash
                     )
-                except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
-                    log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
+                except Exception:  # the reply is shown; nothing may escape (the chat would lock)
+                    log.exception("after-reply bookkeeping failed")
                     self.replying.end(tab)
                     yield update, gr.skip(), gr.skip()
                     return
@@ -547,7 +547,7 @@ def warm_up_gradio() -> threading.Thread:
             with MatplotlibBackendMananger():
                 pass
         except Exception as exc:  # a warm-up is never worth an error: the first event does it instead
-            log.warning("Gradio warm-up skipped: %s", type(exc).__name__)
+            log.warning("Gradio warm-up skipped", exc_info=exc)
 
     thread = threading.Thread(target=work, name="switchboard-gradio-warm-up", daemon=True)
     thread.start()
