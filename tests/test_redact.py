@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_KEY, make_settings
+from conftest import TEST_KEY, free_port, make_settings
 from fake_upstream import FakeUpstream
 
 from chatbot.config import Settings
@@ -68,3 +68,25 @@ def test_an_internal_failure_logs_a_traceback_without_the_key(
     assert traced and "RuntimeError: the driver failed while holding [redacted]" in traced[0].exc_text
     logged = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
     assert TEST_KEY not in logged and fake.requests == []
+
+
+async def test_a_chat_tab_failure_logs_a_traceback_without_the_redis_password(
+    fake: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The chat tab's handler, its limits' Redis unreachable: the visitor reads a sentence, the log has the
+    traceback (it had only the exception's class name), with the password masked."""
+    from chatbot.ui import ChatUI
+    from chatbot.upstream import Upstream
+
+    password = "pw-secret-chat-tab-42"
+    settings = make_settings(fake.base_url, REDIS_URL=f"redis://:{password}@127.0.0.1:{free_port()}/0",
+                             CHATBOT_RATE_LIMIT="100/minute")
+    redact_logs(settings)
+    ui = ChatUI(settings, Upstream(settings))
+    with caplog.at_level("INFO"):
+        final = [update async for update in ui.respond("hello", [], "fast")][-1]
+    assert "(Redis) cannot be reached" in str(final) and "Traceback" not in str(final)
+    failed = [r for r in caplog.records if r.getMessage() == "chat handler failed"]
+    assert failed and "Traceback" in (failed[0].exc_text or "")
+    assert password not in caplog.text + "".join(r.exc_text or "" for r in caplog.records)
+    assert fake.requests == []
