@@ -70,7 +70,7 @@ class Friendly:
         if lang == DEFAULT_LANGUAGE or self.kind not in MESSAGES:
             return self.text
         try:
-            return render(self.kind, lang, **self.params)
+            return _rendered(self.kind, lang, self.params)
         except (KeyError, IndexError, ValueError):  # built without its parameters: keep the English
             return self.text
 
@@ -78,12 +78,16 @@ class Friendly:
 def friendly(kind: str, *, retry_after: float | None = None, status: int | None = None, **params: object) -> Friendly:
     """A :class:`Friendly` for ``kind`` that keeps its parameters, so it can be shown in any language.
     Pass a wait as a number of seconds (``wait=42.0``): it is put into words in the visitor's language."""
-    return Friendly(kind, render(kind, **params), retry_after, status, dict(params))
+    return Friendly(kind, _rendered(kind, DEFAULT_LANGUAGE, params), retry_after, status, dict(params))
 
 
 def render(kind: str, lang: str = DEFAULT_LANGUAGE, **params: object) -> str:
     """The message for ``kind`` in ``lang`` (English by default) with its parameters filled in. A numeric
     ``wait`` is written as a duration in that language."""
+    return _rendered(kind, lang, params)
+
+
+def _rendered(kind: str, lang: str, params: Mapping[str, object]) -> str:
     wait = params.get("wait")
     if isinstance(wait, int | float) and not isinstance(wait, bool):
         params = {**params, "wait": _localized_duration(wait, lang)}
@@ -128,7 +132,7 @@ def _classify(exc: BaseException, model: str) -> Friendly:
     if isinstance(exc, IdleTimeout):
         return friendly("idle_timeout", seconds=exc.seconds)
     if isinstance(exc, StreamProblem):
-        return friendly(exc.kind, **exc.params)
+        return Friendly(exc.kind, _rendered(exc.kind, DEFAULT_LANGUAGE, exc.params), params=dict(exc.params))
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | asyncio.TimeoutError):
         return Friendly("timeout", render("timeout"))
     if isinstance(exc, openai.APIConnectionError) and isinstance(
