@@ -56,7 +56,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from .access import LoginChecker, basic_credentials, login_checker
 from .checkpoints import Checkpoints, Outcome, Progress
 from .config import Settings
-from .errors import Friendly, friendly, render, store_failure
+from .error_kinds import KINDS
+from .errors import Friendly, failure_text, friendly, render, status_for, store_failure
 from .history import History, clean_text
 from .limits import Visitor, request_address, visitor_bucket, visitor_from
 from .redact import redact_logs
@@ -78,8 +79,6 @@ log = logging.getLogger("switchboard.api")
 
 #: An SSE comment is sent after this many seconds without an event, so proxies keep the stream open.
 KEEPALIVE_SECONDS = 15.0
-
-SHUTDOWN_TEXT = "The server is restarting, so the reply stopped here. Send the message again in a moment."
 
 EXAMPLE = {"message": "¡Hola!", "model": "gpt-4.1-mini"}
 EXAMPLE_JSON = json.dumps(EXAMPLE, ensure_ascii=False)
@@ -216,34 +215,13 @@ class ApiError(Exception):
             headers["Retry-After"] = str(max(1, round(self.retry_after)))
         return JSONResponse(self.body(), status_code=self.status, headers=headers)
 
+    @classmethod
+    def of(cls, kind: str, message: str | None = None, **extra: Any) -> ApiError:
+        """The error for ``kind`` with its status and code from the error table (:mod:`chatbot.error_kinds`);
+        ``message`` defaults to the kind's English message."""
+        code = KINDS[kind].code if kind in KINDS else kind
+        return cls(status_for(kind), code, render(kind) if message is None else message, **extra)
 
-#: HTTP status for a reply that failed, by the core's error kind (anything else: 502 Bad Gateway).
-STATUS_FOR_KIND: dict[str, int] = {
-    "rate_limited": 429,
-    "rate_limited_soon": 429,
-    "message_too_long": 422,
-    "too_long": 422,
-    "refused": 422,
-    "bad_request": 422,
-    "empty_message": 422,
-    "unknown_model": 422,
-    "timeout": 504,
-    "first_token_timeout": 504,
-    "idle_timeout": 504,
-    "input_too_long": 422,
-    "limit_messages": 429,
-    "limit_tokens": 429,
-    "limit_one_at_a_time": 429,
-    "limit_budget": 429,
-    "limit_capacity": 503,
-    "need_user_key": 403,
-    "bad_user_key": 422,
-    "shutting_down": 503,
-    "store_unavailable": 503,
-    "internal": 500,
-    "too_long_empty": 422,
-    "reply_timeout": 504,
-}
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorOut, "description": "The body is not valid JSON."},
@@ -263,7 +241,7 @@ CHAT_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _store_down(what: str, exc: StoreError) -> ApiError:
-    return ApiError(503, "store_unavailable", f"Conversations cannot be {what} right now: {exc}.")
+    return ApiError.of("store_unavailable", f"Conversations cannot be {what} right now: {exc}.")
 
 
 def _printable(value: object, limit: int = 60) -> str:
@@ -279,8 +257,8 @@ def _validation_error(
     for error in errors:
         if error.get("type") == "json_invalid":
             reason = (error.get("ctx") or {}).get("error", "malformed JSON")
-            return ApiError(
-                400, "invalid_json",
+            return ApiError.of(
+                "invalid_json",
                 f"The request body is not valid JSON ({reason}). Send an object such as {EXAMPLE_JSON}.",
             )
     problems: list[str] = []
@@ -304,7 +282,7 @@ def _validation_error(
             problems.append(f"“{field}”: {error.get('msg', 'invalid value')}")
     text = "; ".join(dict.fromkeys(problems)) or "the request is not valid"
     text = text[0].upper() + text[1:]
-    return ApiError(422, "invalid_request", f"{text}. Example body: {EXAMPLE_JSON}.")
+    return ApiError.of("invalid_request", f"{text}. Example body: {EXAMPLE_JSON}.")
 
 
 # ------------------------------------------------------------------------------------------------- auth
@@ -365,8 +343,8 @@ class Gate:
             else:
                 where = ""
             if where:
-                self.refusal = ApiError(
-                    403, "api_disabled",
+                self.refusal = ApiError.of(
+                    "api_disabled",
                     f"The HTTP API is off: {where}, and CHATBOT_API_TOKENS is not set, so anyone who can "
                     "reach it could spend your provider credit. Set CHATBOT_API_TOKENS to one or more "
                     "secret tokens (comma-separated), restart, and send 'Authorization: Bearer <token>'.",
@@ -385,10 +363,10 @@ class Gate:
             user, password = basic_credentials(authorization) or ("", "")
             client = visitor_bucket(request_address(peer, headers, self._trusted_proxies))
             if not self._login.check(user, password, client):
-                raise ApiError(401, "unauthorized", LOGIN_REFUSED, headers=self._challenge())
+                raise ApiError.of("unauthorized", LOGIN_REFUSED, headers=self._challenge())
             return Caller(hashlib.sha256(b"switchboard-user:" + user.encode()).hexdigest()[:32], user)
         if self._login is not None and not self._tokens:
-            raise ApiError(401, "unauthorized", LOGIN_NEEDED, headers=self._challenge())
+            raise ApiError.of("unauthorized", LOGIN_NEEDED, headers=self._challenge())
         return Caller(self.owner(authorization))
 
     def _challenge(self) -> dict[str, str]:
@@ -405,8 +383,8 @@ class Gate:
         challenge = self._challenge()
         scheme, _, token = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(
-                401, "unauthorized",
+            raise ApiError.of(
+                "unauthorized",
                 "This API needs a token: send the header 'Authorization: Bearer <token>' with one of the "
                 "tokens set in CHATBOT_API_TOKENS" + (LOGIN_TOO if self._login is not None else "."),
                 headers=challenge,
@@ -416,8 +394,8 @@ class Gate:
         for known in self._tokens:  # compare with every token, in constant time each
             matched |= hmac.compare_digest(given, known)
         if not matched:
-            raise ApiError(
-                401, "unauthorized",
+            raise ApiError.of(
+                "unauthorized",
                 "The token is not one of those set in CHATBOT_API_TOKENS"
                 + (LOGIN_TOO.replace(", or", "; or send") if self._login is not None else "."),
                 headers=challenge,
@@ -467,11 +445,11 @@ class ApiGate:
         headers = Headers(scope=scope)
         try:
             if not route:
-                raise ApiError(404, "not_found", f"There is no API route {scope['path']}. See /docs.")
+                raise ApiError.of("not_found", f"There is no API route {scope['path']}. See /docs.")
             allowed = API_METHODS.get(route, ("GET", "HEAD"))
             if scope["method"] not in allowed:
-                raise ApiError(
-                    405, "method_not_allowed",
+                raise ApiError.of(
+                    "method_not_allowed",
                     f"{scope['method']} is not allowed here; use {' or '.join(allowed)}.",
                     headers={"Allow": ", ".join(allowed)},
                 )
@@ -483,11 +461,16 @@ class ApiGate:
         except ApiError as exc:
             await exc.response()(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        try:
+            await self.app(scope, receive, send)
+        except Exception:  # a bug: logged here with secrets masked (the server would log it unmasked)
+            log.exception("%s %s failed", scope["method"], route)
+            with contextlib.suppress(Exception):  # fails when the response had started: nothing more to say
+                await ApiError.of("internal").response()(scope, receive, send)
 
     async def _buffered(self, headers: Headers, receive: Receive) -> Receive:
-        too_big = ApiError(
-            413, "body_too_large",
+        too_big = ApiError.of(
+            "body_too_large",
             f"The request body is larger than {self.max_body_bytes:,} bytes (CHATBOT_MAX_BODY_BYTES).",
         )
         declared = headers.get("content-length")
@@ -554,8 +537,8 @@ STORE_ATTEMPTS = 3
 
 
 def error_text(event: ErrorEvent) -> str:
-    """The wording the UI shows for a failed reply (without its emoji)."""
-    return f"{render('cut_note')} {event.error.text}" if event.partial else event.error.text
+    """The wording the UI shows for a failed reply (without its emoji), in English."""
+    return failure_text(event.error, event.partial)
 
 
 def _iso(timestamp: float) -> str:
@@ -608,7 +591,7 @@ class Reply:
                         # failure. Nothing was sent upstream yet (the limits come first): try again.
                         log.warning("the shared store failed (%s); trying again", type(exc).__name__)
                         continue
-                    log.exception("a reply failed: %s", type(exc).__name__)
+                    log.exception("a reply failed")
                     if self.done is not None and self.error is None:
                         break  # the reply was whole; only its accounting (the limits) failed afterwards
                     failure = friendly("store_unavailable" if store_failure(exc) else "internal")
@@ -627,7 +610,7 @@ class Reply:
         async with contextlib.aclosing(stream):
             async for event in stream:
                 if self.service.closing:
-                    ending = Friendly("shutting_down", SHUTDOWN_TEXT)
+                    ending = friendly("shutting_down")
                     self.error = ErrorEvent(ending, partial=bool(self.text))
                     yield self.error
                     break
@@ -717,17 +700,13 @@ class ChatService:
         raw = request.message
         limit = self.settings.max_message_chars
         if len(raw) > limit:
-            raise ApiError(
-                422, "message_too_long",
-                f"The message has {len(raw):,} characters; at most {limit:,} are accepted here. "
-                "Shorten it or split it into parts.",
-            )
+            raise ApiError.of("input_too_long", render("input_too_long", chars=len(raw), limit=limit))
         message = clean_text(raw, limit)
         if not message.strip():
-            raise ApiError(422, "empty_message", render("empty_message"))
+            raise ApiError.of("empty_message", render("empty_message"))
         model = self.upstream.resolve(request.model)
         if model is None:
-            raise ApiError(422, "unknown_model", render("unknown_model", model=_printable(request.model)))
+            raise ApiError.of("unknown_model", render("unknown_model", model=_printable(request.model)))
         name = request.model if request.model and request.model.strip() else self.upstream.catalogue.default
         return message, name.strip(), model.id
 
@@ -746,13 +725,10 @@ class ChatService:
         message, and return the reply to run (:class:`ApiError` otherwise)."""
         message, name, model_id = self.check(request)
         if self.closing:
-            raise ApiError(503, "shutting_down", SHUTDOWN_TEXT)
+            raise ApiError.of("shutting_down")
         admission = await self._admit(visitor, name)
         if isinstance(admission, Friendly):
-            raise ApiError(
-                STATUS_FOR_KIND.get(admission.kind, 429), admission.kind, admission.text,
-                retry_after=admission.retry_after,
-            )
+            raise ApiError.of(admission.kind, admission.text, retry_after=admission.retry_after)
         try:
             turn = await self.store.begin_turn(
                 request.conversation_id, owner, message, model_id, self.settings.max_history_messages
@@ -765,8 +741,8 @@ class ChatService:
             raise
         if turn is None:
             await self.upstream.release(admission)
-            raise ApiError(
-                404, "unknown_conversation",
+            raise ApiError.of(
+                "unknown_conversation",
                 f"There is no conversation “{_printable(request.conversation_id, 40)}” for this token "
                 "(unknown, deleted, or started with another token). Leave out conversation_id to start one.",
             )
@@ -785,7 +761,7 @@ class ChatService:
                     log.warning("the shared store failed (%s); trying again", type(exc).__name__)
                     continue
                 log.exception("the limits' store failed")
-                raise ApiError(503, "store_unavailable", render("store_unavailable")) from None
+                raise ApiError.of("store_unavailable") from None
         raise AssertionError("unreachable")
 
     async def conversation(self, owner: str, conversation_id: str) -> Conversation:
@@ -794,8 +770,8 @@ class ChatService:
         except StoreError as exc:
             raise _store_down("read", exc) from None
         if found is None:
-            raise ApiError(
-                404, "unknown_conversation",
+            raise ApiError.of(
+                "unknown_conversation",
                 f"There is no conversation “{_printable(conversation_id, 40)}” for this token.",
             )
         return found
@@ -942,7 +918,7 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed"}
+        codes = {status_for(code): code for code in ("not_found", "method_not_allowed")}
         message = {405: f"{request.method} is not allowed on {request.url.path}."}.get(
             exc.status_code, str(exc.detail)
         )
@@ -996,11 +972,11 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
             failed = await asyncio.gather(work, gone, return_exceptions=True)
         if isinstance(failed[0], Exception):  # never the client's fault: a status, a body, a log line
             log.error("POST /chat failed", exc_info=failed[0])
-            raise ApiError(500, "internal", render("internal"), conversation_id=cid)
+            raise ApiError.of("internal", render("internal"), conversation_id=cid)
         if reply.error is not None:
             error = reply.error.error
-            raise ApiError(
-                STATUS_FOR_KIND.get(error.kind, 502), error.kind, error_text(reply.error),
+            raise ApiError.of(
+                error.kind, error_text(reply.error),
                 retry_after=error.retry_after, conversation_id=cid, reply=reply.reply or None,
             )
         if reply.done is None:  # the client left; nobody reads this
@@ -1090,8 +1066,8 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
         except StoreError as exc:
             raise _store_down("deleted", exc) from None
         if not deleted:
-            raise ApiError(
-                404, "unknown_conversation",
+            raise ApiError.of(
+                "unknown_conversation",
                 f"There is no conversation “{_printable(conversation_id, 40)}” for this token.",
             )
         return Response(status_code=204)
@@ -1145,7 +1121,7 @@ class WebSocketChat:
             host = self.ws.headers.get("host", "").lower()
             if origin is not None and urlsplit(origin).netloc.lower() != host:
                 # Browsers let any page open a WebSocket to localhost (no CORS): refuse other pages.
-                raise ApiError(403, "cross_origin", "WebSocket connections from other web pages are refused.")
+                raise ApiError.of("cross_origin", "WebSocket connections from other web pages are refused.")
             peer = self.ws.client.host if self.ws.client else None
             caller = self.gate.caller(self.ws.headers, peer)
         except ApiError as exc:
@@ -1185,20 +1161,20 @@ class WebSocketChat:
     async def _handle(self, owner: str, visitor: Visitor, raw: str) -> None:
         if len(raw) > self.service.settings.max_body_bytes:
             await self._error(
-                ApiError(413, "body_too_large", "The message is larger than CHATBOT_MAX_BODY_BYTES.")
+                ApiError.of("body_too_large", "The message is larger than CHATBOT_MAX_BODY_BYTES.")
             )
             return
         try:
             data = json.loads(raw)
         except ValueError as exc:
-            await self._error(ApiError(400, "invalid_json", f"Not valid JSON ({type(exc).__name__})."))
+            await self._error(ApiError.of("invalid_json", f"Not valid JSON ({type(exc).__name__})."))
             return
         if isinstance(data, dict) and data.get("type") == "stop":
             await self._cancel("stopped")
             return
         if self._task is not None and not self._task.done():
-            await self._error(ApiError(
-                409, "busy",
+            await self._error(ApiError.of(
+                "busy",
                 'A reply is still streaming on this socket: wait for "done" or send {"type": "stop"}.',
             ))
             return
@@ -1232,8 +1208,11 @@ class WebSocketChat:
                 task.uncancel()
             await self._send(done_event(reply, stopped=True))
             return
-        except Exception as exc:  # the socket went away while sending: the reply is stored regardless
+        except (WebSocketDisconnect, OSError) as exc:  # the socket went away: the reply is stored regardless
             log.info("websocket closed mid-reply: %s", type(exc).__name__)
+            return
+        except Exception:  # a bug: the reply is stored regardless, the operator gets the traceback
+            log.exception("websocket reply failed")
             return
         unsaved = reply.not_saved()
         if unsaved is not None:

@@ -84,7 +84,7 @@ def browser_secret(settings: Settings, secret_file: str | os.PathLike[str] = SEC
         return _derive(stored, purpose)
     except (OSError, UnicodeDecodeError) as exc:
         log.warning("cannot keep the saved-chats secret in %s (%s): saved chats will not survive a restart; "
-                    "set CHATBOT_BROWSER_SECRET", path, type(exc).__name__)
+                    "set CHATBOT_BROWSER_SECRET", path, exc)
         return _derive(secrets.token_urlsafe(32), purpose)
 
 

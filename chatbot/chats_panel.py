@@ -146,7 +146,7 @@ class ChatsPanel:
                 json_path = chats.write_export(chat, "json", EXPORT_DIR, lang)
                 _prune(EXPORT_DIR, MAX_EXPORTS)
             except OSError as exc:
-                log.warning("could not write an export: %s", type(exc).__name__)
+                log.warning("could not write an export: %s", exc)
         return (
             store,
             gr.Radio(choices=chats.choices(store), value=store.get("current")),

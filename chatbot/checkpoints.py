@@ -110,7 +110,7 @@ class Checkpoints:
                 await self.store.save_partials(batch)
             except StoreError as exc:
                 if not self._failing:
-                    log.error("could not save replies in progress: %s", exc)
+                    log.error("could not save replies in progress: %s", exc, exc_info=exc)
                 self._failing = True
             else:
                 self._failing = False

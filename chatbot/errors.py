@@ -16,77 +16,14 @@ from dataclasses import dataclass, field
 import httpx2
 import openai
 
-from .i18n import DEFAULT_LANGUAGE, error_template
+from .error_kinds import API_STATUS, KINDS, NOTES
+from .i18n import DEFAULT_LANGUAGE
 from .i18n import duration as _localized_duration
 
+#: The English of every error kind and note (the table, with the other languages, is :mod:`chatbot.error_kinds`).
 MESSAGES: dict[str, str] = {
-    "auth": "The provider refused the API key (it is missing, wrong or revoked). "
-    "Check OPENAI_API_KEY (or your provider's key variable) and restart.",
-    "no_balance": "The provider says the account has no credit left. Add credit with the provider, "
-    "or pick a cheaper model.",
-    "refused": "The provider refused this request (content policy or access rules). "
-    "Rephrase the message or pick another model.",
-    "model_not_found": "The provider does not know the model “{model}”. Pick another model from the list.",
-    "too_long": "The conversation is too long for this model. Start a new chat or pick a model "
-    "with a larger context window.",
-    "message_too_long": "Your message is too long for {model}: about {tokens:,} tokens, and this model "
-    "takes at most {budget:,} here. Shorten it or split it into parts. Nothing was sent.",
-    "rate_limited": "The provider is rate limiting requests. Try again in {wait}.",
-    "rate_limited_soon": "The provider is rate limiting requests. Wait a moment and try again.",
-    "overloaded": "The provider is overloaded or down right now. Try again in a minute, or pick another model.",
-    "timeout": "The provider did not answer in time. Try again, or pick a faster model.",
-    "first_token_timeout": "The model sent nothing for {seconds:g} seconds, so the request was stopped. "
-    "Try again or pick another model.",
-    "idle_timeout": "The model went silent for {seconds:g} seconds mid-reply, so the request was stopped.",
-    "connection": "Could not reach the provider at its address. Check the network and OPENAI_BASE_URL.",
-    "cut": "The connection to the provider broke before the reply was complete.",
-    "upstream_error": "The provider reported an error while answering: {detail}",
-    "bad_request": "The provider rejected the request as invalid. Try rephrasing, or pick another model.",
-    "unknown_model": "“{model}” is not one of the models offered here. Pick one from the list.",
-    "empty_message": "Type a message first.",
-    "internal": "Something went wrong on our side. Your message is kept: try sending it again.",
-    "cut_note": "The reply was cut off here.",
-    "input_too_long": "Your message is {chars:,} characters long; the most this app takes is {limit:,}. "
-    "Shorten it or split it into parts. Nothing was sent.",
-    "limit_messages": "You have reached the limit of {limit}. Try again in {wait}.",
-    "limit_tokens": "You have used your allowance of {limit}. Try again in {wait}.",
-    "limit_one_at_a_time": "One reply at a time, please: wait for the current reply to finish (or stop it), "
-    "then send again.",
-    "limit_capacity": "The app is serving as many chats as it can right now. Try again in a few seconds.",
-    "limit_budget": "This app has reached its spending limit for today. It resets in {wait} "
-    "(at midnight UTC). You can paste your own API key in the settings to keep chatting.",
-    "need_user_key": "This app runs on visitors' own API keys: open “Your API key” and paste yours to chat.",
-    "bad_user_key": "That does not look like an API key (it should be one line of letters, digits and "
-    "dashes). Nothing was sent.",
-    "trimmed_note": "{turns} older turn(s) were left out of what the model sees, to fit its context window.",
-    "no_vision": "{model} cannot see images. Pick a model that can (for example “fast”) or remove the image. "
-    "Nothing was sent.",
-    "attachment_too_large": "“{name}” is too large: {size} (the most is {limit}). Nothing was sent.",
-    "attachment_unsupported": "“{name}” cannot be read here: attach images (PNG, JPEG, WebP, GIF) or text "
-    "files. Nothing was sent.",
-    "too_many_attachments": "Too many attachments: at most {limit} per message. Nothing was sent.",
-    "bad_event": "This request could not be processed: it is not what this page sends. Reload the page and "
-    "try again.",
-    "store_unavailable": "The app's shared store (Redis) cannot be reached right now, so nothing was sent "
-    "and nothing was saved. Try again in a moment.",
-    "not_saved": "This reply could not be saved on the server (the conversation store failed). The server "
-    "keeps retrying while it runs; until then, copy the reply if you need it.",
-    "reply_cap": "The reply passed its limit of {limit:,} tokens (the provider did not stop at it), so it was "
-    "stopped here. Ask for a shorter answer, or continue in a new message.",
-    "reply_too_large": "The provider sent more than one reply may hold here ({size}), so the reply was stopped. "
-    "Try again, or pick another model.",
-    "reply_timeout": "The reply took longer than {seconds:g} seconds, the most one reply may take here, so it "
-    "was stopped. Ask for a shorter answer, or pick a faster model.",
-    "not_event_stream": "The provider answered with something that is not a chat reply (a web page, perhaps "
-    "from a proxy or a login screen). Try again in a minute; if it persists, the app's OPENAI_BASE_URL "
-    "probably points at the wrong address.",
-    "empty_reply": "The provider ended the reply without any text (it may have been interrupted by another "
-    "request, or be overloaded). Send the message again, or pick another model.",
-    "unfinished": "The provider stopped sending before it said the reply was finished, so the reply may be "
-    "incomplete. Send the message again for a whole reply.",
-    "too_long_empty": "The provider sent back an empty answer, which is how some servers refuse a "
-    "conversation longer than the model's context window. Start a new chat, or pick a model with a larger "
-    "window.",
+    **{kind: entry.messages[DEFAULT_LANGUAGE] for kind, entry in KINDS.items()},
+    **{key: note[DEFAULT_LANGUAGE] for key, note in NOTES.items()},
 }
 
 
@@ -133,7 +70,7 @@ class Friendly:
         if lang == DEFAULT_LANGUAGE or self.kind not in MESSAGES:
             return self.text
         try:
-            return render(self.kind, lang, **self.params)
+            return _rendered(self.kind, lang, self.params)
         except (KeyError, IndexError, ValueError):  # built without its parameters: keep the English
             return self.text
 
@@ -141,22 +78,44 @@ class Friendly:
 def friendly(kind: str, *, retry_after: float | None = None, status: int | None = None, **params: object) -> Friendly:
     """A :class:`Friendly` for ``kind`` that keeps its parameters, so it can be shown in any language.
     Pass a wait as a number of seconds (``wait=42.0``): it is put into words in the visitor's language."""
-    return Friendly(kind, render(kind, **params), retry_after, status, dict(params))
+    return Friendly(kind, _rendered(kind, DEFAULT_LANGUAGE, params), retry_after, status, dict(params))
 
 
 def render(kind: str, lang: str = DEFAULT_LANGUAGE, **params: object) -> str:
     """The message for ``kind`` in ``lang`` (English by default) with its parameters filled in. A numeric
     ``wait`` is written as a duration in that language."""
+    return _rendered(kind, lang, params)
+
+
+def _rendered(kind: str, lang: str, params: Mapping[str, object]) -> str:
     wait = params.get("wait")
     if isinstance(wait, int | float) and not isinstance(wait, bool):
         params = {**params, "wait": _localized_duration(wait, lang)}
-    template = error_template(kind, lang, MESSAGES)
+    template = _template(kind, lang)
     try:
         return template.format(**params)
     except (KeyError, IndexError, ValueError):
         if lang == DEFAULT_LANGUAGE:
             raise
         return MESSAGES[kind].format(**params)
+
+
+def _template(kind: str, lang: str) -> str:
+    """The template for ``kind`` (an error kind or a note) in ``lang``, falling back to English."""
+    table = KINDS[kind].messages if kind in KINDS else NOTES[kind]
+    return table.get(lang) or table[DEFAULT_LANGUAGE]
+
+
+def status_for(kind: str) -> int:
+    """The HTTP status the API answers with for an error ``kind`` (502, the provider's fault, if unknown)."""
+    return API_STATUS.get(kind, 502)
+
+
+def failure_text(error: Friendly, partial: bool, lang: str = DEFAULT_LANGUAGE) -> str:
+    """What every face says for a failed reply: the message, after the cut-off note when some of the reply
+    had already arrived (the one spelling of that note)."""
+    message = error.localized(lang)
+    return f"{render('cut_note', lang)} {message}" if partial else message
 
 
 def friendly_error(exc: BaseException, *, model: str = "this model") -> Friendly:
@@ -173,7 +132,7 @@ def _classify(exc: BaseException, model: str) -> Friendly:
     if isinstance(exc, IdleTimeout):
         return friendly("idle_timeout", seconds=exc.seconds)
     if isinstance(exc, StreamProblem):
-        return friendly(exc.kind, **exc.params)
+        return Friendly(exc.kind, _rendered(exc.kind, DEFAULT_LANGUAGE, exc.params), params=dict(exc.params))
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException | asyncio.TimeoutError):
         return Friendly("timeout", render("timeout"))
     if isinstance(exc, openai.APIConnectionError) and isinstance(

@@ -16,8 +16,12 @@ from .config import Settings
 
 MASK = "[redacted]"
 
-#: The loggers whose records may carry a failure's text.
-LOGGERS = ("switchboard", "switchboard.api", "switchboard.store", "switchboard.checkpoints", "switchboard.ui")
+#: The app's loggers, every one of which may carry a failure's text (tests/test_redact.py checks the list).
+LOGGERS = (
+    "switchboard", "switchboard.api", "switchboard.store", "switchboard.checkpoints", "switchboard.ui",
+    "switchboard.upstream", "switchboard.models", "switchboard.chats", "switchboard.sessions",
+    "switchboard.access", "switchboard.events",
+)
 
 
 class SecretFilter(logging.Filter):

@@ -371,7 +371,7 @@ class SQLiteStore:
         try:
             return await asyncio.to_thread(locked)
         except sqlite3.Error as exc:
-            log.error("conversation database error: %s", type(exc).__name__)
+            log.exception("conversation database error")
             raise StoreError(f"the conversation database failed ({_reason(exc)})") from None
 
     @staticmethod
@@ -670,7 +670,7 @@ class RedisStore:
                 await self._redis.connection_pool.disconnect()
                 return await script(keys=keys, args=args)
         except RedisError as exc:
-            log.error("redis error: %s", type(exc).__name__)
+            log.exception("redis error")
             raise StoreError(f"the conversation store (Redis) failed ({type(exc).__name__})") from None
         except OSError as exc:
             raise StoreError(f"the conversation store (Redis) is unreachable ({_reason(exc)})") from None
@@ -681,7 +681,7 @@ class RedisStore:
         try:
             await self._redis.ping()
         except (RedisError, OSError) as exc:
-            raise StoreError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
+            raise StoreError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__}: {_reason(exc)})") from None
 
     async def begin_turn(
         self, conversation_id: str | None, owner: str, message: str, model: str, context_messages: int
@@ -733,10 +733,10 @@ class RedisStore:
                     args = [str(turn.reply_seq), self.holder, text, lease]
                     await self._partial(keys=self._keys(turn.conversation_id), args=args, client=pipe)
                 await pipe.execute()
-        except RedisError as exc:
-            raise StoreError(f"the conversation store (Redis) failed ({type(exc).__name__})") from None
+        except RedisError as exc:  # the cause is kept: Checkpoints logs it
+            raise StoreError(f"the conversation store (Redis) failed ({type(exc).__name__})") from exc
         except OSError as exc:
-            raise StoreError(f"the conversation store (Redis) is unreachable ({_reason(exc)})") from None
+            raise StoreError(f"the conversation store (Redis) is unreachable ({_reason(exc)})") from exc
 
     async def finish_turn(
         self,
@@ -831,7 +831,7 @@ def check_redis(settings: Settings, timeout: float = 5.0) -> None:
     except ValueError:
         raise StoreError("REDIS_URL: not a URL the Redis client can use") from None
     except (redis.RedisError, OSError) as exc:
-        raise StoreError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
+        raise StoreError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__}: {_reason(exc)})") from None
     if problem:
         log.warning("REDIS_URL: %s", problem)
 

@@ -29,7 +29,7 @@ from .chats import ATTACHMENT_SEAL, browser_secret
 from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
 from .compat import uploaded_by_gradio
 from .config import Settings
-from .errors import Friendly, friendly, render, store_failure
+from .errors import Friendly, failure_text, friendly, render, store_failure
 from .history import History, clean_history
 from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
 from .limits import Visitor, visitor_from
@@ -127,9 +127,7 @@ class ReplyView:
             line = reply_line(self.usage, self.lang)
             out.append(_note(line, reply_detail(self.usage, self.model, self.lang), "done", COST_ID))
         if self.error is not None:
-            message = self.error.error.localized(self.lang)
-            if self.error.partial:
-                message = f"{render('cut_note', self.lang)} {message}"
+            message = failure_text(self.error.error, self.error.partial, self.lang)
             out.append(_note(f"⚠️ {message}", message))
         return out
 
@@ -137,8 +135,7 @@ class ReplyView:
         """The reply for API callers: the text, then any notes."""
         parts = [self.reply] if self.reply else []
         if self.error is not None:
-            prefix = f"{render('cut_note', self.lang)} " if self.error.partial else ""
-            parts.append(f"⚠️ {prefix}{self.error.error.localized(self.lang)}")
+            parts.append(f"⚠️ {failure_text(self.error.error, self.error.partial, self.lang)}")
         return "\n\n".join(parts)
 
 
@@ -281,7 +278,7 @@ class ChatUI:
             system = [{"role": "system", "content": prompt}] if prompt else []
             return measure(system + plain, model, budget, reserve).render(lang)
         except Exception as exc:  # a gauge is never worth an error
-            log.warning("context gauge failed: %s", type(exc).__name__)
+            log.warning("context gauge failed", exc_info=exc)
             return ""
 
     def model_update(self, saved: str | None, current: str | None) -> tuple[Any, str | None]:
@@ -344,7 +341,7 @@ class ChatUI:
             view.apply(ErrorEvent(exc.friendly, partial=False))
             yield view.messages()
         except Exception as exc:  # the chat must never lock: no exception leaves this generator
-            log.error("chat handler failed: %s", type(exc).__name__)
+            log.exception("chat handler failed")
             view.apply(ErrorEvent(_failure(exc), partial=bool(view.text)))
             yield view.messages()
 
@@ -366,7 +363,7 @@ class ChatUI:
             async for current in coalesce(events, view, self.pacer):
                 yield current.as_text()
         except Exception as exc:
-            log.error("chat API failed: %s", type(exc).__name__)
+            log.exception("chat API failed")
             view.apply(ErrorEvent(_failure(exc), partial=bool(view.text)))
             yield view.as_text()
 
@@ -437,8 +434,8 @@ class ChatUI:
                     session_totals, line, gauge_html, done = await self.after_reply(
                         message, history, update, model, view, totals, lang, request.session_hash
                     )
-                except Exception as exc:  # the reply is shown; nothing may escape (the chat would lock)
-                    log.error("after-reply bookkeeping failed: %s", type(exc).__name__)
+                except Exception:  # the reply is shown; nothing may escape (the chat would lock)
+                    log.exception("after-reply bookkeeping failed")
                     self.replying.end(tab)
                     yield update, gr.skip(), gr.skip()
                     return

@@ -175,7 +175,7 @@ class Upstream:
                     seen.add(counter.encoding_name)
                     _ = counter.encoding
         except Exception as exc:  # a warm-up is never worth an error: the first request does it instead
-            log.warning("warm-up skipped: %s", type(exc).__name__)
+            log.warning("warm-up skipped: %s: %s", type(exc).__name__, exc)
 
     def warm_up_in_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.warm_up, name="switchboard-warm-up", daemon=True)
@@ -331,8 +331,8 @@ class Upstream:
             if prepares_inline(message, history) and self._counter_ready(model_name):  # a hop costs more
                 return self.prepare(message, history, model_name, prompt_budget=prompt_budget)
             return await asyncio.to_thread(self.prepare, message, history, model_name, prompt_budget=prompt_budget)
-        except Exception as exc:  # pragma: no cover - prepare is total, this is a safety net
-            log.error("could not prepare a request: %s", type(exc).__name__)
+        except Exception:  # pragma: no cover - prepare is total, this is a safety net
+            log.exception("could not prepare a request")
             return friendly("internal")
 
     async def _attempts(
@@ -480,7 +480,10 @@ class Upstream:
             raise
         except Exception as exc:
             if not mailbox.draining:
-                log.warning("upstream request failed: %s", type(exc).__name__)
+                if friendly_error(exc).kind == "internal":  # not the provider's failure: a bug here
+                    log.exception("upstream request failed")
+                else:  # classified (and shown to the visitor) as the provider's failure
+                    log.warning("upstream request failed: %s", type(exc).__name__)
                 mailbox.put(exc)
 
     @staticmethod

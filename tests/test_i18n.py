@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from chatbot.error_kinds import KINDS, NOTES
 from chatbot.errors import MESSAGES, Friendly, friendly, render
-from chatbot.i18n import ERRORS, LANGUAGES, TEXTS, UI, duration, gradio_i18n, pick_language, placeholders, text
+from chatbot.i18n import LANGUAGES, TEXTS, UI, duration, gradio_i18n, pick_language, placeholders, text
 
 
 @pytest.mark.parametrize("table", [UI, TEXTS], ids=["ui", "texts"])
@@ -21,9 +22,14 @@ def test_every_key_in_every_language_with_the_same_placeholders(table: dict[str,
 
 @pytest.mark.parametrize("lang", ["es", "pt"])
 def test_every_friendly_error_in_spanish_and_portuguese(lang: str) -> None:
-    assert set(ERRORS[lang]) == set(MESSAGES), set(MESSAGES) ^ set(ERRORS[lang])
-    for kind, english in MESSAGES.items():
-        translated = ERRORS[lang][kind]
+    """The error table: every kind (and every note) has its message in all three languages, translated, with
+    the English placeholders."""
+    tables = {**{kind: entry.messages for kind, entry in KINDS.items()}, **NOTES}
+    assert set(tables) == set(MESSAGES)
+    for kind, messages in tables.items():
+        assert set(messages) == set(LANGUAGES), kind
+        english, translated = messages["en"], messages[lang]
+        assert english == MESSAGES[kind] and english.strip(), kind
         assert translated.strip() and translated != english, kind
         assert placeholders(translated) == placeholders(english), kind
 
