@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_KEY, RedisServer, free_port, make_settings, wait_until
+from conftest import TEST_KEY, RedisServer, free_port, make_settings, predict, wait_until
 from fake_upstream import Behaviour, FakeUpstream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -200,7 +200,7 @@ def test_the_gradio_ui_still_answers_at_the_root(server: str, fake: FakeUpstream
 
     assert httpx.get(server, timeout=10).status_code == 200
     client = Client(server, verbose=False)
-    reply = client.predict("via the UI", model="fast", api_name="/chat")
+    reply = predict(client, "via the UI", model="fast", api_name="/chat")
     client.close()
     assert reply == "Hello from gpt-4.1-mini: you said via the UI"
 
@@ -713,7 +713,7 @@ def _stop_app(process: subprocess.Popen) -> str:
         output, _ = process.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
+        output, _ = process.communicate(timeout=15)
     return output
 
 

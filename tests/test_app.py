@@ -53,7 +53,8 @@ def _offline(*args: str) -> dict:
     loopback when this machine allows one (it does as root), so nothing outside can be reached."""
     script = [sys.executable, str(ROOT / "tests" / "scripts" / "offline_demo.py"), *args]
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
-    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+    namespaces = shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=30)
+    if namespaces and namespaces.returncode == 0:
         command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *script]
     else:  # pragma: no cover - without the namespace the machine's own network rules apply
         command = script

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import gradio as gr
 import httpx
 import pytest
-from conftest import TEST_KEY, make_settings
+from conftest import TEST_KEY, make_settings, predict
 from fake_upstream import Behaviour, FakeUpstream
 from gradio_client import Client
 
@@ -52,7 +52,7 @@ def url(launch_app) -> str:
 
 
 def ask(url: str, message: str, model: str = "fast", history: list | None = None) -> str:
-    return Client(url, verbose=False).predict(message, model=model, history=history or [], api_name="/chat")
+    return predict(Client(url, verbose=False), message, model=model, history=history or [], api_name="/chat")
 
 
 def test_reply_arrives_in_several_updates(url: str, fake: FakeUpstream) -> None:
