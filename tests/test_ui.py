@@ -46,9 +46,15 @@ def launch_app(fake: FakeUpstream) -> Iterator:
         demo.close()
 
 
-@pytest.fixture
-def url(launch_app) -> str:
-    return launch_app()
+@pytest.fixture(scope="module")
+def url(fake_upstream: FakeUpstream) -> Iterator[str]:
+    """One app with the default settings for the module's tests that need nothing else: they keep no
+    state between them (each is a new gradio_client session, the fake is reset per test)."""
+    settings = make_settings(fake_upstream.base_url)
+    demo = switchboard.build(settings)
+    switchboard.launch(demo, settings, server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
 
 
 def ask(url: str, message: str, model: str = "fast", history: list | None = None) -> str:
