@@ -717,6 +717,7 @@ def _stop_app(process: subprocess.Popen) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_two_app_processes_sharing_redis_serve_one_conversation(
     redis_server: RedisServer, fake: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -764,6 +765,7 @@ def test_two_app_processes_sharing_redis_serve_one_conversation(
     assert not any("Traceback" in out for out in outputs), outputs
 
 
+@pytest.mark.slow
 def test_python_app_py_serves_ui_and_api_on_one_port(fake: FakeUpstream, tmp_path: Path) -> None:
     port = free_port()
     env = {
@@ -788,6 +790,7 @@ def test_python_app_py_serves_ui_and_api_on_one_port(fake: FakeUpstream, tmp_pat
     assert f"serving on {url}" in output and "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_unreachable_redis_stops_startup_with_one_line(fake: FakeUpstream) -> None:
     env = {"OPENAI_API_KEY": TEST_KEY, "REDIS_URL": f"redis://:pw-hidden@127.0.0.1:{free_port()}/0"}
     base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}

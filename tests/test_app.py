@@ -63,6 +63,7 @@ def _offline(*args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_no_network_no_environment_demo_mode_streams_a_reply() -> None:
     result = _offline()
     assert result["started"], result["output"][-2000:]
@@ -71,6 +72,7 @@ def test_no_network_no_environment_demo_mode_streams_a_reply() -> None:
     assert "Traceback" not in result["output"]
 
 
+@pytest.mark.slow
 def test_share_without_network_warns_and_keeps_serving() -> None:
     result = _offline("--share")
     assert result["started"] and "demo simulator" in result["reply"]

@@ -21,6 +21,8 @@ import pytest
 from conftest import TEST_KEY, RedisServer, free_port, wait_until
 from fake_upstream import FakeUpstream
 
+pytestmark = pytest.mark.slow  # app processes killed and restarted, a redis-server killed, a tmpfs filled
+
 ROOT = Path(__file__).resolve().parent.parent
 #: A reply of about 6,400 characters in 8-character deltas, one every 20 ms: about 16 s of streaming.
 SLOW = "tell me [[reply_lines=400]] [[chunk=8]] [[delay=0.02]]"

@@ -25,6 +25,8 @@ from gradio_client import Client
 
 import app as switchboard
 
+pytestmark = pytest.mark.slow  # haproxy and nginx started in front of the app
+
 LIMIT = 3
 FORGED = "6.6.6.{}"
 
