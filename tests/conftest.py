@@ -6,8 +6,9 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -56,6 +57,11 @@ def settings_for(fake: FakeUpstream):
 
     return factory
 
+
+#: How long a test waits for a process it stopped or killed to exit (bounded, roomy for a loaded machine).
+PROCESS_EXIT_S = 15
+#: How long a test waits for one reply through gradio_client (``predict``) or for a helper thread to end.
+REPLY_S = 60
 
 REDIS_BINARY = shutil.which("redis-server")
 NO_REDIS = "redis-server is not installed (apt-get install -y redis-server; .ci/run installs it)"
@@ -106,16 +112,16 @@ class RedisServer:
     def kill(self) -> None:
         """kill -9, as a crash does."""
         self.process.kill()
-        self.process.wait()
+        self.process.wait(PROCESS_EXIT_S)
 
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(5)
+                self.process.wait(PROCESS_EXIT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait()
+                self.process.wait(PROCESS_EXIT_S)
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +130,19 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server
     server.stop()
+
+
+def predict(client: Any, *args: Any, timeout: float = REPLY_S, **kwargs: Any) -> Any:
+    """``client.predict(...)`` for a gradio_client ``Client``, bounded: gradio_client's own waits forever."""
+    return client.submit(*args, **kwargs).result(timeout=timeout)
+
+
+def join_all(threads: Iterable[threading.Thread], timeout: float = REPLY_S) -> None:
+    """Join ``threads`` within one shared deadline (not ``timeout`` each); fail if any is still running."""
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+        assert not thread.is_alive(), f"{thread.name} still running after {timeout:g} s"
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:

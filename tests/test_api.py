@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_KEY, RedisServer, free_port, make_settings, wait_until
+from conftest import TEST_KEY, RedisServer, free_port, make_settings, predict, wait_until
 from fake_upstream import Behaviour, FakeUpstream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -199,7 +199,7 @@ def test_the_gradio_ui_still_answers_at_the_root(server: str, fake: FakeUpstream
 
     assert httpx.get(server, timeout=10).status_code == 200
     client = Client(server, verbose=False)
-    reply = client.predict("via the UI", model="fast", api_name="/chat")
+    reply = predict(client, "via the UI", model="fast", api_name="/chat")
     client.close()
     assert reply == "Hello from gpt-4.1-mini: you said via the UI"
 
@@ -715,10 +715,11 @@ def _stop_app(process: subprocess.Popen) -> str:
         output, _ = process.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
+        output, _ = process.communicate(timeout=15)
     return output
 
 
+@pytest.mark.slow
 def test_two_app_processes_sharing_redis_serve_one_conversation(
     redis_server: RedisServer, fake: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -766,6 +767,7 @@ def test_two_app_processes_sharing_redis_serve_one_conversation(
     assert not any("Traceback" in out for out in outputs), outputs
 
 
+@pytest.mark.slow
 def test_python_app_py_serves_ui_and_api_on_one_port(fake: FakeUpstream, tmp_path: Path) -> None:
     port = free_port()
     env = {
@@ -790,6 +792,7 @@ def test_python_app_py_serves_ui_and_api_on_one_port(fake: FakeUpstream, tmp_pat
     assert f"serving on {url}" in output and "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_unreachable_redis_stops_startup_with_one_line(fake: FakeUpstream) -> None:
     env = {"OPENAI_API_KEY": TEST_KEY, "REDIS_URL": f"redis://:pw-hidden@127.0.0.1:{free_port()}/0"}
     base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import make_settings
+from conftest import make_settings, predict
 from fake_upstream import Behaviour, FakeUpstream
 from gradio_client import Client
 
@@ -142,7 +142,7 @@ def test_an_answer_without_a_reply_is_explained_on_every_face(serve, fake: FakeU
     assert [(e["type"], e.get("code")) for e in over_ws] == [("start", None), ("error", kind), ("done", None)]
     assert over_ws[-1]["interrupted"] is True
 
-    shown = Client(url, verbose=False).predict("hi", model="fast", api_name="/chat")
+    shown = predict(Client(url, verbose=False), "hi", model="fast", api_name="/chat")
     assert message in shown
 
     with sqlite3.connect(db) as conn:

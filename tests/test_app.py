@@ -77,7 +77,8 @@ def _offline(*args: str) -> dict:
     loopback when this machine allows one (it does as root), so nothing outside can be reached."""
     script = [sys.executable, str(ROOT / "tests" / "scripts" / "offline_demo.py"), *args]
     env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
-    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+    namespaces = shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=30)
+    if namespaces and namespaces.returncode == 0:
         command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *script]
     else:  # pragma: no cover - without the namespace the machine's own network rules apply
         command = script
@@ -86,6 +87,7 @@ def _offline(*args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_no_network_no_environment_demo_mode_streams_a_reply() -> None:
     result = _offline()
     assert result["started"], result["output"][-2000:]
@@ -94,6 +96,7 @@ def test_no_network_no_environment_demo_mode_streams_a_reply() -> None:
     assert "Traceback" not in result["output"]
 
 
+@pytest.mark.slow
 def test_share_without_network_warns_and_keeps_serving() -> None:
     result = _offline("--share")
     assert result["started"] and "demo simulator" in result["reply"]

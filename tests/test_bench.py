@@ -12,10 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 YOUNG_THRESHOLD = 7_000  # app.GC_YOUNG_THRESHOLD: checked against app.py below
 
 
+@pytest.mark.bench
+@pytest.mark.slow
 def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATBOT_", "OPENAI_", "REDIS_URL"))}

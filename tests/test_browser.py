@@ -1,11 +1,13 @@
 """Seen in a real browser (Debian's chromium, driven by Playwright): pick a model, watch a reply stream in
 with its thinking block, open that block, press Stop mid-reply, keep the chat across a reload and a server
-restart, export and import it, and use the interface in Spanish. Screenshots go to docs/screenshots/ (and
-the README's docs/screenshot.png) on every run."""
+restart, export and import it, and use the interface in Spanish. Screenshots go to a temporary folder; to
+refresh the README's pictures on purpose, name the folder: ``SWITCHBOARD_SCREENSHOTS=docs/screenshots python -m
+pytest -m browser`` writes docs/screenshots/*.png and the README's docs/screenshot.png (the folder's parent)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -25,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-SHOTS = ROOT / "docs" / "screenshots"
+#: A folder (relative to the repository, or absolute) for the screenshots instead of a temporary one.
+SHOTS_ENV = "SWITCHBOARD_SCREENSHOTS"
 SECRET = "browser-test-secret-0123456789"
 VIEWPORT = {"width": 1280, "height": 1000}
 
@@ -34,9 +37,26 @@ THOUGHT = ("1,001 is odd and its digits sum to 2, so 2 and 3 do not divide it. T
            "So it is not prime; 143 = 11 × 13.")
 ANSWER = "No. 1,001 = 7 × 11 × 13, so it has divisors other than 1 and itself."
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="the browser test needs Debian's chromium at /usr/bin/chromium (apt install chromium)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="the browser test needs Debian's chromium at /usr/bin/chromium (apt install chromium)"),
+]
+
+
+def _docs() -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in (ROOT / "docs").rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where screenshots go: $SWITCHBOARD_SCREENSHOTS when set, else a temporary folder. Without the
+    setting, a run leaves the tracked docs/ as it found it."""
+    chosen = os.environ.get(SHOTS_ENV)
+    before = _docs()
+    yield ROOT / chosen if chosen else tmp_path_factory.mktemp("screenshots")
+    if not chosen:
+        assert _docs() == before, "a browser test wrote into docs/"
 
 
 @pytest.fixture(scope="module")
@@ -113,17 +133,18 @@ def thinking_open(page: Page) -> bool | None:
     )
 
 
-def screenshot(page: Page, name: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def screenshot(page: Page, folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     page.evaluate("() => { for (const e of [document.scrollingElement, ...document.querySelectorAll('*')]) "
                   "{ if (e && e.scrollTop) e.scrollTop = 0 } }")
-    path = SHOTS / name
+    path = folder / name
     page.screenshot(path=str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     return path
 
 
 def test_chat_stream_thinking_stop_and_saved_chats(
-    browser: Browser, app: App, fake: FakeUpstream, tmp_path: Path
+    browser: Browser, app: App, fake: FakeUpstream, tmp_path: Path, shots: Path
 ) -> None:
     page = open_page(browser, app.url, "en-US")
     expect(page.locator("#new-chat")).to_have_text("New chat")
@@ -146,7 +167,7 @@ def test_chat_stream_thinking_stop_and_saved_chats(
     while time.monotonic() < deadline:
         snapshots.append((answer_text(page), thinking_open(page)))
         if not streaming_shot and snapshots[-1][1] and len(page.locator("#chatbot").inner_text()) > 80:
-            screenshot(page, "chat-thinking-live.png")
+            screenshot(page, shots, "chat-thinking-live.png")
             streaming_shot = True
         if "tokens in" in page.locator("#chatbot").inner_text():
             break
@@ -170,8 +191,9 @@ def test_chat_stream_thinking_stop_and_saved_chats(
         ".some(e => e.clientHeight > 0 && e.clientHeight >= e.scrollHeight)"
     )
     expect(page.locator("#saved-chats")).to_contain_text(QUESTION)
-    shot = screenshot(page, "chat-thinking-cost.png")
-    shutil.copyfile(shot, ROOT / "docs" / "screenshot.png")
+    shot = screenshot(page, shots, "chat-thinking-cost.png")
+    if os.environ.get(SHOTS_ENV):  # refreshing the docs on purpose: the README's picture too
+        shutil.copyfile(shot, shots.parent / "screenshot.png")
 
     # Stop mid-reply closes the upstream connection; the partial reply stays and is saved.
     fake.push(Behaviour(reply="Once upon a time " * 200, chunk_size=4, delay=0.05))
@@ -219,7 +241,9 @@ def test_chat_stream_thinking_stop_and_saved_chats(
     page.context.close()
 
 
-def test_the_interface_and_its_messages_in_spanish(browser: Browser, app: App, fake: FakeUpstream) -> None:
+def test_the_interface_and_its_messages_in_spanish(
+    browser: Browser, app: App, fake: FakeUpstream, shots: Path
+) -> None:
     page = open_page(browser, app.url, "es-ES")
     expect(page.locator("#new-chat")).to_have_text("Nuevo chat")
     expect(page.locator("#model")).to_contain_text("Modelo")
@@ -233,11 +257,13 @@ def test_the_interface_and_its_messages_in_spanish(browser: Browser, app: App, f
     send(page, "¿Sigues ahí?")
     expect(page.locator("#chatbot")).to_contain_text("la cuenta no tiene saldo")
     assert re.search(r"Error code|Traceback", page.locator("#chatbot").inner_text()) is None
-    screenshot(page, "chat-es.png")
+    screenshot(page, shots, "chat-es.png")
     page.context.close()
 
 
-def test_attachments_from_the_browser(browser: Browser, app: App, fake: FakeUpstream, tmp_path: Path) -> None:
+def test_attachments_from_the_browser(
+    browser: Browser, app: App, fake: FakeUpstream, tmp_path: Path, shots: Path
+) -> None:
     from PIL import Image
 
     image = tmp_path / "red-square.png"
@@ -254,5 +280,5 @@ def test_attachments_from_the_browser(browser: Browser, app: App, fake: FakeUpst
     assert content[0]["type"] == "text" and "O que é isto?" in content[0]["text"]
     assert "📎 notes.txt" in content[0]["text"] and "milk, eggs, bread" in content[0]["text"]
     assert content[1]["type"] == "image_url" and content[1]["image_url"]["url"].startswith("data:image/png;base64,")
-    screenshot(page, "chat-pt-attachments.png")
+    screenshot(page, shots, "chat-pt-attachments.png")
     page.context.close()

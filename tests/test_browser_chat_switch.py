@@ -6,11 +6,12 @@ list's choice always belong together. Then rename, delete, reload: every chat ho
 
 from __future__ import annotations
 
+import pytest
 from browser_kit import WAIT_MS, browser, needs_chromium, open_page, reply_ended, send, served  # noqa: F401
 from fake_upstream import Behaviour, FakeUpstream
 from playwright.sync_api import Browser, Page, expect
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 OLD = ["old question one", "old question two", "old question three"]
 NEW = "new question while streaming"

@@ -12,11 +12,12 @@ import base64
 import json
 from pathlib import Path
 
+import pytest
 from browser_kit import WAIT_MS, browser, needs_chromium, open_page, reply_ended, send, served  # noqa: F401
 from fake_upstream import Behaviour, FakeUpstream
 from playwright.sync_api import Browser, Page, expect
 
-pytestmark = needs_chromium
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 _DATA_HTML = base64.b64encode(b"<script>parent.__pwn('data-url')</script>").decode()
 

@@ -21,6 +21,8 @@ import pytest
 from conftest import TEST_KEY, RedisServer, free_port, wait_until
 from fake_upstream import FakeUpstream
 
+pytestmark = pytest.mark.slow  # app processes killed and restarted, a redis-server killed, a tmpfs filled
+
 ROOT = Path(__file__).resolve().parent.parent
 #: A reply of about 6,400 characters in 8-character deltas, one every 20 ms: about 16 s of streaming.
 SLOW = "tell me [[reply_lines=400]] [[chunk=8]] [[delay=0.02]]"
@@ -193,13 +195,13 @@ def test_replica_killed_mid_reply_leaves_no_reply_streaming(fake: FakeUpstream, 
 def small_tmpfs(where: Path) -> Iterator[Path]:
     where.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True,
-                          text=True)
+                          text=True, timeout=30)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): needs root")
     try:
         yield where
     finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
 
 
 def fill(disk: Path) -> Path:
@@ -208,7 +210,7 @@ def fill(disk: Path) -> Path:
     with filler.open("wb", buffering=0) as out:
         for size in (65_536, 4_096, 512, 64, 1):
             with contextlib.suppress(OSError):
-                while True:
+                for _ in range(2 * 1024 * 1024 // size + 1):  # at most the 2 MB tmpfs: ends at "disk full"
                     out.write(b"\0" * size)
     return filler
 

@@ -164,6 +164,7 @@ def any_attack(request: pytest.FixtureRequest, fake: FakeUpstream, tmp_path: Pat
     running.stop()
 
 
+@pytest.mark.slow  # every event of /config, many payloads, on both assemblies
 def test_no_event_reads_or_serves_a_file_it_was_not_given(any_attack: Attack, fake: FakeUpstream) -> None:
     """Every event in /config, twice in one session (FileData for secret files in every input that can
     hold one, then in every input): no output, served file, cached copy or upstream request holds a secret."""
@@ -219,6 +220,7 @@ def _ended(messages: list[dict]) -> bool:
     return 200 <= status < 500
 
 
+@pytest.mark.slow  # every event of /config, many payloads, on both assemblies
 def test_malformed_payloads_get_an_error_never_a_traceback(
     any_attack: Attack, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:

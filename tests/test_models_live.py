@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from conftest import TEST_KEY, make_settings
+from conftest import TEST_KEY, make_settings, predict
 from fake_upstream import FakeUpstream
 from gradio_client import Client
 
@@ -170,7 +170,7 @@ def test_the_app_starts_and_chats_whatever_the_list_does(fake: FakeUpstream, tro
         switchboard.launch(demo, settings, server_port=port, prevent_thread_lock=True, quiet=True)
         config = httpx.get(demo.local_url + "config", timeout=10).text
         assert ("fake/large" in config) == (trouble == "ok")
-        reply = Client(demo.local_url, verbose=False).predict("hi", model="fast", api_name="/chat")
+        reply = predict(Client(demo.local_url, verbose=False), "hi", model="fast", api_name="/chat")
         assert reply.startswith("Hello from gpt-4.1-mini")
     finally:
         demo.close()

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, make_settings
+from conftest import free_port, make_settings, predict
 from fake_upstream import FakeUpstream
 from gradio_client import Client
 
 import app as switchboard
+
+pytestmark = pytest.mark.slow  # haproxy and nginx started in front of the app
 
 LIMIT = 3
 FORGED = "6.6.6.{}"
@@ -185,7 +187,7 @@ def test_forged_forwarded_for_does_not_reset_the_limit_behind_a_real_proxy(
     assert not [e for e in events if e["type"] == "delta"], events
     assert any(e["type"] == "error" and f"{LIMIT} messages per minute" in e["message"] for e in events), events
     client = Client(proxy, verbose=False, headers=_forged(77))
-    replies = [client.predict(f"ui {i}", model="fast", api_name="/chat") for i in range(2)]
+    replies = [predict(client, f"ui {i}", model="fast", api_name="/chat") for i in range(2)]
     assert all(f"{LIMIT} messages per minute" in reply for reply in replies), replies
     assert len(fake.requests) == LIMIT
 

@@ -341,9 +341,9 @@ async def test_sqlite_work_does_not_block_the_event_loop(tmp_path: Path) -> None
             held.set()
             release.wait(10)
 
-    holder = threading.Thread(target=hold)
+    holder = threading.Thread(target=hold, daemon=True)
     holder.start()
-    held.wait(5)
+    assert held.wait(10)
     pending = asyncio.ensure_future(store.begin_turn(None, OWNER, "waits", "m", 100))
     ticks = 0
     for _ in range(20):  # the loop turns while the store call waits for the lock
@@ -353,7 +353,8 @@ async def test_sqlite_work_does_not_block_the_event_loop(tmp_path: Path) -> None
     release.set()
     turn = await asyncio.wait_for(pending, 10)
     assert turn is not None
-    holder.join()
+    holder.join(10)
+    assert not holder.is_alive()
     await store.close()
 
 

@@ -17,6 +17,7 @@ import requests
 import tiktoken
 import tiktoken.load
 import tiktoken.registry
+from conftest import join_all
 
 from chatbot import tokens
 from chatbot.tokens import (
@@ -179,7 +180,7 @@ def test_empty_cache_dir_setting_raises(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_concurrent_calls(fresh_cache: Path) -> None:
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(8, timeout=60)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -189,11 +190,10 @@ def test_concurrent_calls(fresh_cache: Path) -> None:
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=run) for _ in range(8)]
+    threads = [threading.Thread(target=run, daemon=True) for _ in range(8)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    join_all(threads)
     assert errors == []
     assert sorted(p.name for p in fresh_cache.iterdir()) == sorted(
         cache_file(fresh_cache, name).name for name in ENCODING_SOURCES

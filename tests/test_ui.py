@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import gradio as gr
 import httpx
 import pytest
-from conftest import TEST_KEY, make_settings
+from conftest import TEST_KEY, make_settings, predict
 from fake_upstream import Behaviour, FakeUpstream
 from gradio_client import Client
 
@@ -46,13 +46,19 @@ def launch_app(fake: FakeUpstream) -> Iterator:
         demo.close()
 
 
-@pytest.fixture
-def url(launch_app) -> str:
-    return launch_app()
+@pytest.fixture(scope="module")
+def url(fake_upstream: FakeUpstream) -> Iterator[str]:
+    """One app with the default settings for the module's tests that need nothing else: they keep no
+    state between them (each is a new gradio_client session, the fake is reset per test)."""
+    settings = make_settings(fake_upstream.base_url)
+    demo = switchboard.build(settings)
+    switchboard.launch(demo, settings, server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
 
 
 def ask(url: str, message: str, model: str = "fast", history: list | None = None) -> str:
-    return Client(url, verbose=False).predict(message, model=model, history=history or [], api_name="/chat")
+    return predict(Client(url, verbose=False), message, model=model, history=history or [], api_name="/chat")
 
 
 def test_reply_arrives_in_several_updates(url: str, fake: FakeUpstream) -> None:

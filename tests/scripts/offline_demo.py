@@ -38,14 +38,15 @@ def main() -> None:
                 time.sleep(0.2)
         if result["started"]:
             result["page"] = httpx.get(url + "config", timeout=10).text
-            result["reply"] = Client(url, verbose=False).predict("Hello offline", model="fast", api_name="/chat")
+            job = Client(url, verbose=False).submit("Hello offline", model="fast", api_name="/chat")
+            result["reply"] = job.result(timeout=60)
     finally:
         proc.terminate()
         try:
             output, _ = proc.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-            output, _ = proc.communicate()
+            output, _ = proc.communicate(timeout=15)
         result["output"] = output
     print(json.dumps(result))
 
