@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_kit import send
 from conftest import make_settings
 from fake_upstream import Behaviour, FakeUpstream
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -109,13 +110,6 @@ def open_page(browser: Browser, url: str, locale: str) -> Page:
     page.wait_for_selector("#chatbot")
     expect(page.locator("#saved-chats")).to_be_visible()
     return page
-
-
-def send(page: Page, text: str) -> None:
-    box = page.locator("#message textarea")
-    expect(box).to_be_enabled()
-    box.fill(text)
-    box.press("Enter")
 
 
 def answer_text(page: Page) -> str:
