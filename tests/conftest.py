@@ -63,6 +63,25 @@ PROCESS_EXIT_S = 15
 #: How long a test waits for one reply through gradio_client (``predict``) or for a helper thread to end.
 REPLY_S = 60
 
+@pytest.fixture
+def serve(fake: FakeUpstream, tmp_path) -> Iterator:
+    """``serve(**env)``: the whole app (UI and HTTP API, ``app.build_server``) on a free port against the
+    fake upstream, with a database of its own; returns its URL. Every server is stopped after the test."""
+    import app as switchboard
+
+    running = []
+
+    def start(**env: str) -> str:
+        env.setdefault("CHATBOT_DB", str(tmp_path / f"switchboard-{len(running)}.db"))
+        server = switchboard.serve_in_thread(switchboard.build_server(make_settings(fake.base_url, **env)))
+        running.append(server)
+        return server.url
+
+    yield start
+    for server in running:
+        server.stop()
+
+
 REDIS_BINARY = shutil.which("redis-server")
 NO_REDIS = "redis-server is not installed (apt-get install -y redis-server; .ci/run installs it)"
 

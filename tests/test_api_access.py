@@ -9,35 +9,16 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from conftest import make_settings
 from fake_upstream import FakeUpstream
 
-import app as switchboard
 from chatbot.config import Settings
 
 TOKEN_A = "token-a-0123456789abcdefghij"
 TOKEN_B = "token-b-0123456789abcdefghij"
-
-
-@pytest.fixture
-def start(fake: FakeUpstream, tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """``start(**env)``: the whole app served on a free port; returns its URL."""
-    running: list[switchboard.RunningServer] = []
-
-    def run(**env: str) -> str:
-        env.setdefault("CHATBOT_DB", str(tmp_path / f"switchboard-{len(running)}.db"))
-        server = switchboard.serve_in_thread(switchboard.build_server(make_settings(fake.base_url, **env)))
-        running.append(server)
-        return server.url
-
-    yield run
-    for server in running:
-        server.stop()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -80,9 +61,9 @@ def test_api_limits_default_to_the_visitor_limits() -> None:
     assert [str(i) for i in own.api_rate] == ["100 per 1 hour"] and own.api_tokens == ()
 
 
-def test_a_token_gets_the_visitor_limit_not_the_signed_in_one(start, fake: FakeUpstream) -> None:
+def test_a_token_gets_the_visitor_limit_not_the_signed_in_one(serve, fake: FakeUpstream) -> None:
     """Measured before: with 5/minute for visitors, each token got the signed-in 20/minute."""
-    url = start(CHATBOT_API_TOKENS=f"{TOKEN_A},{TOKEN_B}", CHATBOT_RATE_LIMIT="2/minute",
+    url = serve(CHATBOT_API_TOKENS=f"{TOKEN_A},{TOKEN_B}", CHATBOT_RATE_LIMIT="2/minute",
                 CHATBOT_SIGNED_IN_RATE_LIMIT="20/minute")
     assert [chat(url, bearer(TOKEN_A)).status_code for _ in range(2)] == [200, 200]
     refused = chat(url, bearer(TOKEN_A))
@@ -94,8 +75,8 @@ def test_a_token_gets_the_visitor_limit_not_the_signed_in_one(start, fake: FakeU
     assert len(fake.requests) == 3
 
 
-def test_api_rate_limit_is_its_own_setting_on_http_and_ws(start, fake: FakeUpstream) -> None:
-    url = start(CHATBOT_API_TOKENS=TOKEN_A, CHATBOT_RATE_LIMIT="1/minute", CHATBOT_API_RATE_LIMIT="3/minute")
+def test_api_rate_limit_is_its_own_setting_on_http_and_ws(serve, fake: FakeUpstream) -> None:
+    url = serve(CHATBOT_API_TOKENS=TOKEN_A, CHATBOT_RATE_LIMIT="1/minute", CHATBOT_API_RATE_LIMIT="3/minute")
     assert chat(url, bearer(TOKEN_A)).status_code == 200
     assert [e["type"] for e in ws_reply(url, bearer(TOKEN_A))][-1] == "done"
     assert chat(url, bearer(TOKEN_A)).status_code == 200
@@ -104,8 +85,8 @@ def test_api_rate_limit_is_its_own_setting_on_http_and_ws(start, fake: FakeUpstr
     assert len(fake.requests) == 3
 
 
-def test_api_token_limit_counts_tokens_per_api_token(start, fake: FakeUpstream) -> None:
-    url = start(CHATBOT_API_TOKENS=TOKEN_A, CHATBOT_API_TOKEN_LIMIT="10/day",
+def test_api_token_limit_counts_tokens_per_api_token(serve, fake: FakeUpstream) -> None:
+    url = serve(CHATBOT_API_TOKENS=TOKEN_A, CHATBOT_API_TOKEN_LIMIT="10/day",
                 CHATBOT_SIGNED_IN_TOKEN_LIMIT="100000/day")
     assert chat(url, bearer(TOKEN_A)).status_code == 200  # a reply uses more than 10 tokens
     refused = chat(url, bearer(TOKEN_A))
@@ -134,10 +115,10 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("tokens", [False, True])
-def test_with_a_login_nothing_answers_anonymously(start, fake: FakeUpstream, tokens: bool) -> None:
+def test_with_a_login_nothing_answers_anonymously(serve, fake: FakeUpstream, tokens: bool) -> None:
     """Measured before: with CHATBOT_AUTH set on loopback, POST /chat and GET /models answered anyone."""
     env = {"CHATBOT_AUTH": LOGIN, **({"CHATBOT_API_TOKENS": TOKEN_A} if tokens else {})}
-    url = start(**env)
+    url = serve(**env)
     for authorization in (None, "Bearer nope-0123456789abcdef", "Basic !!!", "Basic " + "eA==",
                           basic("alice", "wrong")["Authorization"], basic("mallory", ALICE[1])["Authorization"]):
         headers = {} if authorization is None else {"Authorization": authorization}
@@ -157,8 +138,8 @@ def test_with_a_login_nothing_answers_anonymously(start, fake: FakeUpstream, tok
     assert fake.requests == []
 
 
-def test_the_login_opens_every_door_as_that_user(start, fake: FakeUpstream) -> None:
-    url = start(CHATBOT_AUTH=LOGIN, CHATBOT_SIGNED_IN_RATE_LIMIT="3/minute", CHATBOT_RATE_LIMIT="1/minute")
+def test_the_login_opens_every_door_as_that_user(serve, fake: FakeUpstream) -> None:
+    url = serve(CHATBOT_AUTH=LOGIN, CHATBOT_SIGNED_IN_RATE_LIMIT="3/minute", CHATBOT_RATE_LIMIT="1/minute")
     alice, bob = basic(*ALICE), basic("bob", "builder-pass-22")
     created = chat(url, alice, "alice's plans")
     assert created.status_code == 200, created.text
@@ -176,16 +157,16 @@ def test_the_login_opens_every_door_as_that_user(start, fake: FakeUpstream) -> N
     assert len(fake.requests) == 4
 
 
-def test_tokens_still_work_beside_the_login(start, fake: FakeUpstream) -> None:
-    url = start(CHATBOT_AUTH=LOGIN, CHATBOT_API_TOKENS=TOKEN_A)
+def test_tokens_still_work_beside_the_login(serve, fake: FakeUpstream) -> None:
+    url = serve(CHATBOT_AUTH=LOGIN, CHATBOT_API_TOKENS=TOKEN_A)
     assert chat(url, bearer(TOKEN_A)).status_code == 200
     assert chat(url, basic(*ALICE)).status_code == 200
     assert [e["type"] for e in ws_reply(url, bearer(TOKEN_A))][-1] == "done"
 
 
-def test_api_basic_shares_the_login_pages_throttle(start, fake: FakeUpstream) -> None:
+def test_api_basic_shares_the_login_pages_throttle(serve, fake: FakeUpstream) -> None:
     """Wrong passwords on the login page count for HTTP Basic too: the API is no unthrottled oracle."""
-    url = start(CHATBOT_AUTH=LOGIN)
+    url = serve(CHATBOT_AUTH=LOGIN)
     for i in range(5):
         wrong = httpx.post(url + "login", data={"username": "alice", "password": f"guess-{i}"}, timeout=10)
         assert wrong.status_code == 400

@@ -7,7 +7,6 @@ import logging
 import secrets
 import threading
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,22 +21,6 @@ from chatbot.history import clean_history
 from chatbot.tokens import counter_for
 from chatbot.ui import ChatUI
 from chatbot.upstream import Upstream
-
-
-@pytest.fixture
-def serve(fake: FakeUpstream, tmp_path) -> Iterator:
-    """``serve(**env)``: the whole app (UI and HTTP API) on a free port, against the fake upstream."""
-    running = []
-
-    def start(**env: str) -> str:
-        env.setdefault("CHATBOT_DB", str(tmp_path / f"{uuid.uuid4().hex}.db"))
-        server = switchboard.serve_in_thread(switchboard.build_server(make_settings(fake.base_url, **env)))
-        running.append(server)
-        return server.url
-
-    yield start
-    for server in running:
-        server.stop()
 
 
 def fn_index(url: str, api_name: str) -> int:
