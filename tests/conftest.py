@@ -92,6 +92,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+
+def stop_process(process: subprocess.Popen, timeout: float = PROCESS_EXIT_S) -> None:
+    """Terminate ``process`` if it still runs, then kill it if it has not exited within ``timeout``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
 class RedisServer:
     """A throwaway redis-server on 127.0.0.1 and a free port, no persistence (``args`` are further
     redis-server options, e.g. ``"--appendonly", "yes", "--dir", path``; later options win)."""
@@ -134,13 +145,7 @@ class RedisServer:
         self.process.wait(PROCESS_EXIT_S)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(PROCESS_EXIT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(PROCESS_EXIT_S)
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="session")

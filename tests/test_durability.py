@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TEST_KEY, RedisServer, free_port, wait_until
+from conftest import TEST_KEY, RedisServer, free_port, stop_process, wait_until
 from fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.slow  # app processes killed and restarted, a redis-server killed, a tmpfs filled
@@ -69,12 +69,7 @@ class App:
         self.process.wait(15)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process)
 
     def conversation(self, cid: str) -> dict:
         response = httpx.get(self.url + f"conversations/{cid}", timeout=30)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, make_settings, predict
+from conftest import free_port, make_settings, predict, stop_process
 from fake_upstream import FakeUpstream
 from gradio_client import Client
 
@@ -124,13 +124,7 @@ class Proxy:
             time.sleep(0.02)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
 
 
 @pytest.fixture(params=["haproxy", "nginx"])

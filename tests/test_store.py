@@ -7,9 +7,10 @@ Tests that need Redis start their own ``redis-server`` on a free port (``.ci/run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,17 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 OWNER = "owner-a"
+
+
+@contextlib.contextmanager
+def held_elsewhere(store: Store) -> Iterator[None]:
+    """Inside: the store writes as a process of another machine would (another lease holder)."""
+    mine = store.holder  # type: ignore[attr-defined]
+    store.holder = "elsewhere.example:4242:abcdef12"  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        store.holder = mine  # type: ignore[attr-defined]
 
 
 async def test_first_turn_creates_a_conversation_and_stores_both_messages(store: Store) -> None:
@@ -462,21 +474,18 @@ async def test_a_reply_whose_lease_ran_out_is_interrupted_keeping_its_text(
     GET, the conversation's next turn) marks it interrupted with the text saved so far."""
     import chatbot.store as store_module
 
-    mine = store.holder  # type: ignore[attr-defined]
-    store.holder = "elsewhere.example:4242:abcdef12"  # type: ignore[attr-defined]
-    turn = await store.begin_turn(None, OWNER, "question", "m", 100)
-    assert turn is not None
-    await store.save_partials([(turn, "half an answer")])
-    store.holder = mine  # type: ignore[attr-defined]
+    with held_elsewhere(store):
+        turn = await store.begin_turn(None, OWNER, "question", "m", 100)
+        assert turn is not None
+        await store.save_partials([(turn, "half an answer")])
     stored = await store.get(turn.conversation_id, OWNER)
     assert stored is not None and stored.messages[1].status == "streaming"  # the lease still runs
     following = await store.begin_turn(turn.conversation_id, OWNER, "next", "m", 100)
     assert following is not None and following.history == []
 
     monkeypatch.setattr(store_module, "LEASE_SECONDS", -1.0)  # leases written from now on have run out
-    store.holder = "elsewhere.example:4242:abcdef12"  # type: ignore[attr-defined]
-    await store.save_partials([(turn, "half an answer, and more")])
-    store.holder = mine  # type: ignore[attr-defined]
+    with held_elsewhere(store):
+        await store.save_partials([(turn, "half an answer, and more")])
     stored = await store.get(turn.conversation_id, OWNER)
     assert stored is not None
     reply = stored.messages[1]
@@ -493,12 +502,10 @@ async def test_a_turn_marks_a_lost_reply_of_its_conversation_interrupted(
     import chatbot.store as store_module
 
     monkeypatch.setattr(store_module, "LEASE_SECONDS", -1.0)
-    mine = store.holder  # type: ignore[attr-defined]
-    store.holder = "elsewhere.example:4242:abcdef12"  # type: ignore[attr-defined]
-    lost = await store.begin_turn(None, OWNER, "question", "m", 100)
-    assert lost is not None
-    await store.save_partials([(lost, "what was seen")])
-    store.holder = mine  # type: ignore[attr-defined]
+    with held_elsewhere(store):
+        lost = await store.begin_turn(None, OWNER, "question", "m", 100)
+        assert lost is not None
+        await store.save_partials([(lost, "what was seen")])
     turn = await store.begin_turn(lost.conversation_id, OWNER, "next", "m", 100)
     assert turn is not None
     assert [m["content"] for m in turn.history] == ["question", "what was seen"]
