@@ -15,7 +15,7 @@ from collections.abc import Sequence
 # so the app neither waits on nor leaks to the network.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from chatbot.config import ConfigError, Settings  # noqa: E402 - light: imports neither Gradio nor the SDK
+from chatbot.core.settings import ConfigError, Settings  # noqa: E402 - light: imports neither Gradio nor the SDK
 
 
 def load_settings(argv: Sequence[str]) -> Settings:
@@ -39,8 +39,6 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from chatbot.access import LoginChecker, LoginClient, login_checker  # noqa: E402
-from chatbot.api import create_api  # noqa: E402
 from chatbot.compat import (  # noqa: E402
     cache_component_signatures,
     enforce_path_checks,
@@ -49,15 +47,18 @@ from chatbot.compat import (  # noqa: E402
     quiet_event_failures,
     warm_up_gradio,
 )
-from chatbot.demo import demo_http_client  # noqa: E402
-from chatbot.errors import render  # noqa: E402
-from chatbot.i18n import gradio_i18n, language_of  # noqa: E402
-from chatbot.models_live import LiveModels  # noqa: E402
-from chatbot.sessions import SessionReaper  # noqa: E402
-from chatbot.store import Store, StoreError, check_redis, open_store  # noqa: E402
-from chatbot.tokens import ensure_offline_encodings  # noqa: E402
-from chatbot.ui import ChatUI  # noqa: E402
-from chatbot.upstream import Upstream, make_client  # noqa: E402
+from chatbot.core.demo import demo_http_client  # noqa: E402
+from chatbot.core.errors import render  # noqa: E402
+from chatbot.core.i18n import language_of  # noqa: E402
+from chatbot.core.models_live import LiveModels  # noqa: E402
+from chatbot.core.store import Store, StoreError, check_redis, open_store  # noqa: E402
+from chatbot.core.tokens import ensure_offline_encodings  # noqa: E402
+from chatbot.core.upstream import Upstream, make_client  # noqa: E402
+from chatbot.http.access import LoginChecker, LoginClient, login_checker  # noqa: E402
+from chatbot.http.api import create_api  # noqa: E402
+from chatbot.web.labels import gradio_i18n  # noqa: E402
+from chatbot.web.sessions import SessionReaper  # noqa: E402
+from chatbot.web.ui import ChatUI  # noqa: E402
 
 log = logging.getLogger("switchboard")
 
@@ -200,7 +201,7 @@ class _Server(uvicorn.Server):
 def _server(app: FastAPI, host: str, port: int, **options: object) -> uvicorn.Server:
     config = uvicorn.Config(
         app, host=host, port=port, log_config=None, log_level="warning", access_log=False,
-        # X-Forwarded-For is judged by CHATBOT_TRUSTED_PROXIES alone (chatbot/limits.py): uvicorn would
+        # X-Forwarded-For is judged by CHATBOT_TRUSTED_PROXIES alone (chatbot/core/limits.py): uvicorn would
         # otherwise believe it from any local peer and a forged header would pick the visitor's bucket.
         proxy_headers=False,
         lifespan="on", timeout_graceful_shutdown=3, **options,  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ conversation length N it times what Switchboard does per turn before anything go
 - the whole walk (``clean_s``, ``prepare_s``, ``total_s``): the plain functions, clean_history on the
   browser's whole history, then trim_history over it (every message counted, with the token cache).
 - the app's path (``fit_*``): ``Upstream.prepare`` with the history as the client sends it
-  (:class:`chatbot.history.History`): one walk from the newest message back that cleans and counts each
+  (:class:`chatbot.core.history.History`): one walk from the newest message back that cleans and counts each
   message once and stops where the model's budget is full. With the bench model's window (about 1M tokens)
   everything the caps keep fits, so this walk reads every message; ``fit_budget_*`` is the same with a
   prompt budget of ``budget_tokens`` (default 4,000: all of 10 turns fit, about 19 of 2,000), where the
@@ -80,8 +80,8 @@ class Cold:
 
 def whole_path(upstream: Any, ui: Any, n: int, reps: int, cold: Cold) -> dict[str, Any]:
     """clean_history on the whole history, then trim_history over it (see the module docstring)."""
-    from chatbot.history import trim_history
-    from chatbot.tokens import counter_for
+    from chatbot.core.history import trim_history
+    from chatbot.core.tokens import counter_for
 
     count = counter_for(MODEL_ID).count
     model = upstream.resolve(MODEL_ALIAS)
@@ -116,8 +116,8 @@ def whole_path(upstream: Any, ui: Any, n: int, reps: int, cold: Cold) -> dict[st
 
 def fit_path(upstream: Any, ui: Any, n: int, reps: int, cold: Cold, prefix: str) -> dict[str, Any]:
     """Per-turn cost of ``Upstream.prepare`` with the client's history (see the module docstring)."""
-    from chatbot.history import History
-    from chatbot.tokens import counter_for
+    from chatbot.core.history import History
+    from chatbot.core.tokens import counter_for
 
     encoding = counter_for(MODEL_ID).encoding
     settings = upstream.settings
@@ -159,10 +159,10 @@ def main() -> None:
     turns_list: list[int] = spec["turns"]
     reps: int = spec.get("reps", 20)
     cold = Cold(spec.get("evict_mb", 16))
-    from chatbot.config import Settings
-    from chatbot.tokens import ensure_offline_encodings
-    from chatbot.ui import ChatUI
-    from chatbot.upstream import Upstream
+    from chatbot.core.settings import Settings
+    from chatbot.core.tokens import ensure_offline_encodings
+    from chatbot.core.upstream import Upstream
+    from chatbot.web.ui import ChatUI
 
     ensure_offline_encodings()
     env = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-bench",

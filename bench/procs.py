@@ -19,7 +19,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_ID = "gpt-4.1-mini"
 MODEL_ALIAS = "fast"
-DEFAULT_SESSION_GRACE = 600.0  # chatbot/config.py's default CHATBOT_SESSION_GRACE (seconds)
+DEFAULT_SESSION_GRACE = 600.0  # chatbot/core/settings.py's default CHATBOT_SESSION_GRACE (seconds)
 
 
 def free_port() -> int:

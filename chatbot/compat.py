@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx2
 import openai
 
-if TYPE_CHECKING:  # imported where used: chatbot.upstream imports this module without needing Gradio
+if TYPE_CHECKING:  # imported where used: chatbot.core.upstream imports this module without needing Gradio
     import gradio as gr
 
 log = logging.getLogger("switchboard.events")
@@ -132,7 +132,7 @@ def gradio_closer(app: Any, demo: gr.Blocks) -> Callable[[], None]:
     return close
 
 
-# --- Gradio's per-session memory (chatbot/sessions.py decides which sessions go) ------------------------
+# --- Gradio's per-session memory (chatbot/web/sessions.py decides which sessions go) ------------------------
 
 
 def held_sessions(demo: gr.Blocks) -> dict[str, tuple[bool, datetime.datetime | None]] | None:

@@ -38,7 +38,7 @@ TEST_KEY = "sk-test-switchboard-0123456789abcdef"
 
 def make_settings(base_url: str | None, **env: str):
     """Settings for a test: only the given environment, no .env file, the fake as upstream."""
-    from chatbot.config import Settings
+    from chatbot.core.settings import Settings
 
     # The provider's live model list stays off unless a test asks for it (CHATBOT_LIVE_MODELS=1): the
     # catalogue is then the configured one, the same in every test.

@@ -15,7 +15,7 @@ from fake_upstream import FakeUpstream
 from pydantic import SecretStr
 
 import app as switchboard
-from chatbot.access import LoginChecker, basic_credentials, login_checker
+from chatbot.http.access import LoginChecker, basic_credentials, login_checker
 
 ATTACKER, OWNER_HOME, ELSEWHERE = "ip:203.0.113.66", "ip:198.51.100.7", "ip:192.0.2.9"
 

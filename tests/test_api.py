@@ -1,4 +1,4 @@
-"""The HTTP API (chatbot/api.py), served for real: ``app.build_server`` under uvicorn on a free port, the
+"""The HTTP API (chatbot/http/api.py), served for real: ``app.build_server`` under uvicorn on a free port, the
 fake upstream behind it, real HTTP (httpx, curl), real WebSockets, SQLite and a real redis-server."""
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app as switchboard
-from chatbot.api import is_loopback, sse_data
-from chatbot.config import Settings
-from chatbot.errors import render
+from chatbot.core.errors import render
+from chatbot.core.settings import Settings
+from chatbot.http.api import is_loopback, sse_data
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN_A = "token-a-0123456789abcdefghij"
@@ -425,7 +425,7 @@ def test_lone_surrogates_and_nul_are_cleaned_not_a_crash(server: str, fake: Fake
     response = httpx.post(server + "chat", content=raw, headers=json_type, timeout=30)
     assert response.status_code == 200
     stored = conversation(server, response.json()["conversation_id"])["messages"][0]["content"]
-    assert stored == "hi ? there!" == fake.last.messages[-1]["content"]  # as chatbot.history.clean_text does
+    assert stored == "hi ? there!" == fake.last.messages[-1]["content"]  # as chatbot.core.history.clean_text does
 
 
 def test_messages_name_the_problem(server: str) -> None:
@@ -454,7 +454,7 @@ def test_message_longer_than_the_limit_is_refused(start, fake: FakeUpstream) -> 
 
 
 def test_body_cap_is_a_setting(start, fake: FakeUpstream) -> None:
-    from chatbot.config import ConfigError
+    from chatbot.core.settings import ConfigError
 
     server = start(CHATBOT_MAX_BODY_BYTES="2048").url
     assert httpx.post(server + "chat", json={"message": "x" * 1900}, timeout=10).status_code == 200
@@ -551,7 +551,7 @@ def test_loopback_detection() -> None:
 
 
 def test_tokens_setting_is_validated_without_showing_tokens() -> None:
-    from chatbot.config import ConfigError
+    from chatbot.core.settings import ConfigError
 
     settings = make_settings(None, CHATBOT_API_TOKENS=f" {TOKEN_A} ,{TOKEN_B},{TOKEN_A}")
     assert [t.get_secret_value() for t in settings.api_tokens] == [TOKEN_A, TOKEN_B]

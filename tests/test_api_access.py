@@ -1,4 +1,4 @@
-"""Who may use the HTTP API and how much (chatbot/api.py's Gate, chatbot/limits.py's API limits), served
+"""Who may use the HTTP API and how much (chatbot/http/api.py's Gate, chatbot/core/limits.py's API limits), served
 for real: ``app.build_server`` under uvicorn, the fake upstream behind it, real HTTP and WebSockets.
 
 - API tokens are counted against ``CHATBOT_API_RATE_LIMIT`` / ``CHATBOT_API_TOKEN_LIMIT`` (default: the
@@ -15,7 +15,7 @@ import pytest
 from conftest import make_settings
 from fake_upstream import FakeUpstream
 
-from chatbot.config import Settings
+from chatbot.core.settings import Settings
 
 TOKEN_A = "token-a-0123456789abcdefghij"
 TOKEN_B = "token-b-0123456789abcdefghij"

@@ -17,7 +17,7 @@ from fake_upstream import Behaviour, FakeUpstream
 from gradio_client import Client
 
 import app as switchboard
-from chatbot.errors import render
+from chatbot.core.errors import render
 
 BIG = "x" * 200_000
 

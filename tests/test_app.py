@@ -64,8 +64,8 @@ def test_help_and_a_bad_value_answer_before_gradio_and_the_sdk_are_imported(
     )
     assert result.returncode == status
     imported = _imported(result.stderr)
-    assert "chatbot.config" in imported  # the report reads what was imported
-    assert not imported & {"gradio", "openai", "uvicorn", "fastapi", "chatbot.limits", "chatbot.errors"}
+    assert "chatbot.core.settings" in imported  # the report reads what was imported
+    assert not imported & {"gradio", "openai", "uvicorn", "fastapi", "chatbot.core.limits", "chatbot.core.errors"}
     if status:
         said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
         assert said == ["switchboard: CHATBOT_MAX_TOKENS: input should be a valid integer, unable to parse "

@@ -15,12 +15,12 @@ from conftest import make_settings
 from fake_upstream import FakeUpstream
 from PIL import Image
 
-from chatbot.attachments import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, AttachmentRefused, compose, read_part, text_block
-from chatbot.chats_panel import upload_root
-from chatbot.config import Settings
-from chatbot.tokens import IMAGE_PART_TOKENS
-from chatbot.ui import ChatUI, ReplyView
-from chatbot.upstream import Upstream
+from chatbot.core.attachments import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, AttachmentRefused, compose, read_part, text_block
+from chatbot.core.settings import Settings
+from chatbot.core.tokens import IMAGE_PART_TOKENS
+from chatbot.core.upstream import Upstream
+from chatbot.web.chats_panel import upload_root
+from chatbot.web.ui import ChatUI, ReplyView
 
 MB = 1024 * 1024
 

@@ -22,7 +22,7 @@ from fake_upstream import Behaviour, FakeUpstream
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import app as switchboard
-from chatbot.upstream import Upstream
+from chatbot.core.upstream import Upstream
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

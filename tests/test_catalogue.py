@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.catalogue import DEFAULT_CONTEXT_WINDOW, Catalogue, Model, build_catalogue, parse_models_spec
+from chatbot.core.catalogue import DEFAULT_CONTEXT_WINDOW, Catalogue, Model, build_catalogue, parse_models_spec
 
 
 def test_default_aliases_of_the_tutorial() -> None:
@@ -61,7 +61,7 @@ def test_spec_parsing() -> None:
 
 
 def test_live_models_get_labels_and_fill_in_configured_unknown_ids() -> None:
-    from chatbot.catalogue import live_label
+    from chatbot.core.catalogue import live_label
 
     catalogue = build_catalogue("local=llama3.2:latest")
     assert not catalogue.resolve("local").known

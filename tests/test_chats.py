@@ -12,7 +12,7 @@ from conftest import make_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatbot import chats
+from chatbot.web import chats
 
 THINKING = {"title": "Thinking", "status": "done", "id": "thinking"}
 COST = {"title": "12 tokens in · 3 out · $0.0001", "status": "done", "id": "switchboard-cost"}

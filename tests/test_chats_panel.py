@@ -13,8 +13,8 @@ from conftest import make_settings
 from fake_upstream import FakeUpstream
 
 import app as switchboard
-from chatbot import chats
-from chatbot.chats_panel import ChatsPanel
+from chatbot.web import chats
+from chatbot.web.chats_panel import ChatsPanel
 
 
 def panel() -> ChatsPanel:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from chatbot.catalogue import build_catalogue
-from chatbot.config import (
+from chatbot.core.catalogue import build_catalogue
+from chatbot.core.settings import (
     DEMO_BASE_URL,
     DERIVED_ENV,
     PLACEHOLDER_KEY,
@@ -147,8 +147,9 @@ def test_bad_values_of_the_new_settings(environ: dict[str, str], variable: str) 
 
 def test_importing_the_settings_loads_neither_gradio_nor_the_sdk() -> None:
     """``--help`` and a bad value can answer in about a second only if the settings import nothing heavy."""
-    code = ("import sys, chatbot.config; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('gradio', 'openai', 'httpx2', 'fastapi', 'uvicorn') or m in ('chatbot.limits', 'chatbot.errors'))))")
+    code = ("import sys, chatbot.core.settings; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('gradio', 'openai', 'httpx2', 'fastapi', 'uvicorn') "
+            "or m in ('chatbot.core.limits', 'chatbot.core.errors'))))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == []

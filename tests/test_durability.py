@@ -326,8 +326,8 @@ def test_a_redis_restart_is_reconnected_and_retried_on_every_route(fake: FakeUps
 async def test_chat_tab_with_redis_down_says_so_and_does_not_claim_the_message_is_kept(fake: FakeUpstream) -> None:
     from conftest import make_settings
 
-    from chatbot.ui import ChatUI
-    from chatbot.upstream import Upstream
+    from chatbot.core.upstream import Upstream
+    from chatbot.web.ui import ChatUI
 
     redis = RedisServer()
     settings = make_settings(fake.base_url, REDIS_URL=redis.url, CHATBOT_RATE_LIMIT="100/minute",
@@ -363,7 +363,7 @@ def test_limits_redis_down_is_a_503_before_anything_is_stored_and_a_log_line(
     from conftest import make_settings
 
     import app as switchboard
-    from chatbot.store import SQLiteStore
+    from chatbot.core.store import SQLiteStore
 
     password = "pw-never-in-logs-0123456789"
     settings = make_settings(fake.base_url, REDIS_URL=f"redis://:{password}@127.0.0.1:{free_port()}/0",

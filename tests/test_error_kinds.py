@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from chatbot.api import ApiError, error_text
-from chatbot.error_kinds import API_ONLY, API_STATUS, KINDS
-from chatbot.errors import failure_text, friendly, render, status_for
-from chatbot.ui import ReplyView
-from chatbot.upstream import ErrorEvent, TextDelta
+from chatbot.core.error_kinds import API_ONLY, API_STATUS, KINDS
+from chatbot.core.errors import failure_text, friendly, render, status_for
+from chatbot.core.upstream import ErrorEvent, TextDelta
+from chatbot.http.api import ApiError, error_text
+from chatbot.web.ui import ReplyView
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

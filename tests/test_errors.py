@@ -6,7 +6,7 @@ import httpx2
 import openai
 import pytest
 
-from chatbot.errors import MESSAGES, FirstTokenTimeout, IdleTimeout, friendly_error, retry_after_seconds
+from chatbot.core.errors import MESSAGES, FirstTokenTimeout, IdleTimeout, friendly_error, retry_after_seconds
 
 REQUEST = httpx2.Request("POST", "https://upstream.test/v1/chat/completions")
 KEY = "sk-canary-abcdefghijklmnop123456"

@@ -20,7 +20,7 @@ from conftest import free_port, make_settings
 from fake_upstream import FakeUpstream
 
 import app as switchboard
-from chatbot.errors import render
+from chatbot.core.errors import render
 
 
 class Attack:

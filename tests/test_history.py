@@ -1,4 +1,4 @@
-"""Tests for chatbot.history: trim_history, clean_history and fit_history (the walk the app runs), using the real
+"""Tests for chatbot.core.history: trim_history, clean_history and fit_history (the walk the app runs), using the real
 tokenizer (no network)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chatbot.history import (
+from chatbot.core.history import (
     History,
     MessageTooLong,
     Trimmed,
@@ -20,7 +20,7 @@ from chatbot.history import (
     small_history,
     trim_history,
 )
-from chatbot.tokens import TokenCounter, counter_for, ensure_offline_encodings
+from chatbot.core.tokens import TokenCounter, counter_for, ensure_offline_encodings
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -229,7 +229,7 @@ def test_trim_properties(conv: Conversation, budget: int, model: str) -> None:
 
 
 def test_clean_history_with_files_keeps_attachments_for_the_ui() -> None:
-    from chatbot.history import clean_history
+    from chatbot.core.history import clean_history
 
     def files(path: str, name: str | None) -> dict | None:
         if path.endswith(".png"):

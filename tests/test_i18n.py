@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.error_kinds import KINDS, NOTES
-from chatbot.errors import MESSAGES, Friendly, friendly, render
-from chatbot.i18n import LANGUAGES, TEXTS, UI, duration, gradio_i18n, pick_language, placeholders, text
+from chatbot.core.error_kinds import KINDS, NOTES
+from chatbot.core.errors import MESSAGES, Friendly, friendly, render
+from chatbot.core.i18n import LANGUAGES, TEXTS, duration, pick_language, placeholders, text
+from chatbot.web.labels import UI, gradio_i18n
 
 
 @pytest.mark.parametrize("table", [UI, TEXTS], ids=["ui", "texts"])

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from starlette.datastructures import Headers
 
-from chatbot.limits import (
+from chatbot.core.limits import (
     Guard,
     Policy,
     Visitor,

@@ -14,10 +14,10 @@ from fake_upstream import FakeUpstream
 from gradio_client import Client
 
 import app as switchboard
-from chatbot.catalogue import Catalogue, build_catalogue
-from chatbot.config import Settings
-from chatbot.models_live import LiveModels, parse_entry, parse_models, per_million
-from chatbot.upstream import Upstream
+from chatbot.core.catalogue import Catalogue, build_catalogue
+from chatbot.core.models_live import LiveModels, parse_entry, parse_models, per_million
+from chatbot.core.settings import Settings
+from chatbot.core.upstream import Upstream
 
 OPENROUTER_ENTRY = {
     "id": "anthropic/claude-test",

@@ -12,9 +12,9 @@ import pytest
 from conftest import TEST_KEY, free_port, make_settings
 from fake_upstream import FakeUpstream
 
-from chatbot.config import Settings
-from chatbot.redact import LOGGERS, redact_logs
-from chatbot.store import SQLiteStore
+from chatbot.core.redact import LOGGERS, redact_logs
+from chatbot.core.settings import Settings
+from chatbot.core.store import SQLiteStore
 
 
 def test_log_exception_masks_the_redis_password_the_key_and_the_tokens(caplog: pytest.LogCaptureFixture) -> None:
@@ -75,8 +75,8 @@ async def test_a_chat_tab_failure_logs_a_traceback_without_the_redis_password(
 ) -> None:
     """The chat tab's handler, its limits' Redis unreachable: the visitor reads a sentence, the log has the
     traceback (it had only the exception's class name), with the password masked."""
-    from chatbot.ui import ChatUI
-    from chatbot.upstream import Upstream
+    from chatbot.core.upstream import Upstream
+    from chatbot.web.ui import ChatUI
 
     password = "pw-secret-chat-tab-42"
     settings = make_settings(fake.base_url, REDIS_URL=f"redis://:{password}@127.0.0.1:{free_port()}/0",

@@ -8,10 +8,10 @@ import asyncio
 import pytest
 from fake_upstream import Behaviour, FakeUpstream
 
-from chatbot.errors import render
-from chatbot.reply_limits import ReplyCounter, ReplyLimits
-from chatbot.tokens import counter_for
-from chatbot.upstream import Done, ErrorEvent, HistoryTrimmed, Upstream, _price, drain
+from chatbot.core.errors import render
+from chatbot.core.reply_limits import ReplyCounter, ReplyLimits
+from chatbot.core.tokens import counter_for
+from chatbot.core.upstream import Done, ErrorEvent, HistoryTrimmed, Upstream, _price, drain
 
 WORDS = " ".join(f"word{i}" for i in range(3_000))
 
@@ -103,7 +103,7 @@ def test_a_reply_under_its_cap_is_never_tokenised_while_it_streams() -> None:
 
 
 def test_the_counter_stops_a_reply_one_piece_past_its_cap() -> None:
-    from chatbot.errors import StreamProblem
+    from chatbot.core.errors import StreamProblem
 
     counter = ReplyCounter(ReplyLimits.for_cap(100, 60.0), counter_for("gpt-4.1-mini"))
     sent = 0
@@ -186,7 +186,7 @@ async def test_consecutive_replies_share_one_connection(fake: FakeUpstream, sett
 
 
 async def test_the_chat_tab_shows_why_a_reply_is_empty(fake: FakeUpstream, settings_for) -> None:
-    from chatbot.ui import ReplyView
+    from chatbot.web.ui import ReplyView
 
     fake.push(Behaviour(reply="", finish_reason=None, usage=False))
     view = ReplyView("es")

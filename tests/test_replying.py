@@ -1,11 +1,11 @@
-"""Which tabs have a reply in progress (chatbot/replying.py): marked, ended, expired, bounded."""
+"""Which tabs have a reply in progress (chatbot/web/replying.py): marked, ended, expired, bounded."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from chatbot.replying import Replying
+from chatbot.web.replying import Replying
 
 
 def test_a_mark_lasts_until_the_end_or_its_age() -> None:

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import app as switchboard
-from chatbot.history import clean_history
-from chatbot.tokens import counter_for
-from chatbot.ui import ChatUI
-from chatbot.upstream import Upstream
+from chatbot.core.history import clean_history
+from chatbot.core.tokens import counter_for
+from chatbot.core.upstream import Upstream
+from chatbot.web.ui import ChatUI
 
 
 def fn_index(url: str, api_name: str) -> int:
@@ -184,7 +184,7 @@ def test_env_file_and_data_are_not_servable(serve) -> None:
 
 
 def test_public_bind_without_limits_or_login_warns() -> None:
-    from chatbot.config import Settings
+    from chatbot.core.settings import Settings
 
     settings = Settings.load(["--host", "0.0.0.0"], environ={"OPENAI_API_KEY": "sk-x"}, env_file=None)
     warnings = switchboard.exposure_warnings(settings)

@@ -1,4 +1,4 @@
-"""Closed browser sessions leave Gradio's state holder and queue (chatbot/sessions.py): against a real
+"""Closed browser sessions leave Gradio's state holder and queue (chatbot/web/sessions.py): against a real
 StateHolder, then in the app launched for real, with tabs played over raw HTTP (heartbeat + queue)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from conftest import make_settings, wait_until
 from fake_upstream import Behaviour, FakeUpstream
 
 import app as switchboard
-from chatbot.sessions import DEFAULT_GRACE, SessionReaper
+from chatbot.web.sessions import DEFAULT_GRACE, SessionReaper
 
 T0 = datetime.datetime(2030, 1, 1, 12, 0, 0)
 
@@ -185,7 +185,7 @@ def test_the_grace_setting() -> None:
     assert make_settings(None).session_grace == 600.0
     assert make_settings(None, CHATBOT_SESSION_GRACE="2.5").session_grace == 2.5
     assert make_settings(None, CHATBOT_SESSION_GRACE="0").session_grace == 0.0
-    from chatbot.config import ConfigError
+    from chatbot.core.settings import ConfigError
 
     for bad in ("-1", "soon"):
         with pytest.raises(ConfigError, match="^CHATBOT_SESSION_GRACE"):

@@ -17,8 +17,8 @@ import pytest
 from conftest import RedisServer, free_port
 from pydantic import SecretStr
 
-from chatbot.config import Settings
-from chatbot.store import (
+from chatbot.core.settings import Settings
+from chatbot.core.store import (
     EndedRows,
     Message,
     RedisStore,
@@ -442,7 +442,7 @@ def test_redis_url_setting_is_validated_and_secret() -> None:
     settings = Settings.load([], environ=environ, env_file=None)
     assert settings.redis_url is not None and settings.redis_url.get_secret_value() == environ["REDIS_URL"]
     assert "pw-secret" not in repr(settings)
-    from chatbot.config import ConfigError
+    from chatbot.core.settings import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         Settings.load([], environ={"REDIS_URL": "http://:pw-secret@host"}, env_file=None)
@@ -472,7 +472,7 @@ async def test_a_reply_whose_lease_ran_out_is_interrupted_keeping_its_text(
 ) -> None:
     """A reply streamed by a process of another machine: live while its lease runs, then any reader (a
     GET, the conversation's next turn) marks it interrupted with the text saved so far."""
-    import chatbot.store as store_module
+    import chatbot.core.store as store_module
 
     with held_elsewhere(store):
         turn = await store.begin_turn(None, OWNER, "question", "m", 100)
@@ -499,7 +499,7 @@ async def test_a_reply_whose_lease_ran_out_is_interrupted_keeping_its_text(
 async def test_a_turn_marks_a_lost_reply_of_its_conversation_interrupted(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import chatbot.store as store_module
+    import chatbot.core.store as store_module
 
     monkeypatch.setattr(store_module, "LEASE_SECONDS", -1.0)
     with held_elsewhere(store):

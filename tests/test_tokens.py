@@ -1,4 +1,4 @@
-"""Tests for chatbot.tokens: offline encodings, model -> encoding mapping, message counting."""
+"""Tests for chatbot.core.tokens: offline encodings, model -> encoding mapping, message counting."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import tiktoken.load
 import tiktoken.registry
 from conftest import join_all
 
-from chatbot import tokens
-from chatbot.tokens import (
+from chatbot.core import tokens
+from chatbot.core.tokens import (
     ENCODING_SOURCES,
     IMAGE_PART_TOKENS,
     NON_OPENAI_MARGIN,

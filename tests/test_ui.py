@@ -20,8 +20,8 @@ from fake_upstream import Behaviour, FakeUpstream
 from gradio_client import Client
 
 import app as switchboard
-from chatbot.ui import ChatUI, ReplyView
-from chatbot.upstream import ErrorEvent, TextDelta, Upstream
+from chatbot.core.upstream import ErrorEvent, TextDelta, Upstream
+from chatbot.web.ui import ChatUI, ReplyView
 
 
 def free_port() -> int:
@@ -215,7 +215,7 @@ async def test_respond_never_raises_and_notes_trimming(fake: FakeUpstream) -> No
 
 
 def test_reply_view_partial_error_keeps_text() -> None:
-    from chatbot.errors import friendly_error
+    from chatbot.core.errors import friendly_error
 
     view = ReplyView()
     view.apply(TextDelta("half an"))
@@ -318,7 +318,7 @@ async def test_thinking_title_and_errors_in_the_visitors_language(fake: FakeUpst
 
 
 def test_the_message_box_is_gradios_own_and_builds_its_schema_once(url: str) -> None:
-    from chatbot.message_box import MessageBox
+    from chatbot.web.message_box import MessageBox
 
     config = httpx.get(f"{url}config", timeout=10).json()
     box = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "message")

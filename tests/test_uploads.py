@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from chatbot.chats import clean_messages
-from chatbot.uploads import SessionFiles
+from chatbot.web.chats import clean_messages
+from chatbot.web.uploads import SessionFiles
 
 
 def files_in(root: Path, uploaded: set[str], key: bytes = b"k" * 32, **options: int) -> SessionFiles:

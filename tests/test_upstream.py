@@ -8,8 +8,8 @@ import pytest
 from conftest import TEST_KEY
 from fake_upstream import Behaviour, FakeUpstream
 
-from chatbot.history import History
-from chatbot.upstream import (
+from chatbot.core.history import History
+from chatbot.core.upstream import (
     Done,
     ErrorEvent,
     HistoryTrimmed,
@@ -80,7 +80,7 @@ def test_malformed_chunks_give_no_error(chunk: dict) -> None:
 
 
 def upstream_model():
-    from chatbot.catalogue import Model
+    from chatbot.core.catalogue import Model
 
     return Model("gpt-4.1-mini", 1_047_576, 32_768, 0.40, 1.60)
 
@@ -252,7 +252,7 @@ async def test_oversized_message_is_refused_not_cut(fake: FakeUpstream, settings
 
 async def test_trimming_over_200_turns_stays_within_budget(fake: FakeUpstream, settings_for) -> None:
     """End to end: the upstream never receives more prompt tokens than the budget."""
-    from chatbot.tokens import counter_for
+    from chatbot.core.tokens import counter_for
 
     budget = 2000
     core = upstream_for(settings_for, CHATBOT_CONTEXT_TOKENS=str(budget))
@@ -326,7 +326,7 @@ async def test_inline_and_threaded_prepare_send_the_same_request(fake: FakeUpstr
 
 
 def test_a_tokeniser_not_loaded_yet_keeps_prepare_off_the_event_loop(settings_for) -> None:
-    from chatbot import tokens
+    from chatbot.core import tokens
 
     core = upstream_for(settings_for)
     name = tokens.counter_for("gpt-4.1-mini").encoding_name
@@ -341,7 +341,7 @@ def test_a_tokeniser_not_loaded_yet_keeps_prepare_off_the_event_loop(settings_fo
 
 
 def test_warm_up_loads_the_offered_models_tokenisers(settings_for) -> None:
-    from chatbot import tokens
+    from chatbot.core import tokens
 
     core = upstream_for(settings_for, CHATBOT_MODELS="fast=gpt-4.1-mini,old=gpt-4")
     names = {tokens.counter_for(m).encoding_name for m in ("gpt-4.1-mini", "gpt-4")}

@@ -7,11 +7,11 @@ import pytest
 from conftest import make_settings
 from fake_upstream import Behaviour, FakeUpstream
 
-from chatbot.catalogue import Model
-from chatbot.i18n import text
-from chatbot.ui import COST_ID, ChatUI, ReplyView
-from chatbot.upstream import Upstream, Usage
-from chatbot.usage import Gauge, Totals, format_usd, measure, reply_detail, reply_line
+from chatbot.core.catalogue import Model
+from chatbot.core.i18n import text
+from chatbot.core.upstream import Upstream, Usage
+from chatbot.core.usage import Gauge, Totals, format_usd, measure, reply_detail, reply_line
+from chatbot.web.ui import COST_ID, ChatUI, ReplyView
 
 
 @pytest.mark.parametrize(

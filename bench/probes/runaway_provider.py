@@ -14,7 +14,7 @@ import time
 from conftest import make_settings
 from fake_upstream import Behaviour, FakeUpstream
 
-from chatbot.upstream import Upstream, drain
+from chatbot.core.upstream import Upstream, drain
 
 WORDS = " ".join(f"word{i}" for i in range(3000))
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
-from .config import Settings
+from chatbot.core.settings import Settings
 
 MASK = "[redacted]"
 

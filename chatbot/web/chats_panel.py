@@ -1,16 +1,16 @@
-"""The saved-chats panel: the Gradio side of :mod:`chatbot.chats` (list, new, rename, delete, export, import).
+"""The saved-chats panel: the Gradio side of :mod:`chatbot.web.chats` (list, new, rename, delete, export, import).
 
-The store is a ``gr.BrowserState`` with a fixed storage key and secret (see :func:`chatbot.chats.browser_secret`),
+The store is a ``gr.BrowserState`` with a fixed storage key and secret (see :func:`chatbot.web.chats.browser_secret`),
 so it outlives reloads and server restarts. It travels to the server only for the events that change it:
 when a message is sent, after a reply (and after Stop), when a chat is opened, renamed, deleted or
 imported; never during a stream.
 
 Which chat is on screen is a server-side ``gr.State`` (``shown``): an id, given before the chat's first
-message (a new chat is listed as soon as that message is sent, see :func:`chatbot.chats.begin`). Every
+message (a new chat is listed as soon as that message is sent, see :func:`chatbot.web.chats.begin`). Every
 save names its chat by that id, never "the current one". While a reply is in progress (see
-:mod:`chatbot.replying`) every change to the list is refused with a message: the reply goes on, and is
+:mod:`chatbot.web.replying`) every change to the list is refused with a message: the reply goes on, and is
 saved to its own chat.
-Every handler here rebuilds what the browser sends (:func:`chatbot.chats.normalize_store`) and never raises:
+Every handler here rebuilds what the browser sends (:func:`chatbot.web.chats.normalize_store`) and never raises:
 a bad import is a message in the visitor's language.
 """
 
@@ -28,11 +28,12 @@ from typing import Any
 
 import gradio as gr
 
-from . import chats
-from .compat import upload_folder
-from .i18n import language_of, text, ui
-from .replying import Replying
-from .uploads import SessionFiles
+from chatbot.compat import upload_folder
+from chatbot.core.i18n import language_of, text
+from chatbot.web import chats
+from chatbot.web.labels import ui
+from chatbot.web.replying import Replying
+from chatbot.web.uploads import SessionFiles
 
 log = logging.getLogger("switchboard.chats")
 
@@ -71,7 +72,7 @@ def _schema_once(button: gr.UploadButton) -> gr.UploadButton:
 
 def question(message: object) -> list[dict[str, Any]]:
     """The visitor's message as chat messages, from the message box's value (``{"text", "files"}``, files
-    as paths or file dicts) or a string; :func:`chatbot.chats.clean_messages` decides which files are kept."""
+    as paths or file dicts) or a string; :func:`chatbot.web.chats.clean_messages` decides which files are kept."""
     if not isinstance(message, Mapping):
         return [{"role": "user", "content": [message]}] if isinstance(message, str) and message else []
     files = message.get("files")

@@ -5,7 +5,7 @@ with large costs), and a day-keyed counter for dollars; in memory by default, in
 is set so that they hold across replicas. Concurrency (one reply at a time per visitor, a cap for the
 whole process) is counted in-process, and per visitor also in Redis when it is configured.
 
-``Guard.admit`` decides before any upstream call (a refusal is a :class:`~chatbot.errors.Friendly` with
+``Guard.admit`` decides before any upstream call (a refusal is a :class:`~chatbot.core.errors.Friendly` with
 which limit and when it resets); ``Guard.settle`` records what a reply really used.
 """
 
@@ -27,8 +27,8 @@ from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
-from .errors import Friendly, friendly
-from .policy import Policy, parse_limits  # noqa: F401 - re-exported: limits' public names
+from chatbot.core.errors import Friendly, friendly
+from chatbot.core.policy import Policy, parse_limits  # noqa: F401 - re-exported: limits' public names
 
 #: Dollars are counted in millionths, since the counters are integers.
 MICRO = 1_000_000

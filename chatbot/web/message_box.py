@@ -7,7 +7,7 @@ requests' CPU (py-spy on ``run/predict``: 11.3 ms a request before, 5.9 ms after
 machine). ``is_template`` keeps the config's type ``multimodaltextbox``, so the front end is Gradio's own.
 
 Gradio writes a ``.pyi`` stub next to the module of any component class it sees defined (it skips a
-read-only folder without an error); ``chatbot/message_box.pyi`` is that stub, left out of git.
+read-only folder without an error); ``chatbot/web/message_box.pyi`` is that stub, left out of git.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ name written beside it (``validation_alias``); keys, tokens and passwords are ``
 ``repr``, ``str``, logs or errors).
 
 Contract: this module imports no domain module that pulls in Gradio or the SDK (only the light
-:mod:`chatbot.catalogue`, :mod:`chatbot.policy` and :mod:`chatbot.providers`), so ``python app.py --help``
-and a bad value answer before the heavy imports. The environment is injectable
+:mod:`chatbot.core.catalogue`, :mod:`chatbot.core.policy` and :mod:`chatbot.core.providers`), so
+``python app.py --help`` and a bad value answer before the heavy imports. The environment is injectable
 (``Settings.load(environ=...)``): the merged flags/environment/.env mapping is validated as the model's
 input, since pydantic-settings' own environment source reads ``os.environ`` only
 (pydantic/pydantic-settings#653).
@@ -24,9 +24,9 @@ from dotenv import dotenv_values
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .catalogue import build_catalogue
-from .policy import Policy, parse_limits
-from .providers import DEMO_BASE_URL, PLACEHOLDER_KEY, PROVIDERS
+from chatbot.core.catalogue import build_catalogue
+from chatbot.core.policy import Policy, parse_limits
+from chatbot.core.providers import DEMO_BASE_URL, PLACEHOLDER_KEY, PROVIDERS
 
 
 class ConfigError(ValueError):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-REPLY_PRIMING_TOKENS = 3  # same as chatbot.tokens.REPLY_PRIMING_TOKENS
+REPLY_PRIMING_TOKENS = 3  # same as chatbot.core.tokens.REPLY_PRIMING_TOKENS
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def small_history(history: object, extra_chars: int = 0) -> bool:
     """Whether ``history`` (messages or a :class:`History`) is at most INLINE_MESSAGES messages of text
     (strings or text parts, no files) of INLINE_CHARS characters in all (``extra_chars`` counted in):
     small enough that cleaning, counting and trimming it costs less than a hop to a worker thread. The
-    one inline-or-thread rule (:func:`chatbot.upstream.prepares_inline` applies it)."""
+    one inline-or-thread rule (:func:`chatbot.core.upstream.prepares_inline` applies it)."""
     if isinstance(history, History):
         history = history.items
     if not isinstance(history, list | tuple) or len(history) > INLINE_MESSAGES:
@@ -224,7 +224,7 @@ def _with_files(content: object, files: Callable[[str, str | None], dict | None]
         elif converted.get("type") == "text":
             inlined.append(converted)
     joined = [t for t in (_content_text(texts), *(part.get("text") for part in inlined)) if isinstance(t, str) and t]
-    return [{"type": "text", "text": "\n\n".join(joined)}], images  # as chatbot.attachments.compose joins them
+    return [{"type": "text", "text": "\n\n".join(joined)}], images  # as chatbot.core.attachments.compose joins them
 
 
 def _file_part(part: object) -> tuple[str, str | None] | None:

@@ -1,22 +1,18 @@
 """Languages: English (the default), Spanish and Portuguese (Brazilian), chosen from the browser's language.
 
-Two kinds of text live here:
-
-- :data:`UI`: the interface's fixed labels, handed to ``gr.I18n`` (see :func:`gradio_i18n`) so the browser
-  translates them itself from ``navigator.language``;
-- :data:`TEXTS`: what the server writes into the chat and the side panels as a reply streams (the thinking
+:data:`TEXTS` is what the server writes into the chat and the side panels as a reply streams (the thinking
   block's title, the cost line, the session total, the context gauge, the saved-chat messages), rendered
   with :func:`text` in the language of the visitor's ``Accept-Language`` (:func:`pick_language`).
 
-The friendly error messages live with their kind, in all three languages, in :mod:`chatbot.error_kinds`.
-No Gradio import at module level: :mod:`chatbot.errors` stays pure.
+The friendly error messages live with their kind, in all three languages, in :mod:`chatbot.core.error_kinds`.
+The interface's fixed labels, which the browser translates, are the web face's
+(:mod:`chatbot.web.labels`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any
 
 LANGUAGES: tuple[str, ...] = ("en", "es", "pt")
 DEFAULT_LANGUAGE = "en"
@@ -54,98 +50,6 @@ def language_of(request: object) -> str:
     except Exception:
         value = None
     return pick_language(value)
-
-
-# --- the interface's fixed labels (translated by the browser) -----------------------------------------
-
-UI: dict[str, dict[str, str]] = {
-    "en": {
-        "header": "## Switchboard\nOne chat for every model behind your OpenAI-compatible API.",
-        "demo_banner": "> **Demo mode**: no API key is configured, so replies come from a built-in offline "
-        "simulator. To talk to real models, set `OPENAI_API_KEY` (or `LEMONDATA_API_KEY`, "
-        "`OPENROUTER_API_KEY`, …) in the environment or in a `.env` file and restart; see README.md.",
-        "model": "Model",
-        "model_info": "Type to search; configured aliases first, then every model the provider lists.",
-        "chat": "Chat",
-        "placeholder": "Type a message, or attach images and text files…",
-        "conversations": "Conversations",
-        "saved_chats": "Saved chats",
-        "new_chat": "New chat",
-        "title": "Title",
-        "rename": "Rename",
-        "delete": "Delete",
-        "export_markdown": "Export Markdown",
-        "export_json": "Export JSON",
-        "import_json": "Import JSON",
-        "saved_note": "Chats are kept in this browser only.",
-        "user_key": "Your API key",
-        "user_key_label": "Your API key (optional)",
-        "user_key_info": "Used for your requests only, in this browser tab; never stored or shown again.",
-    },
-    "es": {
-        "header": "## Switchboard\nUn chat para todos los modelos detrás de tu API compatible con OpenAI.",
-        "demo_banner": "> **Modo demo**: no hay ninguna clave API configurada, así que las respuestas vienen de "
-        "un simulador integrado sin conexión. Para hablar con modelos reales, define `OPENAI_API_KEY` (o "
-        "`LEMONDATA_API_KEY`, `OPENROUTER_API_KEY`, …) en el entorno o en un archivo `.env` y reinicia; "
-        "consulta README.md.",
-        "model": "Modelo",
-        "model_info": "Escribe para buscar; primero los alias configurados, luego todos los modelos del proveedor.",
-        "chat": "Chat",
-        "placeholder": "Escribe un mensaje o adjunta imágenes y archivos de texto…",
-        "conversations": "Conversaciones",
-        "saved_chats": "Chats guardados",
-        "new_chat": "Nuevo chat",
-        "title": "Título",
-        "rename": "Renombrar",
-        "delete": "Eliminar",
-        "export_markdown": "Exportar Markdown",
-        "export_json": "Exportar JSON",
-        "import_json": "Importar JSON",
-        "saved_note": "Los chats se guardan solo en este navegador.",
-        "user_key": "Tu clave API",
-        "user_key_label": "Tu clave API (opcional)",
-        "user_key_info": "Se usa solo para tus solicitudes, en esta pestaña; nunca se guarda ni se vuelve a mostrar.",
-    },
-    "pt": {
-        "header": "## Switchboard\nUm chat para todos os modelos por trás da sua API compatível com OpenAI.",
-        "demo_banner": "> **Modo demo**: nenhuma chave de API está configurada, então as respostas vêm de um "
-        "simulador embutido que funciona offline. Para conversar com modelos reais, defina `OPENAI_API_KEY` "
-        "(ou `LEMONDATA_API_KEY`, `OPENROUTER_API_KEY`, …) no ambiente ou em um arquivo `.env` e reinicie; "
-        "veja o README.md.",
-        "model": "Modelo",
-        "model_info": "Digite para buscar; primeiro os apelidos configurados, depois todos os modelos do provedor.",
-        "chat": "Chat",
-        "placeholder": "Digite uma mensagem ou anexe imagens e arquivos de texto…",
-        "conversations": "Conversas",
-        "saved_chats": "Chats salvos",
-        "new_chat": "Novo chat",
-        "title": "Título",
-        "rename": "Renomear",
-        "delete": "Excluir",
-        "export_markdown": "Exportar Markdown",
-        "export_json": "Exportar JSON",
-        "import_json": "Importar JSON",
-        "saved_note": "Os chats ficam salvos apenas neste navegador.",
-        "user_key": "Sua chave de API",
-        "user_key_label": "Sua chave de API (opcional)",
-        "user_key_info": "Usada só para as suas solicitações, nesta aba; nunca é guardada nem mostrada de novo.",
-    },
-}
-
-
-def gradio_i18n() -> Any:
-    """A ``gr.I18n`` with :data:`UI` (pass it to ``launch`` / ``mount_gradio_app``)."""
-    import gradio as gr
-
-    return gr.I18n(**{lang: dict(strings) for lang, strings in UI.items()})
-
-
-def ui(key: str) -> Any:
-    """A label the browser translates (a ``gr.I18n`` key); raises KeyError for a key not in :data:`UI`."""
-    UI[DEFAULT_LANGUAGE][key]  # noqa: B018 - fail early on a typo
-    from gradio.i18n import I18nData
-
-    return I18nData(key)
 
 
 # --- what the server writes, in the visitor's language ------------------------------------------------
@@ -241,9 +145,6 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
-# The session line before any reply is shown by the browser (as a label), after that by the server.
-for _lang in LANGUAGES:
-    UI[_lang]["session_empty"] = TEXTS[_lang]["session_empty"]
 
 
 def text(key: str, lang: str = DEFAULT_LANGUAGE, **params: object) -> str:

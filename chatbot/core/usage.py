@@ -1,6 +1,6 @@
 """Cost and usage: the line under each reply, the session's running total, and the context gauge.
 
-Pure functions of the core's :class:`~chatbot.upstream.Usage` events and the catalogue, rendered in the
+Pure functions of the core's :class:`~chatbot.core.upstream.Usage` events and the catalogue, rendered in the
 visitor's language. Prices come from the upstream when it reports them (OpenRouter's ``usage.cost``), else
 from the catalogue's list prices; a model with no known price says "price unknown", never $0.
 """
@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .catalogue import Model
-from .i18n import text
-from .tokens import counter_for
+from chatbot.core.catalogue import Model
+from chatbot.core.i18n import text
+from chatbot.core.tokens import counter_for
 
 
 def format_usd(amount: float) -> str:
@@ -139,6 +139,6 @@ class Gauge:
 
 def measure(messages: Iterable[Mapping[str, Any]], model: Model, budget: int, reply_reserve: int) -> Gauge:
     """The gauge for ``messages`` (system prompt and cleaned history, as sent upstream) on ``model``.
-    Token counts are cached per message (chatbot.tokens), so this is cheap after the first count."""
+    Token counts are cached per message (chatbot.core.tokens), so this is cheap after the first count."""
     used = counter_for(model.id).count_messages(messages)
     return Gauge(used=used, budget=budget, window=model.context_window, reserve=reply_reserve, model=model.id)

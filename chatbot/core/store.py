@@ -7,7 +7,7 @@ or ``interrupted`` (an error, a dropped client, a Stop) with whatever text was p
 numbers are reserved together, racing requests on one conversation can neither lose a message nor
 interleave one turn's reply into another's; each turn sees as context only the turns that had ended.
 
-A reply in progress has a holder and a lease (:mod:`chatbot.leases`): :meth:`Store.save_partials` saves
+A reply in progress has a holder and a lease (:mod:`chatbot.core.leases`): :meth:`Store.save_partials` saves
 the text streamed so far and renews the lease (one batched write for all the replies of a process, about
 every second), and a reply whose lease ran out is marked ``interrupted``, keeping that text, by whichever
 process reads it next.
@@ -43,8 +43,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
-from .config import Settings
-from .leases import LEASE_SECONDS, expired, new_holder
+from chatbot.core.leases import LEASE_SECONDS, expired, new_holder
+from chatbot.core.settings import Settings
 
 log = logging.getLogger("switchboard.store")
 

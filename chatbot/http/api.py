@@ -17,10 +17,10 @@ its credentials works too (the docs need it as well) and nothing answers anonymo
 answers only on a loopback bind (and not behind a share link). Bad input is a 4xx with
 ``{"error": {"code", "message"}}`` and never reaches the upstream.
 
-Every message is stored (:mod:`chatbot.store`) the moment it is accepted; the reply is stored when it ends,
+Every message is stored (:mod:`chatbot.core.store`) the moment it is accepted; the reply is stored when it ends,
 however it ends: a dropped client or a Stop cancels the request task, which closes the upstream
-connection (see :mod:`chatbot.upstream`) and stores what was produced, marked ``interrupted``. While it
-streams, its text so far is saved about every second (:mod:`chatbot.checkpoints`). A reply the store did
+connection (see :mod:`chatbot.core.upstream`) and stores what was produced, marked ``interrupted``. While it
+streams, its text so far is saved about every second (:mod:`chatbot.core.checkpoints`). A reply the store did
 not take is never reported as saved: ``done`` says ``"saved": false`` after an error event ``not_saved``
 (plain SSE: an ``[ERROR]`` line), ``/chat`` answers ``"saved": false``, and the save is retried until the
 store takes it. A failure after the stream started is an error event then the end of the stream; before,
@@ -53,16 +53,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from .access import LoginChecker, basic_credentials, login_checker
-from .checkpoints import Checkpoints, Outcome, Progress
-from .config import Settings
-from .error_kinds import KINDS
-from .errors import Friendly, failure_text, friendly, render, status_for, store_failure
-from .history import History, clean_text
-from .limits import Visitor, request_address, visitor_bucket, visitor_from
-from .redact import redact_logs
-from .store import Conversation, Store, StoreError, Turn
-from .upstream import (
+from chatbot.core.checkpoints import Checkpoints, Outcome, Progress
+from chatbot.core.error_kinds import KINDS
+from chatbot.core.errors import Friendly, failure_text, friendly, render, status_for, store_failure
+from chatbot.core.history import History, clean_text
+from chatbot.core.limits import Visitor, request_address, visitor_bucket, visitor_from
+from chatbot.core.redact import redact_logs
+from chatbot.core.settings import Settings
+from chatbot.core.store import Conversation, Store, StoreError, Turn
+from chatbot.core.upstream import (
     Admission,
     Done,
     ErrorEvent,
@@ -74,6 +73,7 @@ from .upstream import (
     Upstream,
     Usage,
 )
+from chatbot.http.access import LoginChecker, basic_credentials, login_checker
 
 log = logging.getLogger("switchboard.api")
 
@@ -217,7 +217,7 @@ class ApiError(Exception):
 
     @classmethod
     def of(cls, kind: str, message: str | None = None, **extra: Any) -> ApiError:
-        """The error for ``kind`` with its status and code from the error table (:mod:`chatbot.error_kinds`);
+        """The error for ``kind`` with its status and code from the error table (:mod:`chatbot.core.error_kinds`);
         ``message`` defaults to the kind's English message."""
         code = KINDS[kind].code if kind in KINDS else kind
         return cls(status_for(kind), code, render(kind) if message is None else message, **extra)

@@ -2,7 +2,7 @@
 person reads, in English, Spanish and Portuguese (the same placeholders in each: tests/test_i18n.py checks).
 
 The chat tab, gradio_client's ``/chat`` and the HTTP API all say the messages of :data:`KINDS` (rendered by
-:func:`chatbot.errors.render`); the API's ``{"error": {"code", "message"}}`` carries the kind's ``code`` with the
+:func:`chatbot.core.errors.render`); the API's ``{"error": {"code", "message"}}`` carries the kind's ``code`` with the
 kind's ``status`` (:data:`API_STATUS`). Two kinds for a message that is too long: ``input_too_long`` counts
 characters (``CHATBOT_MAX_MESSAGE_CHARS``, checked before anything is tokenised), ``message_too_long`` counts
 tokens (the model's prompt budget). The API's own refusals of a request (auth, routing, malformed bodies:

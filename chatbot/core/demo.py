@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import httpx2
 
-from .config import Settings
+from chatbot.core.settings import Settings
 
 WORD_DELAY = 0.02
 

@@ -1,5 +1,5 @@
 """The live model catalogue: the upstream's own ``GET /models`` list, fetched at start and refreshed in the
-background, merged into the :class:`~chatbot.catalogue.Catalogue` (offered after the configured aliases).
+background, merged into the :class:`~chatbot.core.catalogue.Catalogue` (offered after the configured aliases).
 
 Nothing here can stop the app from starting: the first fetch runs in a thread that start-up waits for at
 most ``CHATBOT_MODELS_TIMEOUT`` seconds; a slow answer still lands later, and a failure (no network, a 401,
@@ -21,8 +21,8 @@ from dataclasses import replace
 
 import httpx2
 
-from .catalogue import _MODEL_ID_RE, Catalogue, Model, build_catalogue
-from .config import Settings
+from chatbot.core.catalogue import _MODEL_ID_RE, Catalogue, Model, build_catalogue
+from chatbot.core.settings import Settings
 
 log = logging.getLogger("switchboard.models")
 

@@ -13,7 +13,7 @@ The store is a plain JSON value::
 Everything coming back from the browser (the store, an imported file) is untrusted: :func:`normalize_store`
 and :func:`clean_messages` rebuild it with bounded sizes, and keep a file attachment only when its path is
 inside Gradio's upload folder and still exists and, in the app, carries the seal the app gave it when it
-saved the chat (chatbot.uploads): no imported or forged path can make the server read a file.
+saved the chat (chatbot.web.uploads): no imported or forged path can make the server read a file.
 
 Export writes one conversation as Markdown (for people) or JSON (for :func:`import_json`).
 """
@@ -33,8 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .i18n import text
+from chatbot.core.i18n import text
+from chatbot.core.settings import Settings
 
 log = logging.getLogger("switchboard.chats")
 
@@ -56,7 +56,7 @@ _META_KEYS = {"title": str, "status": str, "id": str, "log": str, "duration": (i
 # --- the browser secret -----------------------------------------------------------------------------
 
 BROWSER_STATE = b"switchboard browser state v1"
-#: What the key that seals saved chats' attachments (chatbot.uploads) is derived for: never sent to a page.
+#: What the key that seals saved chats' attachments (chatbot.web.uploads) is derived for: never sent to a page.
 ATTACHMENT_SEAL = b"switchboard attachment seal v1"
 
 
@@ -91,7 +91,7 @@ def browser_secret(settings: Settings, secret_file: str | os.PathLike[str] = SEC
 # --- cleaning what the browser sends -----------------------------------------------------------------
 
 #: Where attachments may be: Gradio's upload folder (a file inside it that exists is kept), or a keeper
-#: (:meth:`chatbot.uploads.SessionFiles.keeper`): given (path, seal) the seal to keep the file with, or None.
+#: (:meth:`chatbot.web.uploads.SessionFiles.keeper`): given (path, seal) the seal to keep the file with, or None.
 Root = str | os.PathLike[str] | Callable[[str, object], str | None] | None
 
 

@@ -121,7 +121,7 @@ class SessionFiles:
         return True
 
     def keeper(self, session: str | None, *, saving: bool = False) -> Callable[[str, object], str | None]:
-        """For :mod:`chatbot.chats`: given an attachment's (path, seal), the seal to keep it with, or None
+        """For :mod:`chatbot.web.chats`: given an attachment's (path, seal), the seal to keep it with, or None
         to drop it. ``saving``: the conversation this session just had (sealed when it may read the file);
         otherwise a store from the browser (kept only with the app's seal)."""
         if saving:

@@ -1,8 +1,8 @@
 """Replies in progress saved as they stream, and final saves retried until the store takes them.
 
-:class:`Checkpoints` belongs to one process's chat service. Every :data:`~chatbot.leases.CHECKPOINT_SECONDS`
+:class:`Checkpoints` belongs to one process's chat service. Every :data:`~chatbot.core.leases.CHECKPOINT_SECONDS`
 one task saves the text so far of every reply that grew (and renews the lease of every reply, grown or
-not, at least every :data:`~chatbot.leases.RENEW_SECONDS`) in one batched store write, off the event loop
+not, at least every :data:`~chatbot.core.leases.RENEW_SECONDS`) in one batched store write, off the event loop
 (the SQLite store writes from a worker thread; Redis is one pipelined round trip). So a crash (kill -9)
 loses at most about a second of each reply.
 
@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .leases import CHECKPOINT_SECONDS, RENEW_SECONDS
-from .store import Status, Store, StoreError, Turn
+from chatbot.core.leases import CHECKPOINT_SECONDS, RENEW_SECONDS
+from chatbot.core.store import Status, Store, StoreError, Turn
 
 log = logging.getLogger("switchboard.checkpoints")
 

@@ -25,10 +25,9 @@ import httpx2
 import openai
 import orjson
 
-from .catalogue import Catalogue, Model, build_catalogue
-from .compat import ShortWaitClient
-from .config import Settings
-from .errors import (
+from chatbot.compat import ShortWaitClient
+from chatbot.core.catalogue import Catalogue, Model, build_catalogue
+from chatbot.core.errors import (
     REPLY_LIMIT_KINDS,
     FirstTokenTimeout,
     Friendly,
@@ -37,10 +36,11 @@ from .errors import (
     friendly,
     friendly_error,
 )
-from .history import History, MessageTooLong, clean_text, fit_history, small_history
-from .limits import UNKNOWN_PRICE, Guard, Ticket, Visitor
-from .reply_limits import ReplyCounter, ReplyLimits
-from .tokens import counter_for, encoding_loaded
+from chatbot.core.history import History, MessageTooLong, clean_text, fit_history, small_history
+from chatbot.core.limits import UNKNOWN_PRICE, Guard, Ticket, Visitor
+from chatbot.core.reply_limits import ReplyCounter, ReplyLimits
+from chatbot.core.settings import Settings
+from chatbot.core.tokens import counter_for, encoding_loaded
 
 log = logging.getLogger("switchboard.upstream")
 
@@ -211,7 +211,7 @@ class Upstream:
 
         ``history`` is the client's history as a :class:`History` (a list stands for one with the settings'
         caps); it is cleaned, counted and trimmed in one walk from the newest message back, which stops
-        where the budget is full (:func:`chatbot.history.fit_history`)."""
+        where the budget is full (:func:`chatbot.core.history.fit_history`)."""
         model = self.resolve(model_name)
         if model is None:
             return friendly("unknown_model", model=_printable(model_name))
@@ -533,7 +533,7 @@ class Upstream:
 
 def prepares_inline(message: object, history: object) -> bool:
     """Whether :meth:`Upstream.prepare` is cheap enough to run on the event loop: a text message and a
-    small history (:func:`chatbot.history.small_history`, the message's characters counted in). A worker
+    small history (:func:`chatbot.core.history.small_history`, the message's characters counted in). A worker
     thread costs a hop each way on the path to the first token (more in a burst, when the hops queue
     for the GIL); a long paste, a long history or a model switch (which counts a whole history) does not
     belong on the loop, so those still go to a thread."""

@@ -22,7 +22,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from .compat import busy_sessions, drop_queue_leftovers, drop_sessions, held_sessions
+from chatbot.compat import busy_sessions, drop_queue_leftovers, drop_sessions, held_sessions
 
 if TYPE_CHECKING:
     import gradio as gr

@@ -1,8 +1,8 @@
 """What one reply may take, whatever the provider does: tokens, bytes and time.
 
 A provider may ignore ``max_tokens``, stream forever, or send one enormous chunk. The stream reader
-(:mod:`chatbot.upstream`) feeds every streamed piece of text to a :class:`ReplyCounter`, which raises
-:class:`~chatbot.errors.StreamProblem` once the reply passes its cap (plus a small margin) or a size
+(:mod:`chatbot.core.upstream`) feeds every streamed piece of text to a :class:`ReplyCounter`, which raises
+:class:`~chatbot.core.errors.StreamProblem` once the reply passes its cap (plus a small margin) or a size
 limit, so the reader closes the connection and the visitor keeps what arrived before.
 
 Counting stays O(chunk): the counter adds up UTF-8 bytes, and tokenises only when the bytes seen could
@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .errors import StreamProblem
-from .tokens import TokenCounter
+from chatbot.core.errors import StreamProblem
+from chatbot.core.tokens import TokenCounter
 
 #: Tokens a reply may run past its cap before it is stopped: a provider's count and ours differ a little.
 CAP_MARGIN = 0.05

@@ -32,7 +32,7 @@ from limits.strategies import MovingWindowRateLimiter
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .limits import request_address, visitor_bucket
+from chatbot.core.limits import request_address, visitor_bucket
 
 log = logging.getLogger("switchboard.access")
 

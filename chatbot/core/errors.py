@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import httpx2
 import openai
 
-from .error_kinds import API_STATUS, KINDS, NOTES
-from .i18n import DEFAULT_LANGUAGE
-from .i18n import duration as _localized_duration
+from chatbot.core.error_kinds import API_STATUS, KINDS, NOTES
+from chatbot.core.i18n import DEFAULT_LANGUAGE
+from chatbot.core.i18n import duration as _localized_duration
 
-#: The English of every error kind and note (the table, with the other languages, is :mod:`chatbot.error_kinds`).
+#: The English of every error kind and note (the table, with the other languages, is :mod:`chatbot.core.error_kinds`).
 MESSAGES: dict[str, str] = {
     **{kind: entry.messages[DEFAULT_LANGUAGE] for kind, entry in KINDS.items()},
     **{key: note[DEFAULT_LANGUAGE] for key, note in NOTES.items()},

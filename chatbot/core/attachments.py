@@ -10,7 +10,7 @@
 
 Files are read only from Gradio's upload folder (``allowed_root``): a history replayed from the browser
 can name any path, and none outside that folder is ever opened (the UI also asks
-:class:`chatbot.uploads.SessionFiles` whether the visitor's session may have the file read). Everything
+:class:`chatbot.web.uploads.SessionFiles` whether the visitor's session may have the file read). Everything
 here is blocking CPU and disk work: call it from a worker thread.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from .errors import Friendly, friendly
+from chatbot.core.errors import Friendly, friendly
 
 MAX_ATTACHMENTS = 10
 MAX_IMAGE_SIDE = 2_048

@@ -1,6 +1,6 @@
 """The limits in force (:class:`Policy`) and how a setting spells them (:func:`parse_limits`). Light on
 purpose: the settings build a Policy before the app's heavier modules (Gradio, the SDK) are imported;
-:mod:`chatbot.limits` enforces it.
+:mod:`chatbot.core.limits` enforces it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from limits import RateLimitItem, parse_many
 
 if TYPE_CHECKING:
-    from .limits import Visitor
+    from chatbot.core.limits import Visitor
 
 
 def parse_limits(raw: str | None, name: str) -> tuple[RateLimitItem, ...]:

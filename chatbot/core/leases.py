@@ -2,7 +2,7 @@
 
 A reply being streamed is stored with status ``streaming``, the *holder* (the process streaming it:
 ``host:pid:random``) and a *lease* (a time, seconds since the epoch). The holder saves the partial text
-every :data:`CHECKPOINT_SECONDS` and renews the lease with it (:mod:`chatbot.checkpoints`). A reply whose
+every :data:`CHECKPOINT_SECONDS` and renews the lease with it (:mod:`chatbot.core.checkpoints`). A reply whose
 lease has run out, or whose holder is a process of this host that is gone, will never be finished: any
 process that reads it (a GET, the next turn of its conversation, a store opening the file) marks it
 ``interrupted``, keeping the text saved so far. A holder that finishes such a reply after all still stores

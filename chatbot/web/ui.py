@@ -8,7 +8,7 @@ Rules this module keeps (each one a Gradio 6.31 trap, see DEVELOPERS.md):
 - text is yielded as ``{"type": "text", "text": ...}`` parts, which Gradio does not pass through
   ``inspect.cleandoc`` (a plain string would lose code indentation and tabs);
 - the history Gradio passes in is rebuilt on the server from user and assistant text only;
-- an attached file is read only when the visitor's session may have it read (chatbot.uploads).
+- an attached file is read only when the visitor's session may have it read (chatbot.web.uploads).
 """
 
 from __future__ import annotations
@@ -23,20 +23,15 @@ from typing import Any
 
 import gradio as gr
 
-from .attachments import AttachmentRefused, compose, display_name, read_part
-from .catalogue import Model
-from .chats import ATTACHMENT_SEAL, browser_secret
-from .chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
-from .compat import uploaded_by_gradio
-from .config import Settings
-from .errors import Friendly, failure_text, friendly, render, store_failure
-from .history import History, clean_history
-from .i18n import DEFAULT_LANGUAGE, language_of, text, ui
-from .limits import Visitor, visitor_from
-from .message_box import MessageBox
-from .replying import Replying
-from .uploads import SessionFiles
-from .upstream import (
+from chatbot.compat import uploaded_by_gradio
+from chatbot.core.attachments import AttachmentRefused, compose, display_name, read_part
+from chatbot.core.catalogue import Model
+from chatbot.core.errors import Friendly, failure_text, friendly, render, store_failure
+from chatbot.core.history import History, clean_history
+from chatbot.core.i18n import DEFAULT_LANGUAGE, language_of, text
+from chatbot.core.limits import Visitor, visitor_from
+from chatbot.core.settings import Settings
+from chatbot.core.upstream import (
     Done,
     ErrorEvent,
     Event,
@@ -47,7 +42,13 @@ from .upstream import (
     Upstream,
     Usage,
 )
-from .usage import Totals, measure, reply_detail, reply_line
+from chatbot.core.usage import Totals, measure, reply_detail, reply_line
+from chatbot.web.chats import ATTACHMENT_SEAL, browser_secret
+from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
+from chatbot.web.labels import ui
+from chatbot.web.message_box import MessageBox
+from chatbot.web.replying import Replying
+from chatbot.web.uploads import SessionFiles
 
 log = logging.getLogger("switchboard.ui")
 
@@ -421,7 +422,7 @@ class ChatUI:
                 lang = language_of(request)
                 view = ReplyView(lang)
                 update: list[dict] = []
-                # A browser tab's saved-chats list waits for this reply (see chatbot/replying.py) until it is
+                # A browser tab's saved-chats list waits for this reply (see chatbot/web/replying.py) until it is
                 # saved to chat `chat_id`, the chat on screen when it started (panel.saved, or Stop, ends it).
                 tab = getattr(request, "session_hash", None) if chat_id else None
                 self.replying.mark(tab)
