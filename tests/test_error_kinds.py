@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chatbot.core.error_kinds import API_ONLY, API_STATUS, KINDS
 from chatbot.core.errors import failure_text, friendly, render, status_for
-from chatbot.core.upstream import ErrorEvent, TextDelta
+from chatbot.core.events import ErrorEvent, TextDelta
 from chatbot.http.api import ApiError, error_text
 from chatbot.web.ui import ReplyView
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from fake_upstream import FakeUpstream
 
+from chatbot.core.events import ErrorEvent, HistoryTrimmed
 from chatbot.core.history import History, clean_history, trim_history
+from chatbot.core.reply import drain
 from chatbot.core.tokens import counter_for
-from chatbot.core.upstream import ErrorEvent, HistoryTrimmed, Upstream, drain
+from chatbot.core.upstream import Upstream
 
 
 async def test_300_turns_as_a_history_send_what_the_plain_functions_send(fake: FakeUpstream, settings_for) -> None:

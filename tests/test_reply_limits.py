@@ -8,10 +8,13 @@ import asyncio
 import pytest
 from fake_upstream import Behaviour, FakeUpstream
 
+from chatbot.core.conversation import price
 from chatbot.core.errors import render
+from chatbot.core.events import Done, ErrorEvent, HistoryTrimmed
+from chatbot.core.reply import drain
 from chatbot.core.reply_limits import ReplyCounter, ReplyLimits
 from chatbot.core.tokens import counter_for
-from chatbot.core.upstream import Done, ErrorEvent, HistoryTrimmed, Upstream, _price, drain
+from chatbot.core.upstream import Upstream
 
 WORDS = " ".join(f"word{i}" for i in range(3_000))
 
@@ -49,7 +52,7 @@ async def test_the_spend_meter_charges_what_streamed_without_a_usage_report(
     prompt = core.prepare("Hi", [], "fast").prompt_tokens
     spent = await core.guard.spent_today()
     # at least the reservation; at most the cap, its margin and the one 8-byte piece that passed it
-    assert _price(model, prompt, 64) <= spent <= _price(model, prompt, 64 + 16 + 8)
+    assert price(model, prompt, 64) <= spent <= price(model, prompt, 64 + 16 + 8)
 
 
 async def test_an_under_reported_usage_is_not_believed(fake: FakeUpstream, settings_for) -> None:
@@ -60,7 +63,7 @@ async def test_an_under_reported_usage_is_not_believed(fake: FakeUpstream, setti
     assert text == reply and isinstance(events[-1], Done)
     prompt = core.prepare("Hi", [], "fast").prompt_tokens
     spent = await core.guard.spent_today()
-    assert spent >= _price(core.resolve("fast"), prompt, tokens(reply)) * 0.99
+    assert spent >= price(core.resolve("fast"), prompt, tokens(reply)) * 0.99
 
 
 async def test_an_endless_stream_stops_at_the_reply_time_limit(fake: FakeUpstream, settings_for) -> None:
@@ -90,7 +93,7 @@ async def test_one_huge_chunk_is_not_relayed_and_costs_no_more_than_the_reservat
     assert text == "" and events[-1].error.kind == "reply_too_large"
     assert "256 KB" in events[-1].error.text
     prompt = core.prepare("Hi", [], "fast").prompt_tokens
-    worst = _price(core.resolve("fast"), prompt, core.budget(core.resolve("fast"))[1])
+    worst = price(core.resolve("fast"), prompt, core.budget(core.resolve("fast"))[1])
     assert await core.guard.spent_today() <= worst * 1.01
 
 

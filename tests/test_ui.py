@@ -20,7 +20,8 @@ from fake_upstream import Behaviour, FakeUpstream
 from gradio_client import Client
 
 import app as switchboard
-from chatbot.core.upstream import ErrorEvent, TextDelta, Upstream
+from chatbot.core.events import ErrorEvent, TextDelta
+from chatbot.core.upstream import Upstream
 from chatbot.web.ui import ChatUI, ReplyView
 
 

@@ -8,22 +8,11 @@ import pytest
 from conftest import TEST_KEY
 from fake_upstream import Behaviour, FakeUpstream
 
+from chatbot.core.chunks import ThinkSplitter, chunk_events, sse_data
+from chatbot.core.events import Done, ErrorEvent, HistoryTrimmed, Idle, ReasoningDelta, TextDelta, Usage
 from chatbot.core.history import History
-from chatbot.core.upstream import (
-    Done,
-    ErrorEvent,
-    HistoryTrimmed,
-    Idle,
-    ReasoningDelta,
-    TextDelta,
-    ThinkSplitter,
-    Upstream,
-    Usage,
-    _events,
-    drain,
-    prepares_inline,
-    sse_data,
-)
+from chatbot.core.reply import drain
+from chatbot.core.upstream import Upstream, prepares_inline
 
 
 def upstream_for(settings_for, **env: str) -> Upstream:
@@ -74,7 +63,7 @@ async def test_sse_data_parses_events_split_anywhere() -> None:
 )
 def test_malformed_chunks_give_no_error(chunk: dict) -> None:
     model = upstream_model()
-    events = list(_events(chunk, ThinkSplitter(), model))
+    events = list(chunk_events(chunk, ThinkSplitter(), model))
     assert all(isinstance(e, Usage) for e in events)
     assert all(e.prompt_tokens == 0 and e.cost_source != "upstream" for e in events if isinstance(e, Usage))
 

@@ -8,8 +8,9 @@ from conftest import make_settings
 from fake_upstream import Behaviour, FakeUpstream
 
 from chatbot.core.catalogue import Model
+from chatbot.core.events import Usage
 from chatbot.core.i18n import text
-from chatbot.core.upstream import Upstream, Usage
+from chatbot.core.upstream import Upstream
 from chatbot.core.usage import Gauge, Totals, format_usd, measure, reply_detail, reply_line
 from chatbot.web.ui import COST_ID, ChatUI, ReplyView
 

@@ -14,7 +14,8 @@ import time
 from conftest import make_settings
 from fake_upstream import Behaviour, FakeUpstream
 
-from chatbot.core.upstream import Upstream, drain
+from chatbot.core.reply import drain
+from chatbot.core.upstream import Upstream
 
 WORDS = " ".join(f"word{i}" for i in range(3000))
 

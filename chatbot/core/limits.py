@@ -101,11 +101,17 @@ def visitor_from(
     trusted_proxies: int,
     username: str | None = None,
     own_key: bool = False,
+    *,
+    api_token: str | None = None,
 ) -> Visitor:
-    """The visitor for a request: the signed-in user when there is one, else the client address.
-    ``headers`` as :func:`forwarded_for` takes them (all ``X-Forwarded-For`` lines count)."""
+    """Whom a request's limits count, for every face: the signed-in user when there is one (a login, HTTP
+    Basic, the Spaces login button), else an HTTP API token (against the API limits, each token on its own),
+    else the client address. ``headers`` as :func:`forwarded_for` takes them (all ``X-Forwarded-For`` lines
+    count)."""
     if username:
         return Visitor(f"user:{username[:128]}", signed_in=True, own_key=own_key)
+    if api_token:
+        return Visitor(f"api-token:{api_token[:16]}", api=True, own_key=own_key)
     return Visitor(visitor_bucket(request_address(peer, headers, trusted_proxies)), own_key=own_key)
 
 

@@ -1,131 +1,37 @@
-"""The chat core: one request to an OpenAI-compatible upstream, streamed as typed events.
+"""The provider the app talks to: its client, its model catalogue, the visitors' limits (the guard), and the
+requests it is sent, each built within its model's token budget (:meth:`Upstream.prepare`).
 
-The Gradio UI and the HTTP API both consume :meth:`Upstream.stream` and reshape its events. Nothing
-escapes it as an exception: every failure becomes an :class:`ErrorEvent` carrying a friendly message.
-
-The upstream's stream is read by a task of its own that feeds a mailbox, so the consumer can wake up on a short
-``tick`` while the upstream is silent (an :data:`IDLE` event). That is what lets Gradio notice a closed
-tab while a reasoning model thinks, and what lets the time-outs for the first token and for silence be
-enforced. Whenever the consumer stops (Stop, a closed tab, a dropped HTTP client, an error), the reader
-task is cancelled inside ``async with stream:``, which closes the HTTP connection to the upstream.
+A reply is streamed by :func:`chatbot.core.conversation.turn` (:meth:`Upstream.stream` is its events);
+the provider's answer is read by :mod:`chatbot.core.provider`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import threading
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 
-import httpx2
 import openai
-import orjson
 
-from chatbot.compat import ShortWaitClient
 from chatbot.core.catalogue import Catalogue, Model, build_catalogue
-from chatbot.core.errors import (
-    REPLY_LIMIT_KINDS,
-    FirstTokenTimeout,
-    Friendly,
-    IdleTimeout,
-    StreamProblem,
-    friendly,
-    friendly_error,
-)
+from chatbot.core.conversation import price, turn
+from chatbot.core.errors import Friendly, friendly
+from chatbot.core.events import Event
 from chatbot.core.history import History, MessageTooLong, clean_text, fit_history, small_history
-from chatbot.core.limits import UNKNOWN_PRICE, Guard, Ticket, Visitor
-from chatbot.core.reply_limits import ReplyCounter, ReplyLimits
+from chatbot.core.limits import Guard, Ticket, Visitor
+from chatbot.core.provider import Prepared, make_client
 from chatbot.core.settings import Settings
 from chatbot.core.tokens import counter_for, encoding_loaded
 
+__all__ = ["Admission", "Prepared", "Upstream", "make_client", "prepares_inline", "price"]
+
 log = logging.getLogger("switchboard.upstream")
 
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReasoningDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float | None
-    cost_source: str  # "upstream" (the provider's own figure), "catalogue", or "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryTrimmed:
-    dropped_turns: int
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    finish_reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorEvent:
-    error: Friendly
-    partial: bool  # some text had already been streamed
-
-
-@dataclass(frozen=True, slots=True)
-class Idle:
-    """Nothing arrived for one tick: a chance for the consumer to flush or to notice it was abandoned."""
-
-
-IDLE = Idle()
-LOCAL_VISITOR = Visitor("local")
 #: A key a visitor pastes: one line of printable ASCII, of a plausible length.
 _KEY_RE = re.compile(r"^[\x21-\x7e]{8,512}$")
-Event = TextDelta | ReasoningDelta | Usage | HistoryTrimmed | Done | ErrorEvent | Idle
-_END = object()
-_EMPTY = object()
-#: An answer with no event at all to a prompt of at least this many tokens is taken as a length refusal
-#: (llama.cpp's server answers a streaming request longer than its window with 200 and an empty body).
-LENGTH_SUSPECT_TOKENS = 512
-#: What is read of a body after ``[DONE]`` before its connection is given up rather than reused.
-DRAIN_BYTES = 64 * 1024
-DRAIN_SECONDS = 2.0
-#: How long a finished reply waits for that (normally the end of the body is already there); a slower drain
-#: goes on in the background, and a reply that starts meanwhile opens a connection of its own.
-DRAIN_WAIT = 0.5
-#: A usage report claiming fewer completion tokens than one per this many streamed bytes is not believed.
-UNDER_REPORT_BYTES = 8
-#: Readers draining a finished reply's body (a reference, so the tasks are not collected midway).
-_DRAINING: set[asyncio.Task] = set()
-
-
-def make_client(settings: Settings, api_key: str | None = None, **kwargs: object) -> openai.AsyncOpenAI:
-    """An ``AsyncOpenAI`` for the configured base URL: one per process (or per visitor's own key)."""
-    key = api_key or (settings.api_key.get_secret_value() if settings.api_key else "demo")
-    longest_silence = max(settings.first_token_timeout, settings.idle_timeout) + 5
-    if api_key is None and "http_client" not in kwargs:
-        # The process's shared client keeps a connection alive per concurrent stream (the SDK keeps 100):
-        # after a busy minute, the next burst of visitors reuses them instead of opening a connection
-        # each (a new connection was ~20% of the app's CPU while 200 visitors arrived at once, py-spy).
-        limits = httpx2.Limits(max_connections=max(1000, settings.max_concurrency),
-                               max_keepalive_connections=settings.max_concurrency)
-        kwargs["http_client"] = openai.DefaultAsyncHttpxClient(limits=limits)
-    client = ShortWaitClient(
-        api_key=key,
-        base_url=settings.base_url,
-        max_retries=settings.max_retries,
-        timeout=httpx2.Timeout(longest_silence, connect=settings.connect_timeout),
-        **kwargs,  # type: ignore[arg-type]
-    )
-    client.max_retry_wait = settings.max_retry_wait
-    return client
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +39,6 @@ class Admission:
     """A request admitted by :meth:`Upstream.admit` (``ticket`` is None when no limit applies)."""
 
     ticket: Ticket | None
-
-
-@dataclass(frozen=True)
-class Prepared:
-    model: Model
-    messages: list[dict]
-    dropped_turns: int
-    prompt_tokens: int
-    max_tokens: int
 
 
 class Upstream:
@@ -245,7 +142,7 @@ class Upstream:
         is checked, a stream slot taken, the message counted and a full reply's cost reserved; the prompt's
         cost is added by :meth:`stream` once the prompt is counted. Pass the admission to :meth:`stream`,
         or to :meth:`release` when the request goes no further."""
-        _, refused = self._user_key(None)
+        _, refused = self.user_key(None)
         if refused is not None:
             return refused
         if self.guard is None:
@@ -254,7 +151,7 @@ class Upstream:
         if (refused := await self.guard.precheck(visitor)) is not None:
             return refused
         model = self.resolve(model_name)
-        reply_cost = _price(model, 0, self.budget(model)[1]) if self._has_budget and model is not None else None
+        reply_cost = price(model, 0, self.budget(model)[1]) if self.has_budget and model is not None else None
         ticket = await self.guard.admit(visitor, reply_cost)
         return ticket if isinstance(ticket, Friendly) else Admission(ticket)
 
@@ -263,7 +160,7 @@ class Upstream:
         if admission is not None and admission.ticket is not None and self.guard is not None:
             await self.guard.settle(admission.ticket, 0, 0.0)
 
-    async def stream(
+    def stream(
         self,
         message: str | list[dict],
         history: History | list[dict],
@@ -274,55 +171,21 @@ class Upstream:
         visitor: Visitor | None = None,
         api_key: str | None = None,
         admission: Admission | None = None,
-    ) -> AsyncIterator[Event]:
-        """Stream one reply as events. Never raises (but for cancellation); always ends with
-        :class:`Done` or :class:`ErrorEvent`.
+    ) -> AsyncGenerator[Event, None]:
+        """One reply as events: :func:`chatbot.core.conversation.turn` on this upstream, without a state of the
+        caller's. Never raises (but for cancellation); always ends with :class:`Done` or :class:`ErrorEvent`.
 
         ``visitor`` is whom the limits count (every route passes one); ``api_key`` is a visitor's own key,
         used for this request only through a client of its own (never stored, never shared), which also
         exempts the request from the owner's quotas. ``admission`` is one from :meth:`admit` (the limits
         were checked already). Prompt building runs in a worker thread (tokenising a long history is CPU
         work that must not block the event loop). ``history`` is as for :meth:`prepare`."""
-        if admission is None:
-            api_key, refused = self._user_key(api_key)
-            if refused is not None:
-                yield ErrorEvent(refused, partial=False)
-                return
-            visitor = replace(visitor or LOCAL_VISITOR, own_key=bool(api_key))
-            if self.guard is not None and (refused := await self.guard.precheck(visitor)) is not None:
-                yield ErrorEvent(refused, partial=False)
-                return
-        else:
-            api_key = None
-        prepared = await self._prepared(message, history, model_name)
-        ticket: Ticket | Friendly | None = admission.ticket if admission is not None else None
-        if not isinstance(prepared, Friendly):
-            if admission is None and self.guard is not None:
-                ticket = await self.guard.admit(visitor or LOCAL_VISITOR, self._worst_cost(prepared))
-                prepared = ticket if isinstance(ticket, Friendly) else prepared
-            elif isinstance(ticket, Ticket) and self.guard is not None:
-                prepared = await self.guard.reserve(ticket, self._worst_cost(prepared)) or prepared
-        if isinstance(prepared, Friendly):
-            await self.release(admission)
-            yield ErrorEvent(prepared, partial=False)
-            return
-        own_client = make_client(self.settings, api_key=api_key) if api_key else None
-        limits = ReplyLimits.for_cap(prepared.max_tokens, self.settings.reply_timeout)
-        meter = _Meter(prepared, ReplyCounter(limits, counter_for(prepared.model.id)))
-        try:
-            events = self._attempts(prepared, (message, history, model_name), own_client or client or self.client,
-                                    tick, meter)
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    meter.see(event)
-                    yield event
-        finally:
-            if own_client is not None:
-                await own_client.close()
-            if isinstance(ticket, Ticket) and self.guard is not None:
-                await self.guard.settle(ticket, *meter.totals(self._has_budget))
+        return turn(
+            self, message, history, model_name, client=client, tick=tick, visitor=visitor, api_key=api_key,
+            admission=admission,
+        )
 
-    async def _prepared(
+    async def prepared(
         self, message: str | list[dict], history: History | list[dict],
         model_name: str | None, prompt_budget: int | None = None,
     ) -> Prepared | Friendly:
@@ -335,46 +198,16 @@ class Upstream:
             log.exception("could not prepare a request")
             return friendly("internal")
 
-    async def _attempts(
-        self, prepared: Prepared, request: tuple[str | list[dict], History | list[dict], str | None],
-        client: openai.AsyncOpenAI, tick: float, meter: _Meter,
-    ) -> AsyncGenerator[Event, None]:
-        """The reply's events. An empty answer to a long request is how some servers (llama.cpp) refuse a
-        prompt longer than the model's real window: it is retried once with the prompt trimmed to half."""
-        if prepared.dropped_turns:
-            yield HistoryTrimmed(prepared.dropped_turns)
-        retry: Prepared | Friendly | None = None
-        async with contextlib.aclosing(self._stream_prepared(prepared, client, tick, meter.counter)) as events:
-            async for event in events:
-                if isinstance(event, ErrorEvent) and event.error.kind == "too_long_empty":
-                    retry = await self._prepared(*request, prompt_budget=prepared.prompt_tokens // 2)
-                    if isinstance(retry, Prepared) and retry.dropped_turns > prepared.dropped_turns:
-                        break
-                    retry = None
-                yield event
-        if not isinstance(retry, Prepared):
-            return
-        log.info("empty answer to a %d-token prompt: retried with %d", prepared.prompt_tokens, retry.prompt_tokens)
-        meter.prepared = retry
-        yield HistoryTrimmed(retry.dropped_turns)
-        async with contextlib.aclosing(self._stream_prepared(retry, client, tick, meter.counter)) as events:
-            async for event in events:
-                if isinstance(event, Done):  # the shorter prompt fits: later requests are trimmed to it at once
-                    model = retry.model.id
-                    self.learned_budget[model] = min(self.learned_budget.get(model, retry.prompt_tokens),
-                                                     prepared.prompt_tokens // 2)
-                yield event
-
     def _counter_ready(self, model_name: str | None) -> bool:
         """Whether the model's tokeniser is loaded (the first load reads a file: never on the loop)."""
         model = self.resolve(model_name)
         return model is None or encoding_loaded(counter_for(model.id).encoding_name)
 
     @property
-    def _has_budget(self) -> bool:
+    def has_budget(self) -> bool:
         return self.settings.policy.daily_budget_usd is not None
 
-    def _user_key(self, api_key: str | None) -> tuple[str | None, Friendly | None]:
+    def user_key(self, api_key: str | None) -> tuple[str | None, Friendly | None]:
         """The visitor's own key to use (or None), or why the request is refused."""
         settings = self.settings
         key = api_key.strip() if isinstance(api_key, str) and settings.allow_user_key and not settings.demo else ""
@@ -384,151 +217,11 @@ class Upstream:
             return None, friendly("need_user_key")
         return key or None, None
 
-    def _worst_cost(self, prepared: Prepared) -> float | None:
+    def worst_cost(self, prepared: Prepared) -> float | None:
         """The most this request can cost (prompt plus a full reply), for the spending ceiling."""
-        if not self._has_budget:
+        if not self.has_budget:
             return None
-        return _price(prepared.model, prepared.prompt_tokens, prepared.max_tokens)
-
-    async def _stream_prepared(
-        self, prepared: Prepared, client: openai.AsyncOpenAI, tick: float, counter: ReplyCounter
-    ) -> AsyncGenerator[Event, None]:
-        loop = asyncio.get_running_loop()
-        mailbox = _Mailbox()
-        reader = asyncio.create_task(self._read(client, prepared, mailbox, counter))
-        last = loop.time()
-        deadline = last + counter.limits.seconds
-        got_token = got_text = False
-        try:
-            while True:
-                item = mailbox.take()
-                if item is _EMPTY:
-                    limit = self.settings.idle_timeout if got_token else self.settings.first_token_timeout
-                    now = loop.time()
-                    remaining = limit - (now - last)
-                    if now >= deadline:
-                        yield self._out_of_time(counter, got_text)
-                        return
-                    if remaining <= 0:
-                        timeout = IdleTimeout(limit) if got_token else FirstTokenTimeout(limit)
-                        yield ErrorEvent(friendly_error(timeout), partial=got_text)
-                        return
-                    await mailbox.wait(min(tick, remaining, deadline - now))
-                    item = mailbox.take()
-                    if item is _EMPTY:
-                        yield IDLE
-                        continue
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    yield ErrorEvent(friendly_error(item, model=prepared.model.id), partial=got_text)
-                    return
-                if isinstance(item, TextDelta | ReasoningDelta):
-                    last = loop.time()
-                    if last >= deadline:
-                        yield self._out_of_time(counter, got_text)
-                        return
-                    got_token = True
-                    got_text = got_text or isinstance(item, TextDelta)
-                    item = _merged(item, mailbox)
-                yield item
-                if isinstance(item, Done):  # the reader is draining the body (see _read): its connection
-                    await asyncio.wait({reader}, timeout=DRAIN_WAIT)  # is free for the next reply after it
-                    return
-        finally:
-            if not reader.done() and mailbox.draining:
-                _DRAINING.add(reader)
-                reader.add_done_callback(_DRAINING.discard)
-            else:
-                if not reader.done():
-                    reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
-
-    @staticmethod
-    def _out_of_time(counter: ReplyCounter, partial: bool) -> ErrorEvent:
-        counter.cut = True
-        return ErrorEvent(friendly("reply_timeout", seconds=counter.limits.seconds), partial=partial)
-
-    async def _read(
-        self, client: openai.AsyncOpenAI, prepared: Prepared, mailbox: _Mailbox, counter: ReplyCounter
-    ) -> None:
-        model = prepared.model
-        cap = {"max_completion_tokens" if model.reasoning else "max_tokens": prepared.max_tokens}
-        try:
-            # The request, its retries, time-outs and HTTP status errors are the SDK's (``client.post``,
-            # its documented way to send a request it has no method for, keeps the client's options); the
-            # body is encoded and the response read here. The SDK's own stream builds a pydantic model per
-            # chunk (43% of the app's CPU at 200 simultaneous streams, py-spy, against a few microseconds
-            # for orjson); its typed ``create`` walks every message through a TypedDict transform (~110 us
-            # a message) and encodes the body with json.dumps (14.1 ms for a 2,000-turn chat, against
-            # 0.4 ms for orjson, both on the event loop). The messages are plain dicts of str already.
-            body = orjson.dumps({
-                "model": model.id, "messages": prepared.messages, "stream": True,
-                "stream_options": {"include_usage": True}, **cap,
-            })
-            http = await client.post("/chat/completions", cast_to=httpx2.Response, content=body, stream=True)
-            try:  # closing a response that was not read to its end closes the connection: the provider stops
-                raw = http.aiter_bytes()
-                finish = await self._relay(http, raw, prepared, mailbox, counter)
-                mailbox.draining = True
-                mailbox.put(Done(finish))
-                await _drain(raw)  # so the connection goes back to the pool
-            finally:
-                await http.aclose()
-            mailbox.put(_END)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if not mailbox.draining:
-                if friendly_error(exc).kind == "internal":  # not the provider's failure: a bug here
-                    log.exception("upstream request failed")
-                else:  # classified (and shown to the visitor) as the provider's failure
-                    log.warning("upstream request failed: %s", type(exc).__name__)
-                mailbox.put(exc)
-
-    @staticmethod
-    async def _relay(
-        http: httpx2.Response, raw: AsyncIterator[bytes], prepared: Prepared, mailbox: _Mailbox,
-        counter: ReplyCounter,
-    ) -> str | None:
-        """Pass the body's events to the mailbox up to ``[DONE]`` (or the body's end); the finish reason.
-        Raises :class:`StreamProblem` for an answer that is not a usable reply, or one past its limits."""
-        content_type = http.headers.get("content-type", "").lower()
-        if "html" in content_type:
-            raise StreamProblem("not_event_stream")
-        splitter = ThinkSplitter()
-        finish: str | None = None
-        seen = 0
-        text = False
-        async with contextlib.aclosing(sse_data(raw, counter)) as events:
-            async for data in events:
-                seen += 1
-                if data.startswith("[DONE]"):
-                    break
-                chunk = _decode(data)
-                if chunk.get("error"):  # an error sent inside a 200 stream, as the SDK reports it
-                    raise _stream_error(chunk["error"], http.request)
-                for event in _events(chunk, splitter, prepared.model):
-                    if isinstance(event, Done):
-                        finish = event.finish_reason
-                        continue
-                    if isinstance(event, TextDelta | ReasoningDelta):
-                        counter.add(event.text)
-                        text = text or isinstance(event, TextDelta)
-                    mailbox.put(event)
-        for event in splitter.flush():
-            counter.add(event.text)
-            text = text or isinstance(event, TextDelta)
-            mailbox.put(event)
-        if not seen and counter.body and "event-stream" not in content_type:
-            raise StreamProblem("not_event_stream")
-        if not seen and prepared.prompt_tokens >= LENGTH_SUSPECT_TOKENS:
-            raise StreamProblem("too_long_empty")
-        if not text:
-            raise StreamProblem("refused" if finish == "content_filter" else "empty_reply")
-        if finish is None:
-            raise StreamProblem("unfinished")
-        return finish
+        return price(prepared.model, prepared.prompt_tokens, prepared.max_tokens)
 
 
 def prepares_inline(message: object, history: object) -> bool:
@@ -538,278 +231,6 @@ def prepares_inline(message: object, history: object) -> bool:
     for the GIL); a long paste, a long history or a model switch (which counts a whole history) does not
     belong on the loop, so those still go to a thread."""
     return isinstance(message, str) and small_history(history, len(message))
-
-
-class _Mailbox:
-    """The reader task's events for the consumer: a deque and one waiter, woken by a put or a time-out.
-
-    ``asyncio.wait_for(queue.get(), t)`` costs a task, a future and a timer per wait, once per token."""
-
-    __slots__ = ("_items", "_waiter", "_loop", "draining")
-
-    def __init__(self) -> None:
-        self.draining = False  # the reply is done; the reader is reading the rest of the body
-        self._items: deque = deque()
-        self._waiter: asyncio.Future | None = None
-        self._loop = asyncio.get_running_loop()
-
-    def put(self, item: object) -> None:
-        self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def take(self) -> object:
-        """The next item, or _EMPTY."""
-        return self._items.popleft() if self._items else _EMPTY
-
-    def peek(self) -> object:
-        return self._items[0] if self._items else _EMPTY
-
-    async def wait(self, timeout: float) -> None:
-        """Until an item is there or ``timeout`` seconds have passed."""
-        if self._items:
-            return
-        waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(timeout, _wake, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-
-
-def _wake(waiter: asyncio.Future) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def _merged(item: TextDelta | ReasoningDelta, mailbox: _Mailbox) -> TextDelta | ReasoningDelta:
-    """``item`` joined with the deltas of its kind already waiting behind it: when the app falls behind,
-    every consumer gets fewer, larger events (one write, one update) instead of a backlog of tokens."""
-    kind = type(item)
-    if type(mailbox.peek()) is not kind:
-        return item
-    parts = [item.text]
-    while type(mailbox.peek()) is kind:
-        parts.append(mailbox.take().text)  # type: ignore[attr-defined]
-    return kind("".join(parts))
-
-
-async def sse_data(
-    chunks: AsyncIterator[bytes], counter: ReplyCounter | None = None
-) -> AsyncGenerator[str, None]:
-    """The ``data`` of each server-sent event in a byte stream (multi-line data joined with newlines;
-    comments, ``event``, ``id`` and ``retry`` fields ignored; CRLF or LF line ends; an event is complete at
-    its blank line). With a ``counter``, the body's bytes are counted and an event larger than its limit
-    stops the stream (:class:`StreamProblem`)."""
-    buffer = b""
-    data: list[bytes] = []
-    size = 0  # bytes of data in the event being read
-    for_event = counter.limits.event_bytes if counter is not None else None
-    async for chunk in chunks:
-        if counter is not None:
-            counter.body_bytes(len(chunk))
-        buffer += chunk
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            line = buffer[start:end]
-            start = end + 1
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if not line:
-                if data:
-                    yield b"\n".join(data).decode("utf-8", "replace")
-                    data = []
-                    size = 0
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                data.append(value[1:] if value.startswith(b" ") else value)
-                size += len(value)
-        buffer = buffer[start:]
-        if for_event is not None and size + len(buffer) > for_event and counter is not None:
-            counter.event_too_large()
-    # an event the stream ended in the middle of is not dispatched (as the SSE standard says)
-
-
-async def _drain(raw: AsyncIterator[bytes]) -> None:
-    """Read what is left of a body after ``[DONE]`` (normally nothing but the end of the chunked body), so
-    the connection can be reused; give up after DRAIN_BYTES or DRAIN_SECONDS (the connection is closed)."""
-    left = DRAIN_BYTES
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(DRAIN_SECONDS):
-            async for rest in raw:
-                left -= len(rest)
-                if left < 0:
-                    return
-
-
-def _decode(data: str) -> dict:
-    """One chunk's JSON as a dict (anything else counts as an empty chunk)."""
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        log.warning("upstream sent a chunk that is not JSON")
-        return {}
-    return chunk if isinstance(chunk, dict) else {}
-
-
-def _stream_error(error: object, request: httpx2.Request) -> openai.APIError:
-    message = error.get("message") if isinstance(error, dict) else None
-    if not isinstance(message, str) or not message:
-        message = "An error occurred during streaming"
-    return openai.APIError(message=message, request=request, body=error)
-
-
-def _price(model: Model, prompt_tokens: int, completion_tokens: int) -> float:
-    """A reply's price from the catalogue; a model nobody has priced counts at a deliberately high price."""
-    cost = model.cost(prompt_tokens, completion_tokens)
-    if cost is None:
-        cost = (prompt_tokens * UNKNOWN_PRICE[0] + completion_tokens * UNKNOWN_PRICE[1]) / 1_000_000
-    return cost
-
-
-class _Meter:
-    """What one reply used: the upstream's usage report, checked against what streamed in.
-
-    Without a report (a cut, a Stop, a provider that sends none), or with one that claims fewer tokens than
-    the text could hold (fewer than one token per UNDER_REPORT_BYTES bytes), the tokens streamed are
-    counted; a reply the app stopped at one of its limits costs at least its whole reservation."""
-
-    def __init__(self, prepared: Prepared, counter: ReplyCounter) -> None:
-        self.prepared = prepared
-        self.counter = counter
-        self.usage: Usage | None = None
-
-    def see(self, event: Event) -> None:
-        if isinstance(event, Usage):
-            self.usage = event
-        elif isinstance(event, ErrorEvent) and event.error.kind in REPLY_LIMIT_KINDS:
-            self.counter.cut = True
-
-    def totals(self, priced: bool) -> tuple[int, float | None]:
-        """(tokens in and out, dollars or None when no budget needs them)."""
-        prepared, usage, counter = self.prepared, self.usage, self.counter
-        reported = usage.completion_tokens if usage is not None else 0
-        completion = reported
-        if usage is None or reported * UNDER_REPORT_BYTES < counter.bytes:
-            completion = max(reported, counter.completion_tokens())
-        if counter.cut:
-            completion = max(completion, prepared.max_tokens)
-        prompt = usage.prompt_tokens if usage is not None and usage.prompt_tokens else prepared.prompt_tokens
-        if not priced:
-            return prompt + completion, None
-        cost = _price(prepared.model, prompt, completion)
-        if usage is not None and usage.cost_source == "upstream" and usage.cost is not None:
-            cost = usage.cost if completion == reported else max(usage.cost, cost)
-        return prompt + completion, cost
-
-
-def _events(chunk: dict, splitter: ThinkSplitter, model: Model) -> Iterator[Event]:
-    """The events of one decoded chunk (a dict of JSON, from any provider: every field is checked)."""
-    usage = chunk.get("usage")
-    if isinstance(usage, dict):
-        yield _usage(usage, model)
-    choices = chunk.get("choices")
-    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-        return  # the usage chunk has none
-    choice = choices[0]
-    delta = choice.get("delta")
-    if isinstance(delta, dict):
-        reasoning = _reasoning_text(delta)
-        if reasoning:
-            yield ReasoningDelta(reasoning)
-        content = delta.get("content")
-        if content and isinstance(content, str):
-            yield from splitter.feed(content)
-    finish = choice.get("finish_reason")
-    if finish and isinstance(finish, str):
-        yield Done(finish)
-
-
-def _reasoning_text(delta: dict) -> str | None:
-    for name in ("reasoning_content", "reasoning"):
-        value = delta.get(name)
-        if isinstance(value, str) and value:
-            return value
-    details = delta.get("reasoning_details")
-    if isinstance(details, list):
-        texts = [d.get("text") or d.get("summary") for d in details if isinstance(d, dict)]
-        joined = "".join(t for t in texts if isinstance(t, str))
-        return joined or None
-    return None
-
-
-def _usage(usage: dict, model: Model) -> Usage:
-    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
-    upstream_cost = usage.get("cost")
-    if isinstance(upstream_cost, int | float) and not isinstance(upstream_cost, bool):
-        return Usage(prompt, completion, float(upstream_cost), "upstream")
-    cost = model.cost(prompt, completion)
-    return Usage(prompt, completion, cost, "catalogue" if cost is not None else "unknown")
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-class ThinkSplitter:
-    """Splits ``<think>...</think>`` at the start of streamed content into reasoning deltas.
-
-    Tags may arrive split across chunks, so a possible tag prefix is held back until it is decided."""
-
-    OPEN, CLOSE = "<think>", "</think>"
-
-    def __init__(self) -> None:
-        self._state = "start"  # start -> (think -> text) | text
-        self._held = ""
-
-    def feed(self, text: str) -> Iterator[TextDelta | ReasoningDelta]:
-        if self._state == "text":
-            yield TextDelta(text)
-            return
-        self._held += text
-        if self._state == "start":
-            stripped = self._held.lstrip()
-            if stripped.startswith(self.OPEN):
-                self._state = "think"
-                self._held = stripped[len(self.OPEN):]
-            elif self.OPEN.startswith(stripped):
-                return  # still undecided
-            else:
-                self._state = "text"
-                held, self._held = self._held, ""
-                yield TextDelta(held)
-                return
-        if self._state == "think":
-            end = self._held.find(self.CLOSE)
-            if end >= 0:
-                thought, rest = self._held[:end], self._held[end + len(self.CLOSE):]
-                self._held = ""
-                self._state = "text"
-                if thought:
-                    yield ReasoningDelta(thought)
-                rest = rest.lstrip("\n")
-                if rest:
-                    yield TextDelta(rest)
-                return
-            keep = _partial_suffix(self._held, self.CLOSE)
-            out, self._held = self._held[: len(self._held) - keep], self._held[len(self._held) - keep:]
-            if out:
-                yield ReasoningDelta(out)
-
-    def flush(self) -> Iterator[TextDelta | ReasoningDelta]:
-        held, self._held = self._held, ""
-        if held:
-            yield ReasoningDelta(held) if self._state == "think" else TextDelta(held)
-
-
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of ``tag``."""
-    for size in range(min(len(tag) - 1, len(text)), 0, -1):
-        if tag.startswith(text[-size:]):
-            return size
-    return 0
 
 
 #: Most images one request may carry (attachments and the history's, together).
@@ -850,13 +271,3 @@ def _printable(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-async def drain(events: AsyncIterator[Event]) -> tuple[str, list[Event]]:
-    """Collect a stream into (text, non-text events): handy for non-streaming callers and tests."""
-    parts: list[str] = []
-    others: list[Event] = []
-    async for event in events:
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-        elif not isinstance(event, Idle):
-            others.append(event)
-    return "".join(parts), others

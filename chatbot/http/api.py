@@ -56,23 +56,13 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from chatbot.core.checkpoints import Checkpoints, Outcome, Progress
 from chatbot.core.error_kinds import KINDS
 from chatbot.core.errors import Friendly, failure_text, friendly, render, status_for, store_failure
+from chatbot.core.events import Done, ErrorEvent, Event, HistoryTrimmed, Idle, ReasoningDelta, TextDelta, Usage
 from chatbot.core.history import History, clean_text
 from chatbot.core.limits import Visitor, request_address, visitor_bucket, visitor_from
 from chatbot.core.redact import redact_logs
 from chatbot.core.settings import Settings
 from chatbot.core.store import Conversation, Store, StoreError, Turn
-from chatbot.core.upstream import (
-    Admission,
-    Done,
-    ErrorEvent,
-    Event,
-    HistoryTrimmed,
-    Idle,
-    ReasoningDelta,
-    TextDelta,
-    Upstream,
-    Usage,
-)
+from chatbot.core.upstream import Admission, Upstream
 from chatbot.http.access import LoginChecker, basic_credentials, login_checker
 
 log = logging.getLogger("switchboard.api")

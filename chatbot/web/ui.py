@@ -14,6 +14,7 @@ Rules this module keeps (each one a Gradio 6.31 trap, see DEVELOPERS.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -26,22 +27,15 @@ import gradio as gr
 from chatbot.compat import uploaded_by_gradio
 from chatbot.core.attachments import AttachmentRefused, compose, display_name, read_part
 from chatbot.core.catalogue import Model
-from chatbot.core.errors import Friendly, failure_text, friendly, render, store_failure
+from chatbot.core.conversation import turn
+from chatbot.core.errors import Friendly, friendly, render, store_failure
+from chatbot.core.events import Event, Idle, Usage
 from chatbot.core.history import History, clean_history
 from chatbot.core.i18n import DEFAULT_LANGUAGE, language_of, text
 from chatbot.core.limits import Visitor, visitor_from
+from chatbot.core.reply import ReplyState
 from chatbot.core.settings import Settings
-from chatbot.core.upstream import (
-    Done,
-    ErrorEvent,
-    Event,
-    HistoryTrimmed,
-    Idle,
-    ReasoningDelta,
-    TextDelta,
-    Upstream,
-    Usage,
-)
+from chatbot.core.upstream import Upstream
 from chatbot.core.usage import Totals, measure, reply_detail, reply_line
 from chatbot.web.chats import ATTACHMENT_SEAL, browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
@@ -68,75 +62,59 @@ def _text(text: str) -> dict[str, str]:
 
 
 class ReplyView:
-    """What one reply looks like in the chat, built up from the core's events, in the visitor's language:
-    the thinking block (open while the model thinks, closed when the answer starts), the answer, the cost
-    line (when the upstream reports usage) and any notes."""
+    """What one reply looks like in the chat, in the visitor's language: a rendering of the core's
+    :class:`ReplyState` (the thinking block, open while the model thinks and closed when the answer starts;
+    the answer; the cost line, when the upstream reports usage; and any notes)."""
 
     def __init__(self, lang: str = DEFAULT_LANGUAGE, model: Model | None = None) -> None:
         self.lang = lang
         self.model = model  # for the cost line's list prices
-        self.reasoning: list[str] = []
-        self.text: list[str] = []
-        self.trimmed = 0
-        self.error: ErrorEvent | None = None
-        self.usage: Usage | None = None
-        self.finish_reason: str | None = None
-        self.finished = False
+        self.state = ReplyState()
 
     def apply(self, event: Event) -> bool:
-        """Take one event; True when what is shown changed."""
-        if isinstance(event, TextDelta):
-            self.text.append(event.text)
-        elif isinstance(event, ReasoningDelta):
-            self.reasoning.append(event.text)
-        elif isinstance(event, HistoryTrimmed):
-            self.trimmed = event.dropped_turns
-        elif isinstance(event, Usage):
-            self.usage = event
-        elif isinstance(event, Done):
-            self.finish_reason = event.finish_reason
-            self.finished = True
-        elif isinstance(event, ErrorEvent):
-            self.error = event
-            self.finished = True
-        else:
-            return False
-        return True
+        """Take one event (into the state); True when what is shown changed."""
+        return self.state.apply(event)
 
     @property
     def reply(self) -> str:
-        return "".join(self.text)
+        return self.state.reply
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.state.usage
 
     def messages(self) -> list[dict[str, Any]]:
+        state = self.state
         out: list[dict[str, Any]] = []
-        if self.trimmed:
-            note = render("trimmed_note", self.lang, turns=self.trimmed)
+        if state.trimmed:
+            note = render("trimmed_note", self.lang, turns=state.trimmed)
             out.append(_note(f"ℹ️ {note}", note, status="done"))
-        if self.reasoning:
-            status = "done" if (self.text or self.finished) else "pending"
+        if state.reasoning:
+            status = "done" if (state.text or state.finished) else "pending"
             out.append(
                 {
                     "role": "assistant",
-                    "content": _text("".join(self.reasoning)),
+                    "content": _text("".join(state.reasoning)),
                     "metadata": {"title": text("thinking", self.lang), "status": status, "id": "thinking"},
                 }
             )
-        reply = self.reply
+        reply = state.reply
         if reply:
             out.append({"role": "assistant", "content": _text(reply)})
-        if self.usage is not None:
-            line = reply_line(self.usage, self.lang)
-            out.append(_note(line, reply_detail(self.usage, self.model, self.lang), "done", COST_ID))
-        if self.error is not None:
-            message = failure_text(self.error.error, self.error.partial, self.lang)
-            out.append(_note(f"⚠️ {message}", message))
+        if state.usage is not None:
+            line = reply_line(state.usage, self.lang)
+            out.append(_note(line, reply_detail(state.usage, self.model, self.lang), "done", COST_ID))
+        failure = state.failure(self.lang)
+        if failure is not None:
+            out.append(_note(f"⚠️ {failure}", failure))
         return out
 
     def as_text(self) -> str:
         """The reply for API callers: the text, then any notes."""
         parts = [self.reply] if self.reply else []
-        if self.error is not None:
-            parts.append(f"⚠️ {failure_text(self.error.error, self.error.partial, self.lang)}")
+        failure = self.state.failure(self.lang)
+        if failure is not None:
+            parts.append(f"⚠️ {failure}")
         return "\n\n".join(parts)
 
 
@@ -172,15 +150,16 @@ class Pacer:
 async def coalesce(
     events: AsyncIterator[Event], view: ReplyView, pacer: Pacer | None = None
 ) -> AsyncIterator[ReplyView]:
-    """Apply events to ``view`` and yield it at most every ``pacer.interval()`` (the first change at
-    once), and at least every KEEPALIVE_INTERVAL while the upstream is silent."""
+    """Yield ``view`` at most every ``pacer.interval()`` (the first change at once), and at least every
+    KEEPALIVE_INTERVAL while the upstream is silent. ``events`` are a turn's on ``view.state`` (the turn
+    applies them: any event but :class:`Idle` changed the view)."""
     pacer = pacer or Pacer()
     pacer.active += 1
     try:
         last = 0.0
         dirty = False
         async for event in events:
-            if view.apply(event):
+            if not isinstance(event, Idle):
                 dirty = True
             now = time.monotonic()
             if dirty and now - last >= (pacer.interval() if last else 0.0):
@@ -306,7 +285,7 @@ class ChatUI:
         if request is None:
             return Visitor("unknown", own_key=own_key)
         client = getattr(request, "client", None)
-        return visitor_from(
+        return visitor_from(  # the one rule for every face
             getattr(client, "host", None), _headers(request), self.settings.trusted_proxies,
             username=_username(request), own_key=own_key,
         )
@@ -332,18 +311,17 @@ class ChatUI:
             else:
                 content = await asyncio.to_thread(self.compose, message, view.model, key)
             plain = self.history(history, view.model, key)
-            visitor = self.visitor(request)
-            events = self.upstream.stream(
-                content, plain, model, visitor=visitor, api_key=user_key, tick=self.pacer.interval()
-            )
-            async for current in coalesce(events, view, self.pacer):
-                yield current.messages()
+            events = turn(self.upstream, content, plain, model, visitor=self.visitor(request), api_key=user_key,
+                          state=view.state, tick=self.pacer.interval())
+            async with contextlib.aclosing(events):
+                async for current in coalesce(events, view, self.pacer):
+                    yield current.messages()
         except AttachmentRefused as exc:  # too large, unsupported, or an image for a model without vision
-            view.apply(ErrorEvent(exc.friendly, partial=False))
+            view.state.fail(exc.friendly)
             yield view.messages()
         except Exception as exc:  # the chat must never lock: no exception leaves this generator
             log.exception("chat handler failed")
-            view.apply(ErrorEvent(_failure(exc), partial=bool(view.text)))
+            view.state.fail(_failure(exc))
             yield view.messages()
 
     async def chat_api(
@@ -358,14 +336,14 @@ class ChatUI:
         view = ReplyView(language_of(request))
         try:
             plain = History.of(history or [], self.settings)  # text only
-            events = self.upstream.stream(
-                message, plain, model, visitor=self.visitor(request), api_key=api_key, tick=self.pacer.interval()
-            )
-            async for current in coalesce(events, view, self.pacer):
-                yield current.as_text()
+            events = turn(self.upstream, message, plain, model, visitor=self.visitor(request), api_key=api_key,
+                          state=view.state, tick=self.pacer.interval())
+            async with contextlib.aclosing(events):
+                async for current in coalesce(events, view, self.pacer):
+                    yield current.as_text()
         except Exception as exc:
             log.exception("chat API failed")
-            view.apply(ErrorEvent(_failure(exc), partial=bool(view.text)))
+            view.state.fail(_failure(exc))
             yield view.as_text()
 
     def build(self) -> gr.Blocks:
