@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 import app as switchboard
 from chatbot.core.errors import render
 from chatbot.core.settings import Settings
-from chatbot.http.api import is_loopback, sse_data
+from chatbot.http.api import is_loopback
+from chatbot.http.sse import sse_data
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN_A = "token-a-0123456789abcdefghij"
