@@ -67,6 +67,16 @@ def test_ipv6_grouped_by_64_and_users_by_name() -> None:
     assert user.key == "user:ana" and user.signed_in
 
 
+def test_one_visitor_rule_for_every_face() -> None:
+    """A signed-in user is counted as that user through any face; an API token (without a login) in its
+    own bucket, against the API limits; else the client address."""
+    token = "token-a-0123456789abcdefghij"
+    assert visitor_from("1.2.3.4", {}, 0, username="ana", api_token=token).key == "user:ana"
+    api = visitor_from("1.2.3.4", {}, 0, api_token=token)
+    assert api.key == f"api-token:{token[:16]}" and api.api and not api.signed_in
+    assert visitor_from("1.2.3.4", {}, 0, api_token="").key == "ip:1.2.3.4"
+
+
 def test_parse_limits() -> None:
     assert [str(i) for i in parse_limits("5/minute;50/day", "X")] == ["5 per 1 minute", "50 per 1 day"]
     assert parse_limits("none", "X") == () and parse_limits(None, "X") == ()
