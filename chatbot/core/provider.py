@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 
 import httpx2
 import openai
@@ -124,7 +125,7 @@ async def reply_events(
                 got_token = True
                 got_text = got_text or isinstance(item, TextDelta)
                 item = _merged(item, mailbox)
-            yield item
+            yield cast(Event, item)  # the reader puts only events, exceptions and _END
             if isinstance(item, Done):  # the reader is draining the body (see _read): its connection
                 await asyncio.wait({reader}, timeout=DRAIN_WAIT)  # is free for the next reply after it
                 return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from chatbot.core.checkpoints import Checkpoints, Outcome, Progress
@@ -85,7 +85,7 @@ class Reply:
         """The reply's end was stored (or is being stored)."""
         return self.state.ended
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncGenerator[Event, None]:
         """The turn's events (its state is stored when it ends); a server shutting down ends it."""
         self._progress = self.service.checkpoints.track(self.turn, self.state.text)
         history = History.of(self.turn.history, self.service.settings)  # the stored context, text only

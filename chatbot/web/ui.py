@@ -292,7 +292,7 @@ class ChatUI:
 
     async def respond(
         self,
-        message: str,
+        message: str | dict[str, Any],
         history: list[dict],
         model: str | None,
         user_key: str | None = None,
