@@ -1,9 +1,12 @@
 """How the HTTP API renders a reply's events: server-sent events (the tutorial's plain ``data:`` text, or
 typed JSON with ``?format=json``) and the JSON events the WebSocket sends.
 
-The wire encoding is FastAPI's own (:func:`fastapi.sse.format_sse_event`); the response is FastAPI's
-:class:`~fastapi.sse.EventSourceResponse` (:class:`EventStream`), which always closes its body and stores
-the reply even when the client left before the body started.
+The wire encoding is FastAPI's own (:func:`fastapi.sse.format_sse_event`: the same bytes as the hand-written
+encoder it replaces). :class:`EventStream` is FastAPI's :class:`~fastapi.sse.EventSourceResponse` for a
+reply. FastAPI's generator path operations (``response_class=EventSourceResponse`` with ``yield``) do not fit
+the stream route: the route answers a refused request with a JSON 4xx and names the conversation in a
+header, both before the body starts, and their producer task and ``: ping`` keep-alive would change the
+wire.
 """
 
 from __future__ import annotations
