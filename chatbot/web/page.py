@@ -1,8 +1,8 @@
 """The chat page: the Gradio Blocks layout around :class:`~chatbot.web.ui.ChatUI` and the events that wire it.
 
 Layout, top to bottom: the header (and the demo banner), the saved-chats sidebar, the Hugging Face login
-button (with ``CHATBOT_HF_OAUTH``), the model picker, the context gauge, the chat with its message box, the
-visitor's own key (when allowed), the session total. The chat logic (replies, history, gauge, visitor)
+button (on a Space with hf_oauth), the model picker, the context gauge, the visitor's own key (when allowed),
+the chat with its message box, the session total. The chat logic (replies, history, gauge, visitor)
 stays in :mod:`chatbot.web.ui`; this module only lays it out and wires its events (private, but for
 gradio_client's ``/chat``), in the order the page has always registered them.
 """
@@ -99,16 +99,20 @@ def _chat_area() -> tuple[gr.Chatbot, MessageBox]:
 
 
 def _user_key_box(settings: Settings) -> gr.Textbox:
-    """The visitor's own API key box, shown (in an accordion) only when the settings allow one; it is an
-    input of the chat either way."""
+    """The visitor's own API key box, an input of the chat either way: shown in an accordion when the
+    settings allow a key, else rendered hidden (an input left unrendered, ChatInterface would show in an
+    "Additional inputs" accordion of its own; the core ignores the value then anyway)."""
+    shown = settings.allow_user_key and not settings.demo
     user_key = gr.Textbox(
         value="", type="password", label=ui("user_key_label"), max_lines=1, render=False,
         info=ui("user_key_info"),
-        elem_id="user-key",
+        elem_id="user-key", visible=shown,
     )
-    if settings.allow_user_key and not settings.demo:
+    if shown:
         with gr.Accordion(ui("user_key"), open=settings.require_user_key):
             user_key.render()
+    else:
+        user_key.render()
     return user_key
 
 
