@@ -57,6 +57,7 @@ from chatbot.core.upstream import Upstream, make_client  # noqa: E402
 from chatbot.http.access import LoginChecker, LoginClient, login_checker  # noqa: E402
 from chatbot.http.api import create_api  # noqa: E402
 from chatbot.web.labels import gradio_i18n  # noqa: E402
+from chatbot.web.page import build_page  # noqa: E402
 from chatbot.web.sessions import SessionReaper  # noqa: E402
 from chatbot.web.ui import ChatUI  # noqa: E402
 
@@ -80,7 +81,7 @@ def _upstream(settings: Settings, client: openai.AsyncOpenAI | None) -> Upstream
 def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
     # the provider's model list into the live catalogue, waited for at most CHATBOT_MODELS_TIMEOUT
     LiveModels(settings, upstream.catalogue).start()
-    demo = ChatUI(settings, upstream).build()
+    demo = build_page(ChatUI(settings, upstream))
     cache_component_signatures()
     warm_up_gradio()
     # No default limit of one event at a time; no direct REST route that skips the queue. At most

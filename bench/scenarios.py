@@ -416,7 +416,7 @@ class Bench:
     def _stored_conversation(self, turns: int) -> str:
         """A conversation of ``turns`` finished turns written into Switchboard's database (the one its
         benchmark process uses) through the app's own store, owned as an API caller without a token is."""
-        from chatbot.core.store import SQLiteStore
+        from chatbot.core.sqlite_store import SQLiteStore
 
         app = self.apps["switchboard"]
         assert app.data_dir is not None

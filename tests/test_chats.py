@@ -1,5 +1,5 @@
-"""Saved chats: the store kept in the browser, rebuilt from untrusted input; export and import; the secret
-that makes them outlive a restart."""
+"""Saved chats: the store kept in the browser, rebuilt from untrusted input; the secret that makes them
+outlive a restart. Export and import are in test_chat_files.py."""
 
 from __future__ import annotations
 
@@ -53,63 +53,6 @@ def test_new_rename_select_delete() -> None:
     store = chats.delete(store, ids[1])
     assert store["current"] is None and [c for _, c in chats.choices(store)] == [ids[0]]
     assert chats.select(store, "no-such-id")["current"] is None
-
-
-def test_export_then_import_gives_back_the_same_conversation() -> None:
-    store = chats.save(chats.empty_store(), conversation(), "fast", None)
-    chat = chats.current(store)
-    exported = chats.export_json(chat)
-    payload = json.loads(exported)
-    assert payload["format"] == chats.EXPORT_FORMAT and payload["title"] == chat["title"]
-    assert payload["messages"][0] == {"role": "user", "content": "Write   a haiku\nabout tabs"}
-    imported = chats.import_json(exported)
-    assert imported["messages"] == chat["messages"]
-    assert (imported["title"], imported["model"]) == (chat["title"], chat["model"])
-    assert imported["id"] != chat["id"]
-    assert chats.export_json(imported) == exported  # stable: a second round trip changes nothing
-    both = chats.add(store, imported)
-    assert len(both["chats"]) == 2 and both["current"] == imported["id"]
-
-
-def test_attachments_export_by_name_and_import_as_a_note(tmp_path: Path) -> None:
-    image = tmp_path / "cat.png"
-    image.write_bytes(b"\x89PNG...")
-    message = {"role": "user", "content": [{"type": "file", "file": {"path": str(image), "orig_name": "cat.png"}},
-                                           {"type": "text", "text": "What is it?"}]}
-    store = chats.save(chats.empty_store(), [message], "fast", tmp_path)
-    chat = chats.current(store)
-    assert chat["messages"][0]["content"][0]["file"]["path"] == str(image)
-    exported = chats.export_json(chat)
-    assert str(tmp_path) not in exported and '"name": "cat.png"' in exported
-    back = chats.import_json(exported)["messages"][0]["content"]
-    assert back[0] == {"type": "text", "text": "📎 cat.png (the attachment is no longer available)"}
-    assert "📎 cat.png" in chats.export_markdown(chat)
-
-
-def test_markdown_export_is_readable() -> None:
-    chat = chats.current(chats.save(chats.empty_store(), conversation(), "fast", None))
-    markdown = chats.export_markdown(chat)
-    assert markdown.startswith("# Write a haiku about tabs\n")
-    assert "**You:**\n\nWrite   a haiku\nabout tabs" in markdown
-    assert "<details>\n<summary>Thinking</summary>\n\nLet me count syllables.\n\n</details>" in markdown
-    assert "def f():\n\treturn 1\n\n  indented" in markdown
-    assert "> **12 tokens in · 3 out · $0.0001**" in markdown
-    assert "**Tú:**" in chats.export_markdown(chat, "es")
-
-
-def test_imports_that_are_not_exports_are_refused_plainly() -> None:
-    for data in (b"\xff\xfe", "not json", "[]", '{"format": "other", "messages": []}',
-                 json.dumps({"format": chats.EXPORT_FORMAT, "messages": [{"role": "system", "content": "x"}]})):
-        try:
-            chats.import_json(data)
-        except ValueError as exc:
-            assert str(exc) == chats.text("import_failed") and "Traceback" not in str(exc)
-        else:
-            raise AssertionError(f"{data!r} was imported")
-    try:
-        chats.import_json("{}", "pt")
-    except ValueError as exc:
-        assert "nada foi importado" in str(exc)
 
 
 def test_forged_store_is_rebuilt_without_foreign_paths_or_roles(tmp_path: Path) -> None:

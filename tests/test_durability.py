@@ -363,7 +363,7 @@ def test_limits_redis_down_is_a_503_before_anything_is_stored_and_a_log_line(
     from conftest import make_settings
 
     import app as switchboard
-    from chatbot.core.store import SQLiteStore
+    from chatbot.core.sqlite_store import SQLiteStore
 
     password = "pw-never-in-logs-0123456789"
     settings = make_settings(fake.base_url, REDIS_URL=f"redis://:{password}@127.0.0.1:{free_port()}/0",

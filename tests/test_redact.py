@@ -14,7 +14,7 @@ from fake_upstream import FakeUpstream
 
 from chatbot.core.redact import LOGGERS, redact_logs
 from chatbot.core.settings import Settings
-from chatbot.core.store import SQLiteStore
+from chatbot.core.sqlite_store import SQLiteStore
 
 
 def test_log_exception_masks_the_redis_password_the_key_and_the_tokens(caplog: pytest.LogCaptureFixture) -> None:

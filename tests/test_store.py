@@ -1,4 +1,6 @@
-"""The conversation store, SQLite and a real redis-server alike: turns, owners, races, restarts.
+"""The conversation store's contract, on SQLite and a real redis-server alike: turns, owners, races,
+leases; the context rule; choosing and checking a backend. What only one backend does is in
+test_sqlite_store.py, test_ended_rows.py and test_redis_store.py.
 
 Tests that need Redis start their own ``redis-server`` on a free port (``.ci/run`` installs the binary;
 ``apt-get install -y redis-server`` does it by hand) and are skipped, saying so, when it is missing.
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,12 +19,11 @@ import pytest
 from conftest import RedisServer, free_port
 from pydantic import SecretStr
 
+from chatbot.core.redis_store import RedisStore
 from chatbot.core.settings import Settings
+from chatbot.core.sqlite_store import SQLiteStore
 from chatbot.core.store import (
-    EndedRows,
     Message,
-    RedisStore,
-    SQLiteStore,
     Store,
     StoreError,
     check_redis,
@@ -202,182 +203,6 @@ def test_context_leaves_out_unanswered_and_unfinished_turns() -> None:
     ]
 
 
-# ---------------------------------------------------------------------------------------------- SQLite
-
-
-async def test_sqlite_file_and_folder_are_created_and_survive_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "er" / "switchboard.db"
-    first = SQLiteStore(path)
-    done = await first.begin_turn(None, OWNER, "kept", "m", 100)
-    assert done is not None
-    await first.finish_turn(done, "kept too", "complete")
-    cut = await first.begin_turn(done.conversation_id, OWNER, "never answered", "m", 100)
-    assert cut is not None
-    await first.close()  # the process "dies" with a reply streaming
-
-    second = SQLiteStore(path)
-    stored = await second.get(done.conversation_id, OWNER)
-    assert stored is not None
-    assert [(m.content, m.status) for m in stored.messages] == [
-        ("kept", "complete"), ("kept too", "complete"), ("never answered", "complete"), ("", "interrupted"),
-    ]
-    assert stored.messages[-1].error == "restart"
-    again = await second.begin_turn(done.conversation_id, OWNER, "back again", "m", 100)
-    assert again is not None and again.user_seq == 5
-    assert [m["content"] for m in again.history] == ["kept", "kept too"]
-    await second.close()
-
-
-async def test_sqlite_turns_read_the_same_context_as_the_whole_stored_conversation(tmp_path: Path) -> None:
-    """Turns answered, failed, cut, still streaming and finished out of order, with a context window that
-    slides: each turn's context is what the whole stored conversation gives, though only the messages
-    after the ended ones are read back."""
-    store = SQLiteStore(tmp_path / "db.sqlite")
-    window = 9
-    first = await store.begin_turn(None, OWNER, "q0", "m", window)
-    assert first is not None
-    cid = first.conversation_id
-    await store.finish_turn(first, "a0", "complete")
-    pending = []
-    for i in range(1, 40):
-        turn = await store.begin_turn(cid, OWNER, f"q{i}", "m", window)
-        assert turn is not None
-        stored = await store.get(cid, OWNER)
-        assert stored is not None
-        earlier = [m for m in stored.messages if turn.user_seq - window <= m.seq < turn.user_seq]
-        assert turn.history == context_from(earlier), i
-        if i % 7 == 3:
-            pending.append(turn)  # left streaming for a while
-        else:
-            outcome = ("a", "complete") if i % 5 else ("", "interrupted")
-            await store.finish_turn(turn, outcome[0] + str(i) if outcome[0] else "", outcome[1])
-        if len(pending) > 1:
-            await store.finish_turn(pending.pop(0), f"late {i}", "complete")
-    assert len(store.ended) == 1
-    await store.close()
-
-
-async def test_sqlite_ended_messages_are_not_read_again(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "db.sqlite")
-    turn = await store.begin_turn(None, OWNER, "question", "m", 100)
-    assert turn is not None
-    await store.finish_turn(turn, "answer", "complete")
-    second = await store.begin_turn(turn.conversation_id, OWNER, "again", "m", 100)
-    assert second is not None and [m["content"] for m in second.history] == ["question", "answer"]
-    # Changed behind the store's back on its own connection (nothing a store does): still the kept text.
-    store._db.execute("UPDATE messages SET content = 'changed' WHERE seq = 2")
-    await store.finish_turn(second, "answer 2", "complete")
-    third = await store.begin_turn(turn.conversation_id, OWNER, "third", "m", 100)
-    assert third is not None
-    assert [m["content"] for m in third.history] == ["question", "answer", "again", "answer 2"]
-    await store.close()
-
-
-@pytest.mark.parametrize("finisher", ["continuing process", "other process"])
-async def test_sqlite_reply_finished_after_another_process_marked_it_interrupted(
-    tmp_path: Path, finisher: str
-) -> None:
-    """A process opening the file marks replies still streaming as interrupted. When the process that
-    was streaming such a reply finishes it after all, the next turn sees its text: in the process that
-    had read it as interrupted meanwhile, whether that process finished it or another one did."""
-    path = tmp_path / "shared.db"
-    first = SQLiteStore(path)
-    slow = await first.begin_turn(None, OWNER, "slow question", "m", 100)
-    assert slow is not None
-    second = SQLiteStore(path)  # the slow reply is now "interrupted", with no text
-    reader = first if finisher == "continuing process" else second
-    turn = await reader.begin_turn(slow.conversation_id, OWNER, "next", "m", 100)
-    assert turn is not None and turn.history == []
-    await reader.finish_turn(turn, "next answer", "complete")
-    await first.finish_turn(slow, "slow answer", "complete")
-    later = await reader.begin_turn(slow.conversation_id, OWNER, "later", "m", 100)
-    assert later is not None
-    assert [m["content"] for m in later.history] == ["slow question", "slow answer", "next", "next answer"]
-    await first.close()
-    await second.close()
-
-
-def test_ended_rows_are_bounded() -> None:
-    ended = EndedRows(max_conversations=2, max_chars=100)
-    ended.check_version(1)
-    rows = [(1, "user", "x" * 10, "complete"), (2, "assistant", "y" * 10, "complete"),
-            (3, "user", "z", "complete"), (4, "assistant", "", "streaming"), (5, "user", "w", "complete")]
-    ended.keep("a", None, rows)
-    assert ended.known("a", 1, 6) == rows[:3]  # up to the reply still streaming
-    assert ended.known("a", 2, 6) == rows[1:3]
-    known = ended.known("a", 2, 6)
-    ended.keep("a", known, [(4, "assistant", "done", "complete"), (5, "user", "w", "complete")])
-    assert ended.known("a", 2, 6) == rows[1:3] + [(4, "assistant", "done", "complete"), (5, "user", "w", "complete")]
-    assert ended.chars == 10 + 1 + 4 + 1
-    assert ended.known("a", 1, 6) is None  # does not reach back far enough
-    ended.keep("a", None, rows)
-    ended.keep("b", None, rows[:2])
-    ended.keep("c", None, rows[:2])
-    assert len(ended) == 2 and ended.known("a", 1, 6) is None  # the least recently used went
-    ended.keep("d", None, [(1, "user", "q" * 101, "complete")])
-    assert ended.known("d", 1, 2) is None and ended.chars == 40
-    ended.check_version(2)  # another connection wrote to the file
-    assert len(ended) == 0 and ended.chars == 0
-
-
-async def test_two_sqlite_stores_on_one_file_race_without_loss(tmp_path: Path) -> None:
-    """Two processes on one file are two connections: BEGIN IMMEDIATE serialises them."""
-    path = tmp_path / "shared.db"
-    a, b = SQLiteStore(path), SQLiteStore(path)
-    first = await a.begin_turn(None, OWNER, "hi", "m", 100)
-    assert first is not None
-    await a.finish_turn(first, "hello", "complete")
-
-    async def one(store: Store, i: int) -> int:
-        turn = await store.begin_turn(first.conversation_id, OWNER, f"q{i}", "m", 100)
-        assert turn is not None
-        await store.finish_turn(turn, f"a{i}", "complete")
-        return turn.user_seq
-
-    seqs = await asyncio.gather(*(one(a if i % 2 else b, i) for i in range(30)))
-    assert sorted(seqs) == list(range(3, 63, 2))
-    stored = await b.get(first.conversation_id, OWNER)
-    assert stored is not None and len(stored.messages) == 62
-    await a.close()
-    await b.close()
-
-
-async def test_sqlite_work_does_not_block_the_event_loop(tmp_path: Path) -> None:
-    """While the database is busy (its lock held by another thread), other coroutines keep running."""
-    store = SQLiteStore(tmp_path / "db.sqlite")
-    release = threading.Event()
-    held = threading.Event()
-
-    def hold() -> None:
-        with store._lock:
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold, daemon=True)
-    holder.start()
-    assert held.wait(10)
-    pending = asyncio.ensure_future(store.begin_turn(None, OWNER, "waits", "m", 100))
-    ticks = 0
-    for _ in range(20):  # the loop turns while the store call waits for the lock
-        await asyncio.sleep(0)
-        ticks += 1
-    assert not pending.done() and ticks == 20
-    release.set()
-    turn = await asyncio.wait_for(pending, 10)
-    assert turn is not None
-    holder.join(10)
-    assert not holder.is_alive()
-    await store.close()
-
-
-def test_unwritable_database_path_is_a_clear_store_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    with pytest.raises(StoreError) as caught:
-        SQLiteStore(blocker / "switchboard.db")
-    assert "CHATBOT_DB" in str(caught.value) and str(blocker) in str(caught.value)
-
-
 def test_open_store_follows_the_settings(tmp_path: Path) -> None:
     sqlite = open_store(Settings(db_path=str(tmp_path / "x.db")))
     assert isinstance(sqlite, SQLiteStore) and (tmp_path / "x.db").exists()
@@ -393,9 +218,6 @@ def test_default_database_is_under_data() -> None:
     assert settings.db_path == "/tmp/elsewhere.db"
 
 
-# ----------------------------------------------------------------------------------------------- Redis
-
-
 def test_unreachable_redis_is_a_clear_error_without_the_password() -> None:
     url = f"redis://:hunter2-very-secret@127.0.0.1:{free_port()}/0"
     settings = Settings(redis_url=SecretStr(url))
@@ -403,38 +225,6 @@ def test_unreachable_redis_is_a_clear_error_without_the_password() -> None:
         check_redis(settings, timeout=2)
     assert "REDIS_URL" in str(caught.value) and "hunter2" not in str(caught.value)
     assert "hunter2" not in repr(settings)
-
-
-async def test_redis_down_mid_way_is_a_store_error_not_a_crash() -> None:
-    url = f"redis://:hunter2-very-secret@127.0.0.1:{free_port()}/0"
-    store = RedisStore(url)
-    with pytest.raises(StoreError) as caught:
-        await store.begin_turn(None, OWNER, "hi", "m", 100)
-    assert "hunter2" not in str(caught.value)
-    await store.close()
-
-
-async def test_two_redis_clients_race_on_one_conversation(redis_server: RedisServer) -> None:
-    """Two app processes are two clients: every change is one Lua script, so nothing is lost."""
-    prefix = f"race-{uuid.uuid4().hex}:"
-    a, b = RedisStore(redis_server.url, prefix), RedisStore(redis_server.url, prefix)
-    first = await a.begin_turn(None, OWNER, "hi", "m", 100)
-    assert first is not None
-    await a.finish_turn(first, "hello", "complete")
-
-    async def one(store: RedisStore, i: int) -> None:
-        turn = await store.begin_turn(first.conversation_id, OWNER, f"q{i}", "m", 100)
-        assert turn is not None
-        await store.finish_turn(turn, f"a{i}", "complete")
-
-    await asyncio.gather(*(one(a if i % 2 else b, i) for i in range(50)))
-    stored = await b.get(first.conversation_id, OWNER)
-    assert stored is not None
-    assert [m.seq for m in stored.messages] == list(range(1, 103))
-    pairs = zip(stored.messages[2::2], stored.messages[3::2], strict=True)
-    assert all(u.role == "user" and m.content == "a" + u.content[1:] for u, m in pairs)
-    await a.close()
-    await b.close()
 
 
 def test_redis_url_setting_is_validated_and_secret() -> None:
@@ -447,9 +237,6 @@ def test_redis_url_setting_is_validated_and_secret() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.load([], environ={"REDIS_URL": "http://:pw-secret@host"}, env_file=None)
     assert "REDIS_URL" in str(caught.value) and "pw-secret" not in str(caught.value)
-
-
-# -------------------------------------------------------------------------- partial saves and leases
 
 
 async def test_partial_saves_keep_the_text_so_far_and_never_touch_an_ended_reply(store: Store) -> None:
@@ -472,7 +259,7 @@ async def test_a_reply_whose_lease_ran_out_is_interrupted_keeping_its_text(
 ) -> None:
     """A reply streamed by a process of another machine: live while its lease runs, then any reader (a
     GET, the conversation's next turn) marks it interrupted with the text saved so far."""
-    import chatbot.core.store as store_module
+    store_module = sys.modules[type(store).__module__]
 
     with held_elsewhere(store):
         turn = await store.begin_turn(None, OWNER, "question", "m", 100)
@@ -499,7 +286,7 @@ async def test_a_reply_whose_lease_ran_out_is_interrupted_keeping_its_text(
 async def test_a_turn_marks_a_lost_reply_of_its_conversation_interrupted(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import chatbot.core.store as store_module
+    store_module = sys.modules[type(store).__module__]
 
     monkeypatch.setattr(store_module, "LEASE_SECONDS", -1.0)
     with held_elsewhere(store):
@@ -509,36 +296,6 @@ async def test_a_turn_marks_a_lost_reply_of_its_conversation_interrupted(
     turn = await store.begin_turn(lost.conversation_id, OWNER, "next", "m", 100)
     assert turn is not None
     assert [m["content"] for m in turn.history] == ["question", "what was seen"]
-
-
-def test_a_sqlite_file_from_before_leases_is_upgraded(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.executescript(
-        "CREATE TABLE conversations (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created_at REAL NOT NULL, "
-        "updated_at REAL NOT NULL, next_seq INTEGER NOT NULL DEFAULT 1);"
-        "CREATE TABLE messages (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, role TEXT NOT NULL, "
-        "content TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, model TEXT, error TEXT, "
-        "finish_reason TEXT, usage TEXT, PRIMARY KEY (conversation_id, seq)) WITHOUT ROWID;"
-        f"INSERT INTO conversations VALUES ('{'a' * 32}', 'o', 1, 1, 3);"
-        f"INSERT INTO messages VALUES ('{'a' * 32}', 1, 'user', 'q', 'complete', 1, 'm', NULL, NULL, NULL);"
-        f"INSERT INTO messages VALUES ('{'a' * 32}', 2, 'assistant', 'par', 'streaming', 1, 'm', NULL, NULL, NULL);"
-    )
-    db.commit()
-    db.close()
-
-    async def check() -> None:
-        store = SQLiteStore(path)
-        stored = await store.get("a" * 32, "o")
-        assert stored is not None
-        assert [(m.content, m.status, m.error) for m in stored.messages] == [
-            ("q", "complete", None), ("par", "interrupted", "restart"),
-        ]
-        await store.close()
-
-    asyncio.run(check())
 
 
 def test_redis_without_aof_gets_a_warning_at_start(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:

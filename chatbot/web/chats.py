@@ -15,7 +15,7 @@ and :func:`clean_messages` rebuild it with bounded sizes, and keep a file attach
 inside Gradio's upload folder and still exists and, in the app, carries the seal the app gave it when it
 saved the chat (chatbot.web.uploads): no imported or forged path can make the server read a file.
 
-Export writes one conversation as Markdown (for people) or JSON (for :func:`import_json`).
+Export and import of one conversation (Markdown, JSON) are in :mod:`chatbot.web.chat_files`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ from chatbot.core.settings import Settings
 log = logging.getLogger("switchboard.chats")
 
 STORAGE_KEY = "switchboard-chats-v1"
-EXPORT_FORMAT = "switchboard.conversation"
 VERSION = 1
 MAX_CHATS = 100
 MAX_MESSAGES = 2_000
@@ -106,7 +104,8 @@ def _inside(path: str, root: str | os.PathLike[str] | None) -> bool:
     return resolved.is_file()
 
 
-def _clip(value: str, limit: int) -> str:
+def clip(value: str, limit: int) -> str:
+    """``value`` without NUL characters, cut to ``limit`` characters (an ellipsis marks the cut)."""
     value = value.replace("\x00", "")
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
@@ -115,7 +114,7 @@ def _file_part(part: Mapping[str, Any], root: Root, lang: str) -> dict[str, Any]
     inner = part.get("file") if isinstance(part.get("file"), Mapping) else part
     path = inner.get("path") if isinstance(inner.get("path"), str) else None
     name = inner.get("orig_name") or inner.get("name") or (os.path.basename(path) if path else "")
-    name = _clip(" ".join(str(name).split()), 120) or "file"
+    name = clip(" ".join(str(name).split()), 120) or "file"
     seal = root(path, inner.get("seal")) if path and callable(root) else None
     if path and (seal is not None if callable(root) else _inside(path, root)):
         file: dict[str, Any] = {"path": path, "orig_name": name}
@@ -134,13 +133,13 @@ def clean_parts(content: object, root: Root, lang: str = "en") -> list[dict[str,
     for item in items[:64]:
         if isinstance(item, str):
             if item:
-                parts.append({"type": "text", "text": _clip(item, MAX_TEXT)})
+                parts.append({"type": "text", "text": clip(item, MAX_TEXT)})
         elif isinstance(item, Mapping):
             kind = item.get("type")
             if kind == "text" or (kind is None and isinstance(item.get("text"), str)):
                 value = item.get("text")
                 if isinstance(value, str) and value:
-                    parts.append({"type": "text", "text": _clip(value, MAX_TEXT)})
+                    parts.append({"type": "text", "text": clip(value, MAX_TEXT)})
             elif kind == "file" or (kind is None and ("path" in item or "file" in item or "name" in item)):
                 parts.append(_file_part(item, root, lang))
     return parts
@@ -162,7 +161,7 @@ def clean_messages(messages: object, root: Root, lang: str = "en") -> list[dict[
         metadata = item.get("metadata")
         if isinstance(metadata, Mapping):
             kept = {
-                key: (_clip(value, 300) if isinstance(value, str) else value)
+                key: (clip(value, 300) if isinstance(value, str) else value)
                 for key, kind in _META_KEYS.items()
                 if isinstance(value := metadata.get(key), kind) and not isinstance(value, bool)
             }
@@ -182,11 +181,12 @@ def title_of(messages: Iterable[Mapping[str, Any]], lang: str = "en") -> str:
                 " ".join(p["text"].split()) for p in message.get("content", []) if p.get("type") == "text"
             ).strip()
             if words:
-                return _clip(words, MAX_TITLE)
+                return clip(words, MAX_TITLE)
     return text("untitled", lang)
 
 
-def _now() -> float:
+def current_time() -> float:
+    """Now, as the chats' times are kept (seconds, to the millisecond)."""
     return round(time.time(), 3)
 
 
@@ -194,13 +194,13 @@ def _chat(raw: object, root: Root) -> dict[str, Any] | None:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str) or not _ID_RE.match(raw["id"]):
         return None
     messages = clean_messages(raw.get("messages"), root)
-    created = raw.get("created") if isinstance(raw.get("created"), int | float) else _now()
+    created = raw.get("created") if isinstance(raw.get("created"), int | float) else current_time()
     updated = raw.get("updated") if isinstance(raw.get("updated"), int | float) else created
     title = raw.get("title") if isinstance(raw.get("title"), str) and raw["title"].strip() else title_of(messages)
     model = raw.get("model") if isinstance(raw.get("model"), str) else None
     return {
-        "id": raw["id"], "title": _clip(" ".join(title.split()), MAX_TITLE), "created": float(created),
-        "updated": float(updated), "model": _clip(model, 200) if model else None, "messages": messages,
+        "id": raw["id"], "title": clip(" ".join(title.split()), MAX_TITLE), "created": float(created),
+        "updated": float(updated), "model": clip(model, 200) if model else None, "messages": messages,
     }
 
 
@@ -267,7 +267,7 @@ def save(store: Mapping[str, Any], messages: object, model: str | None, root: Ro
     current = store.get("current") if any(c["id"] == store.get("current") for c in chats) else None
     if not cleaned:
         return {"version": VERSION, "current": current, "chats": chats}
-    now = max(_now(), max((c.get("updated", 0.0) for c in chats), default=0.0) + 0.001)  # newest on top
+    now = max(current_time(), max((c.get("updated", 0.0) for c in chats), default=0.0) + 0.001)  # newest on top
     if chat is None:
         chat = {"id": target or new_id(), "title": title_of(cleaned, lang), "created": now}
         chats.append(chat)
@@ -295,7 +295,7 @@ def select(store: Mapping[str, Any], chat_id: str | None) -> dict[str, Any]:
 
 
 def rename(store: Mapping[str, Any], chat_id: str | None, title: str) -> dict[str, Any]:
-    title = _clip(" ".join(str(title or "").split()), MAX_TITLE)
+    title = clip(" ".join(str(title or "").split()), MAX_TITLE)
     if not title:
         return dict(store)
     return {**store, "chats": [{**c, "title": title} if c["id"] == chat_id else c for c in store.get("chats", [])]}
@@ -313,121 +313,7 @@ def choices(store: Mapping[str, Any]) -> list[tuple[str, str]]:
     return [(c["title"], c["id"]) for c in chats]
 
 
-# --- export and import -----------------------------------------------------------------------------
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _epoch(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
-def _portable(message: Mapping[str, Any]) -> dict[str, Any]:
-    parts = []
-    for part in message["content"]:
-        if part["type"] == "file":
-            parts.append({"type": "file", "name": part["file"].get("orig_name") or "file"})
-        else:
-            parts.append({"type": "text", "text": part["text"]})
-    content: str | list = parts[0]["text"] if len(parts) == 1 and parts[0]["type"] == "text" else parts
-    out: dict[str, Any] = {"role": message["role"], "content": content}
-    if message.get("metadata"):
-        out["metadata"] = dict(message["metadata"])
-    return out
-
-
-def export_json(chat: Mapping[str, Any]) -> str:
-    """One conversation as JSON (attachments by name only: the files stay on the server)."""
-    payload = {
-        "format": EXPORT_FORMAT,
-        "version": VERSION,
-        "title": chat["title"],
-        "model": chat.get("model"),
-        "created": _iso(chat["created"]),
-        "updated": _iso(chat["updated"]),
-        "messages": [_portable(m) for m in chat["messages"]],
-    }
-    return json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
-
-
-def import_json(data: str | bytes, lang: str = "en") -> dict[str, Any]:
-    """A conversation from :func:`export_json`'s output, as a new chat (fresh id). Raises ValueError
-    (whose text is fit to show, in ``lang``) for anything else. Attachments come back as their names."""
-    try:
-        payload = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError(text("import_failed", lang)) from None
-    if not isinstance(payload, Mapping) or payload.get("format") != EXPORT_FORMAT or not isinstance(
-        payload.get("messages"), list
-    ):
-        raise ValueError(text("import_failed", lang))
-    messages = clean_messages(payload["messages"], None, lang)
-    if not messages:
-        raise ValueError(text("import_failed", lang))
-    created = _epoch(payload.get("created")) or _now()
-    title = payload.get("title") if isinstance(payload.get("title"), str) and payload["title"].strip() else None
-    model = payload.get("model") if isinstance(payload.get("model"), str) else None
-    return {
-        "id": secrets.token_hex(8),
-        "title": _clip(" ".join((title or title_of(messages, lang)).split()), MAX_TITLE),
-        "created": created,
-        "updated": _epoch(payload.get("updated")) or created,
-        "model": _clip(model, 200) if model else None,
-        "messages": messages,
-    }
-
-
 def add(store: Mapping[str, Any], chat: dict[str, Any]) -> dict[str, Any]:
     """The store with ``chat`` added and current."""
     chats = [*store.get("chats", []), chat]
     return {"version": VERSION, "current": chat["id"], "chats": _fit(chats, chat["id"])}
-
-
-def export_markdown(chat: Mapping[str, Any], lang: str = "en") -> str:
-    """One conversation as Markdown: thinking in a ``<details>`` block, app notes as quotes."""
-    lines = [f"# {chat['title']}", ""]
-    about = [text("exported_by", lang), _iso(chat["updated"])]
-    if chat.get("model"):
-        about.insert(1, f"`{chat['model']}`")
-    lines += [f"*{' · '.join(about)}*", ""]
-    for message in chat["messages"]:
-        body = "\n\n".join(
-            p["text"] if p["type"] == "text" else f"📎 {p['file'].get('orig_name') or 'file'}"
-            for p in message["content"]
-        )
-        metadata = message.get("metadata") or {}
-        if metadata.get("title") and metadata.get("id") == "thinking":
-            lines += ["<details>", f"<summary>{metadata['title']}</summary>", "", body, "", "</details>", ""]
-        elif metadata.get("title"):
-            quoted = "\n".join(f"> {line}" if line else ">" for line in body.splitlines())
-            lines += [f"> **{metadata['title']}**", ">", quoted, ""]
-        else:
-            who = text("you" if message["role"] == "user" else "assistant", lang)
-            lines += [f"**{who}:**", "", body, ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _slug(title: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()[:40]
-    return slug or "chat"
-
-
-def write_export(chat: Mapping[str, Any], kind: str, directory: str | os.PathLike[str], lang: str = "en") -> str:
-    """Write ``chat`` as ``kind`` ("md" or "json") under ``directory``; the file's path (named after the
-    title, in a folder named after the content, so a download is never confused with another)."""
-    body = export_markdown(chat, lang) if kind == "md" else export_json(chat)
-    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-    folder = Path(directory) / digest
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{_slug(chat['title'])}.{kind}"
-    if not path.exists():
-        path.write_text(body, encoding="utf-8")
-    return str(path)

@@ -30,7 +30,7 @@ import gradio as gr
 
 from chatbot.compat import upload_folder
 from chatbot.core.i18n import language_of, text
-from chatbot.web import chats
+from chatbot.web import chat_files, chats
 from chatbot.web.labels import ui
 from chatbot.web.replying import Replying
 from chatbot.web.uploads import SessionFiles
@@ -143,8 +143,8 @@ class ChatsPanel:
         md = json_path = None
         if chat is not None:
             try:
-                md = chats.write_export(chat, "md", EXPORT_DIR, lang)
-                json_path = chats.write_export(chat, "json", EXPORT_DIR, lang)
+                md = chat_files.write_export(chat, "md", EXPORT_DIR, lang)
+                json_path = chat_files.write_export(chat, "json", EXPORT_DIR, lang)
                 _prune(EXPORT_DIR, MAX_EXPORTS)
             except OSError as exc:
                 log.warning("could not write an export: %s", exc)
@@ -278,7 +278,7 @@ class ChatsPanel:
         try:
             if not path or os.path.getsize(path) > chats.MAX_STORE_CHARS:
                 raise ValueError(text("import_failed", lang))
-            chat = chats.import_json(Path(path).read_bytes(), lang)
+            chat = chat_files.import_json(Path(path).read_bytes(), lang)
         except (ValueError, OSError) as exc:
             gr.Warning(str(exc) if isinstance(exc, ValueError) else text("import_failed", lang))
             return (*self._view(store, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())

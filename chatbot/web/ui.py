@@ -17,14 +17,12 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import gradio as gr
 
-from chatbot.compat import uploaded_by_gradio
 from chatbot.core.attachments import AttachmentRefused, compose, display_name, read_part
 from chatbot.core.catalogue import Model
 from chatbot.core.conversation import turn
@@ -38,11 +36,15 @@ from chatbot.core.settings import Settings
 from chatbot.core.upstream import Upstream
 from chatbot.core.usage import Totals, measure, reply_detail, reply_line
 from chatbot.web.chats import ATTACHMENT_SEAL, browser_secret
-from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel, upload_root
-from chatbot.web.labels import ui
-from chatbot.web.message_box import MessageBox
+from chatbot.web.chats_panel import upload_root
+from chatbot.web.gradio_request import headers as _headers
+from chatbot.web.gradio_request import username as _username
 from chatbot.web.replying import Replying
 from chatbot.web.uploads import SessionFiles
+from chatbot.web.visitor_message import files_of as _files_of
+from chatbot.web.visitor_message import text_only as _text_only
+from chatbot.web.visitor_message import user_message as _user_message
+from chatbot.web.visitor_message import words as _words
 
 log = logging.getLogger("switchboard.ui")
 
@@ -345,185 +347,3 @@ class ChatUI:
             log.exception("chat API failed")
             view.state.fail(_failure(exc))
             yield view.as_text()
-
-    def build(self) -> gr.Blocks:
-        settings = self.settings
-        catalogue = self.upstream.catalogue
-        # delete_cache: uploads and exports older than a day leave Gradio's cache (checked hourly).
-        with gr.Blocks(
-            title="Switchboard", analytics_enabled=False, fill_height=True, delete_cache=(3_600, 86_400)
-        ) as demo:
-            gr.Markdown(ui("header"))
-            if settings.demo:
-                gr.Markdown(ui("demo_banner"), elem_id="demo-banner")
-            self.files.uploaded = uploaded_by_gradio(demo)
-            panel = ChatsPanel(browser_secret(settings), self.gauge, self.model_update, self.files, self.replying)
-            with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
-                panel.render()
-            if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
-                gr.LoginButton()
-            model = gr.Dropdown(
-                choices=catalogue.choices(),
-                value=catalogue.default,
-                label=ui("model"),
-                info=ui("model_info"),
-                filterable=True,
-                allow_custom_value=settings.allow_any_model,
-                elem_id="model",
-            )
-            gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
-            chatbot = gr.Chatbot(
-                label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
-                sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
-            )
-            textbox = MessageBox(
-                placeholder=ui("placeholder"), file_count="multiple", sources=["upload"], show_label=False,
-                autofocus=True, submit_btn=True, stop_btn=True, elem_id="message",
-            )
-            totals = gr.State(Totals().as_dict())
-            finished = gr.State(None)
-            session = gr.Markdown(ui("session_empty"), elem_id="session-total", render=False)
-
-            user_key = gr.Textbox(
-                value="", type="password", label=ui("user_key_label"), max_lines=1, render=False,
-                info=ui("user_key_info"),
-                elem_id="user-key",
-            )
-            if settings.allow_user_key and not settings.demo:
-                with gr.Accordion(ui("user_key"), open=settings.require_user_key):
-                    user_key.render()
-
-            async def respond(
-                message: dict, history: list[dict], model: str | None, user_key: str | None, totals: dict,
-                chat_id: str | None, request: gr.Request,
-            ) -> AsyncIterator[tuple]:
-                lang = language_of(request)
-                view = ReplyView(lang)
-                update: list[dict] = []
-                # A browser tab's saved-chats list waits for this reply (see chatbot/web/replying.py) until it is
-                # saved to chat `chat_id`, the chat on screen when it started (panel.saved, or Stop, ends it).
-                tab = getattr(request, "session_hash", None) if chat_id else None
-                self.replying.mark(tab)
-                # While streaming only the chat changes: a gr.skip() sent to a component output makes
-                # Gradio build a new component and its config on every update (to a State it costs nothing).
-                async for update in self.respond(message, history, model, user_key, request, view=view):
-                    self.replying.mark(tab)
-                    yield update, gr.skip(), gr.skip()
-                try:
-                    session_totals, line, gauge_html, done = await self.after_reply(
-                        message, history, update, model, view, totals, lang, request.session_hash
-                    )
-                except Exception:  # the reply is shown; nothing may escape (the chat would lock)
-                    log.exception("after-reply bookkeeping failed")
-                    self.replying.end(tab)
-                    yield update, gr.skip(), gr.skip()
-                    return
-                # the session line and the gauge follow from `finished` (see finished.change below)
-                yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id}
-
-            chat_interface = gr.ChatInterface(
-                respond,
-                multimodal=True,
-                chatbot=chatbot,
-                textbox=textbox,
-                additional_inputs=[model, user_key, totals, panel.shown],
-                additional_outputs=[totals, finished],
-                concurrency_limit=None,
-                cache_examples=False,
-                api_visibility="private",
-                fill_height=True,
-            )
-            session.render()
-
-            def gauge_for(model: str | None, history: list, request: gr.Request) -> str:
-                return self.gauge(model, history, language_of(request), request.session_hash)
-
-            quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
-            finished.change(
-                _after_reply_view, finished, [session, gauge], api_visibility="private", show_progress="hidden",
-                queue=False,
-            )
-            model.change(gauge_for, [model, chatbot], gauge, trigger_mode="always_last", **quiet)
-            panel.wire(
-                demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
-                finished=finished, textbox=textbox, sent=chat_interface.saved_input,
-            )
-
-            async def chat(
-                message: str, model: str = "", history: list[dict] | None = None, api_key: str = "",
-                request: gr.Request = None,  # type: ignore[assignment]
-            ) -> AsyncIterator[str]:
-                """Send one message (with an optional earlier history and your own API key) and get the reply."""
-                async for text in self.chat_api(message, model or None, history, api_key or None, request):
-                    yield text
-
-            gr.api(chat, api_name="chat", concurrency_limit=None)
-        return demo
-
-
-def _after_reply_view(finished: object) -> tuple[Any, Any]:
-    """(session line, gauge) once a reply has ended, from what :meth:`ChatUI.after_reply` put in ``finished``."""
-    if isinstance(finished, dict) and "gauge" in finished:
-        return finished.get("session_line", ""), finished.get("gauge", "")
-    return gr.skip(), gr.skip()
-
-
-def _headers(request: gr.Request) -> Any:
-    """The request's headers, every line of a repeated one included (the underlying Starlette request's
-    ``Headers``: ``dict(request.headers)`` keeps one ``X-Forwarded-For`` line of several)."""
-    headers = getattr(getattr(request, "request", None), "headers", None)
-    if callable(getattr(headers, "getlist", None)):
-        return headers
-    try:
-        return {k.lower(): v for k, v in dict(request.headers).items()}
-    except Exception:
-        return {}
-
-
-def _username(request: gr.Request) -> str | None:
-    """The Gradio login's user, or the Hugging Face user signed in with the Spaces login button."""
-    if getattr(request, "username", None):
-        return str(request.username)
-    raw = getattr(request, "request", None)
-    try:
-        info = raw.session.get("oauth_info") if raw is not None and "session" in raw.scope else None
-        return str(info["userinfo"]["preferred_username"]) if info else None
-    except Exception:
-        return None
-
-
-def _files_of(message: dict) -> list[tuple[str, str | None]]:
-    """(path, name) of the files of a multimodal message: paths from the box, or file dicts on a retry."""
-    found: list[tuple[str, str | None]] = []
-    for item in message.get("files") or []:
-        if isinstance(item, str) and item:
-            found.append((item, None))
-        elif isinstance(item, dict) and isinstance(item.get("path"), str) and item["path"]:
-            name = item.get("orig_name")
-            found.append((item["path"], name if isinstance(name, str) else None))
-    return found
-
-
-def _words(message: object) -> str:
-    """The text of a message (a multimodal box's dict or a string)."""
-    words = message.get("text") if isinstance(message, dict) else message
-    return words if isinstance(words, str) else ""
-
-
-def _text_only(message: object) -> bool:
-    """Whether a message has no attached files (nothing to read from disk)."""
-    return not (isinstance(message, dict) and _files_of(message))
-
-
-def _user_message(message: object) -> dict[str, Any]:
-    """The visitor's message as the chat shows it: attached files, then the text."""
-    if not isinstance(message, dict):
-        return {"role": "user", "content": [_text(message if isinstance(message, str) else "")]}
-    parts: list[dict[str, Any]] = [
-        {"type": "file", "file": {"path": path, "orig_name": name or os.path.basename(path)}}
-        for path, name in _files_of(message)
-    ]
-    words = _words(message)
-    if words:
-        parts.append(_text(words))
-    return {"role": "user", "content": parts}

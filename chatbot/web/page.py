@@ -1,0 +1,189 @@
+"""The chat page: the Gradio Blocks layout around :class:`~chatbot.web.ui.ChatUI` and the events that wire it.
+
+Layout, top to bottom: the header (and the demo banner), the saved-chats sidebar, the Hugging Face login
+button (on a Space with hf_oauth), the model picker, the context gauge, the visitor's own key (when allowed),
+the chat with its message box, the session total. The chat logic (replies, history, gauge, visitor)
+stays in :mod:`chatbot.web.ui`; this module only lays it out and wires its events (private, but for
+gradio_client's ``/chat``), in the order the page has always registered them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import gradio as gr
+
+from chatbot.compat import uploaded_by_gradio
+from chatbot.core.catalogue import Catalogue
+from chatbot.core.i18n import language_of
+from chatbot.core.settings import Settings
+from chatbot.core.usage import Totals
+from chatbot.web.chats import browser_secret
+from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
+from chatbot.web.labels import ui
+from chatbot.web.message_box import MessageBox
+from chatbot.web.ui import ChatUI, ReplyView
+
+log = logging.getLogger("switchboard.ui")
+
+
+def build_page(chat: ChatUI) -> gr.Blocks:
+    """The whole page for ``chat`` (not queued, not launched: app.py does that)."""
+    settings = chat.settings
+    # delete_cache: uploads and exports older than a day leave Gradio's cache (checked hourly).
+    with gr.Blocks(
+        title="Switchboard", analytics_enabled=False, fill_height=True, delete_cache=(3_600, 86_400)
+    ) as demo:
+        gr.Markdown(ui("header"))
+        if settings.demo:
+            gr.Markdown(ui("demo_banner"), elem_id="demo-banner")
+        chat.files.uploaded = uploaded_by_gradio(demo)
+        panel = ChatsPanel(browser_secret(settings), chat.gauge, chat.model_update, chat.files, chat.replying)
+        with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
+            panel.render()
+        if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
+            gr.LoginButton()
+        model = _model_picker(settings, chat.upstream.catalogue)
+        gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
+        chatbot, textbox = _chat_area()
+        totals = gr.State(Totals().as_dict())
+        finished = gr.State(None)
+        session = gr.Markdown(ui("session_empty"), elem_id="session-total", render=False)
+        user_key = _user_key_box(settings)
+        chat_interface = gr.ChatInterface(
+            _respond(chat),
+            multimodal=True,
+            chatbot=chatbot,
+            textbox=textbox,
+            additional_inputs=[model, user_key, totals, panel.shown],
+            additional_outputs=[totals, finished],
+            concurrency_limit=None,
+            cache_examples=False,
+            api_visibility="private",
+            fill_height=True,
+        )
+        session.render()
+        _wire_side_views(chat, model=model, chatbot=chatbot, gauge=gauge, finished=finished, session=session)
+        panel.wire(
+            demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
+            finished=finished, textbox=textbox, sent=chat_interface.saved_input,
+        )
+        gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
+    return demo
+
+
+def _model_picker(settings: Settings, catalogue: Catalogue) -> gr.Dropdown:
+    return gr.Dropdown(
+        choices=catalogue.choices(),
+        value=catalogue.default,
+        label=ui("model"),
+        info=ui("model_info"),
+        filterable=True,
+        allow_custom_value=settings.allow_any_model,
+        elem_id="model",
+    )
+
+
+def _chat_area() -> tuple[gr.Chatbot, MessageBox]:
+    chatbot = gr.Chatbot(
+        label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
+        sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
+    )
+    textbox = MessageBox(
+        placeholder=ui("placeholder"), file_count="multiple", sources=["upload"], show_label=False,
+        autofocus=True, submit_btn=True, stop_btn=True, elem_id="message",
+    )
+    return chatbot, textbox
+
+
+def _user_key_box(settings: Settings) -> gr.Textbox:
+    """The visitor's own API key box, an input of the chat either way: shown in an accordion when the
+    settings allow a key, else rendered hidden (an input left unrendered, ChatInterface would show in an
+    "Additional inputs" accordion of its own; the core ignores the value then anyway)."""
+    shown = settings.allow_user_key and not settings.demo
+    user_key = gr.Textbox(
+        value="", type="password", label=ui("user_key_label"), max_lines=1, render=False,
+        info=ui("user_key_info"),
+        elem_id="user-key", visible=shown,
+    )
+    if shown:
+        with gr.Accordion(ui("user_key"), open=settings.require_user_key):
+            user_key.render()
+    else:
+        user_key.render()
+    return user_key
+
+
+def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
+    """The ChatInterface's function: the reply as it streams, then the session totals and what the side
+    views show once it has ended (``finished``)."""
+
+    async def respond(
+        message: dict, history: list[dict], model: str | None, user_key: str | None, totals: dict,
+        chat_id: str | None, request: gr.Request,
+    ) -> AsyncIterator[tuple]:
+        lang = language_of(request)
+        view = ReplyView(lang)
+        update: list[dict] = []
+        # A browser tab's saved-chats list waits for this reply (see chatbot/web/replying.py) until it is
+        # saved to chat `chat_id`, the chat on screen when it started (panel.saved, or Stop, ends it).
+        tab = getattr(request, "session_hash", None) if chat_id else None
+        chat.replying.mark(tab)
+        # While streaming only the chat changes: a gr.skip() sent to a component output makes
+        # Gradio build a new component and its config on every update (to a State it costs nothing).
+        async for update in chat.respond(message, history, model, user_key, request, view=view):
+            chat.replying.mark(tab)
+            yield update, gr.skip(), gr.skip()
+        try:
+            session_totals, line, gauge_html, done = await chat.after_reply(
+                message, history, update, model, view, totals, lang, request.session_hash
+            )
+        except Exception:  # the reply is shown; nothing may escape (the chat would lock)
+            log.exception("after-reply bookkeeping failed")
+            chat.replying.end(tab)
+            yield update, gr.skip(), gr.skip()
+            return
+        # the session line and the gauge follow from `finished` (see _wire_side_views)
+        yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id}
+
+    return respond
+
+
+def _wire_side_views(
+    chat: ChatUI, *, model: gr.Dropdown, chatbot: gr.Chatbot, gauge: gr.HTML, finished: gr.State,
+    session: gr.Markdown,
+) -> None:
+    """The session line and the gauge follow a finished reply; the gauge follows the model picked."""
+
+    def gauge_for(model: str | None, history: list, request: gr.Request) -> str:
+        return chat.gauge(model, history, language_of(request), request.session_hash)
+
+    quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
+    finished.change(
+        _after_reply_view, finished, [session, gauge], api_visibility="private", show_progress="hidden",
+        queue=False,
+    )
+    model.change(gauge_for, [model, chatbot], gauge, trigger_mode="always_last", **quiet)
+
+
+def _chat_api(chat_ui: ChatUI) -> Callable[..., AsyncIterator[str]]:
+    """gradio_client's ``/chat``: its name, signature and docstring are what the API page shows."""
+
+    async def chat(
+        message: str, model: str = "", history: list[dict] | None = None, api_key: str = "",
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> AsyncIterator[str]:
+        """Send one message (with an optional earlier history and your own API key) and get the reply."""
+        async for text in chat_ui.chat_api(message, model or None, history, api_key or None, request):
+            yield text
+
+    return chat
+
+
+def _after_reply_view(finished: object) -> tuple[Any, Any]:
+    """(session line, gauge) once a reply has ended, from what :meth:`ChatUI.after_reply` put in ``finished``."""
+    if isinstance(finished, dict) and "gauge" in finished:
+        return finished.get("session_line", ""), finished.get("gauge", "")
+    return gr.skip(), gr.skip()

@@ -1,0 +1,93 @@
+"""One saved chat as a file: JSON and Markdown exports, a JSON export imported back as a new chat, and
+anything else refused with a plain message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from chatbot.core.i18n import text
+from chatbot.web import chat_files, chats
+
+THINKING = {"title": "Thinking", "status": "done", "id": "thinking"}
+COST = {"title": "12 tokens in · 3 out · $0.0001", "status": "done", "id": "switchboard-cost"}
+
+
+def conversation() -> list[dict]:
+    return [
+        {"role": "user", "content": [{"type": "text", "text": "Write   a haiku\nabout tabs"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Let me count syllables."}], "metadata": THINKING},
+        {"role": "assistant", "content": [{"type": "text", "text": "def f():\n\treturn 1\n\n  indented"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "From the provider."}], "metadata": COST},
+        {"role": "user", "content": [{"type": "text", "text": "¡Gracias! 🙏"}]},
+    ]
+
+
+def test_export_then_import_gives_back_the_same_conversation() -> None:
+    store = chats.save(chats.empty_store(), conversation(), "fast", None)
+    chat = chats.current(store)
+    exported = chat_files.export_json(chat)
+    payload = json.loads(exported)
+    assert payload["format"] == chat_files.EXPORT_FORMAT and payload["title"] == chat["title"]
+    assert payload["messages"][0] == {"role": "user", "content": "Write   a haiku\nabout tabs"}
+    imported = chat_files.import_json(exported)
+    assert imported["messages"] == chat["messages"]
+    assert (imported["title"], imported["model"]) == (chat["title"], chat["model"])
+    assert imported["id"] != chat["id"]
+    assert chat_files.export_json(imported) == exported  # stable: a second round trip changes nothing
+    both = chats.add(store, imported)
+    assert len(both["chats"]) == 2 and both["current"] == imported["id"]
+
+
+def test_attachments_export_by_name_and_import_as_a_note(tmp_path: Path) -> None:
+    image = tmp_path / "cat.png"
+    image.write_bytes(b"\x89PNG...")
+    message = {"role": "user", "content": [{"type": "file", "file": {"path": str(image), "orig_name": "cat.png"}},
+                                           {"type": "text", "text": "What is it?"}]}
+    store = chats.save(chats.empty_store(), [message], "fast", tmp_path)
+    chat = chats.current(store)
+    assert chat["messages"][0]["content"][0]["file"]["path"] == str(image)
+    exported = chat_files.export_json(chat)
+    assert str(tmp_path) not in exported and '"name": "cat.png"' in exported
+    back = chat_files.import_json(exported)["messages"][0]["content"]
+    assert back[0] == {"type": "text", "text": "📎 cat.png (the attachment is no longer available)"}
+    assert "📎 cat.png" in chat_files.export_markdown(chat)
+
+
+def test_markdown_export_is_readable() -> None:
+    chat = chats.current(chats.save(chats.empty_store(), conversation(), "fast", None))
+    markdown = chat_files.export_markdown(chat)
+    assert markdown.startswith("# Write a haiku about tabs\n")
+    assert "**You:**\n\nWrite   a haiku\nabout tabs" in markdown
+    assert "<details>\n<summary>Thinking</summary>\n\nLet me count syllables.\n\n</details>" in markdown
+    assert "def f():\n\treturn 1\n\n  indented" in markdown
+    assert "> **12 tokens in · 3 out · $0.0001**" in markdown
+    assert "**Tú:**" in chat_files.export_markdown(chat, "es")
+
+
+def test_imports_that_are_not_exports_are_refused_plainly() -> None:
+    for data in (b"\xff\xfe", "not json", "[]", '{"format": "other", "messages": []}',
+                 json.dumps({"format": chat_files.EXPORT_FORMAT, "messages": [{"role": "system", "content": "x"}]})):
+        try:
+            chat_files.import_json(data)
+        except ValueError as exc:
+            assert str(exc) == text("import_failed") and "Traceback" not in str(exc)
+        else:
+            raise AssertionError(f"{data!r} was imported")
+    try:
+        chat_files.import_json("{}", "pt")
+    except ValueError as exc:
+        assert "nada foi importado" in str(exc)
+
+
+def test_write_export_names_the_file_after_the_title_in_a_folder_per_content(tmp_path: Path) -> None:
+    chat = chats.current(chats.save(chats.empty_store(), conversation(), "fast", None))
+    md = Path(chat_files.write_export(chat, "md", tmp_path))
+    as_json = Path(chat_files.write_export(chat, "json", tmp_path))
+    assert (md.name, as_json.name) == ("write-a-haiku-about-tabs.md", "write-a-haiku-about-tabs.json")
+    assert md.read_text(encoding="utf-8") == chat_files.export_markdown(chat)
+    assert json.loads(as_json.read_text(encoding="utf-8")) == json.loads(chat_files.export_json(chat))
+    assert md.parent != as_json.parent and md.parent.parent == tmp_path
+    assert chat_files.write_export(chat, "md", tmp_path) == str(md)  # the same content: the same file
+    renamed = chats.current(chats.rename({"version": 1, "current": chat["id"], "chats": [chat]}, chat["id"], "¿?"))
+    assert Path(chat_files.write_export(renamed, "md", tmp_path)).name == "chat.md"  # nothing left of the title
