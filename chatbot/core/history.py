@@ -231,7 +231,8 @@ def _file_part(part: object) -> tuple[str, str | None] | None:
     """(path, name) of a file part in any shape Gradio gives one, else None."""
     if not isinstance(part, dict) or part.get("type") not in (None, "file"):
         return None
-    inner = part.get("file") if isinstance(part.get("file"), dict) else part
+    nested = part.get("file")
+    inner: dict = nested if isinstance(nested, dict) else part
     path, name = inner.get("path"), inner.get("orig_name")
     if not isinstance(path, str) or not path:
         return None
