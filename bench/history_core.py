@@ -169,15 +169,19 @@ def fit_path(upstream: Any, ui: Any, n: int, reps: int, cold: Cold, prefix: str)
     }
 
 
-def _median_cold(cold: Cold, reps: int, make: Any, work: Any) -> float:
-    """Median of ``work(make(rep))`` over reps, ``make`` (fresh inputs) untimed, caches put in one state."""
+def _cpu(cold: Cold, reps: int, make: Any, work: Any) -> float:
+    """Median CPU time of this thread for ``work(make(rep))`` over reps (not wall time: on a loaded machine
+    a call longer than a scheduler slice is preempted and its wall time says more about the load than
+    about the call), ``make`` (fresh inputs) untimed, the heap collected and the CPU caches put in one state
+    before each call."""
     times = []
     for rep in range(reps):
         data = make(rep)
+        gc.collect()
         cold()
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         work(data)
-        times.append(time.perf_counter() - t0)
+        times.append(time.thread_time() - t0)
     return statistics.median(times)
 
 
@@ -204,18 +208,18 @@ def breakdown_row(n: int, budget: int, reps: int, cold: Cold) -> dict[str, Any]:
     gc.collect()
     row: dict[str, Any] = {"turns": n, "budget": budget, "messages": kept, "dropped_turns": fitted.dropped_turns,
                            "prompt_tokens": fitted.tokens}
-    row["fit_s"] = _median_cold(cold, reps, history,
+    row["fit_s"] = _cpu(cold, reps, history,
                                 lambda h: fit_history(History(h, *caps), budget, counter.count, newest=newest))
-    row["plain_fit_s"] = _median_cold(cold, reps, history,
+    row["plain_fit_s"] = _cpu(cold, reps, history,
                                       lambda h: fit_history(History(h, *caps), budget, plain.count, newest=newest))
-    row["walk_s"] = _median_cold(cold, reps, history, lambda h: list(zip(range(kept), _newest_first(h, *caps, None, 4),
+    row["walk_s"] = _cpu(cold, reps, history, lambda h: list(zip(range(kept), _newest_first(h, *caps, None, 4),
                                                                           strict=False)))
-    row["clean_text_s"] = _median_cold(cold, reps, lambda r: [m["content"] for m in kept_messages(r)],
+    row["clean_text_s"] = _cpu(cold, reps, lambda r: [m["content"] for m in kept_messages(r)],
                                        lambda texts: [clean_text(t, caps[2]) for t in texts])
-    row["count_s"] = _median_cold(cold, reps, kept_messages, lambda ms: [counter.count(m) for m in ms])
-    row["count_plain_s"] = _median_cold(cold, reps, kept_messages, lambda ms: [plain.count(m) for m in ms])
-    row["older_s"] = _median_cold(cold, reps, history, lambda h: _turns_before(h, older))
-    row["hash_s"] = _median_cold(cold, reps, lambda r: [m["content"] for m in kept_messages(r)],
+    row["count_s"] = _cpu(cold, reps, kept_messages, lambda ms: [counter.count(m) for m in ms])
+    row["count_plain_s"] = _cpu(cold, reps, kept_messages, lambda ms: [plain.count(m) for m in ms])
+    row["older_s"] = _cpu(cold, reps, history, lambda h: _turns_before(h, older))
+    row["hash_s"] = _cpu(cold, reps, lambda r: [m["content"] for m in kept_messages(r)],
                                  lambda texts: [hash(t) for t in texts])
     row["cache_gain"] = row["plain_fit_s"] / row["fit_s"]
     same = fit_history(History(history(0), *caps), budget, plain.count, newest=newest)
@@ -239,9 +243,12 @@ def breakdown(spec: dict[str, Any], reps: int, cold: Cold) -> None:
 
     ensure_offline_encodings()
     rows: list[dict[str, Any]] = []
-    for budget in spec["breakdown"].get("budgets", [4_000, 128_000]):
+    budgets = spec["breakdown"].get("budgets", [4_000, 128_000])
+    turns = spec["breakdown"].get("turns", [10, 200, 2_000])
+    breakdown_row(turns[0], budgets[0], 2, cold)  # a warm-up, so that the first row is measured like the others
+    for budget in budgets:
         first = None
-        for n in spec["breakdown"].get("turns", [10, 200, 2_000]):
+        for n in turns:
             row = breakdown_row(n, budget, reps, cold)
             first = first or row["fit_s"]
             rows.append({**row, "vs_first": row["fit_s"] / first})
