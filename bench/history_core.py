@@ -195,7 +195,8 @@ def breakdown_row(n: int, budget: int, reps: int, cold: Cold) -> dict[str, Any]:
     newest = {"role": "user", "content": "A new question"}
 
     def history(rep: int) -> list[dict]:
-        return ui_history(plain_history(n, fresh=f"fresh{rep}"))  # new dicts and strings each time
+        # new dicts and strings each time; the newest reply is new to the cache (as in the app, each turn)
+        return ui_history(plain_history(n, fresh=f"fresh {budget} {rep}"))
 
     fit_history(History(ui_history(plain_history(n)), *caps), budget, counter.count, newest=newest)  # earlier turns
     fitted = fit_history(History(history(0), *caps), budget, counter.count, newest=newest)
