@@ -306,7 +306,7 @@ class TokenCounter:
 
     Counts go through ``cache`` (the process-wide :class:`CountCache` unless told otherwise), keyed by the
     message's values; ``cache=None`` tokenises every message every time: the plain reference the cached
-    counts must equal (tests/test_history.py checks they do)."""
+    counts must equal (tests/test_count_cache.py checks they do)."""
 
     def __init__(self, model: str, cache: CountCache | None = _message_cache) -> None:
         self.model = model
