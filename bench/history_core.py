@@ -23,6 +23,21 @@ fixed amount of work several times slower at 2,000 turns. So before every timed 
 length, a buffer of ``evict_mb`` MB (default 16; 0 turns it off) is copied, and ``control_s`` times a
 fixed piece of work (tokenising one sentence) in the same state: equal across lengths means the lengths
 were measured alike.
+
+``python -m bench.history_core '{"breakdown": {"turns": [10, 200, 2000], "budgets": [4000, 128000]}}'``
+(add ``"markdown": true`` for a table) measures instead where one turn's time goes in
+:func:`chatbot.core.history.fit_history` with a plain prompt budget, each piece on fresh copies of the
+history (new strings, as a parsed request has) and in the same cache state:
+
+- ``fit_s``: fit_history with the token-count cache (:class:`chatbot.core.tokens.CountCache`, warm: the
+  earlier turns were counted on earlier turns); ``plain_fit_s``: the same with an uncached counter (every
+  message that fits tokenised again): ``cache_gain`` = plain_fit_s / fit_s, what the cache pays.
+- the pieces of fit_s: ``walk_s`` (the newest-first walk that cleans the messages that fit, no counting),
+  ``clean_text_s`` (clean_text alone on those texts), ``count_s`` / ``count_plain_s`` (counting those
+  cleaned messages with / without the cache), ``older_s`` (reading the roles of the items not reached, for
+  the turns left out), ``hash_s`` (hashing those texts once: the least any cache keyed by their content
+  costs per turn, so what a cache of cleaned forms could at most save is clean_text_s - hash_s).
+- ``vs_first`` : fit_s over the first length's fit_s at the same budget.
 """
 
 from __future__ import annotations
@@ -154,11 +169,104 @@ def fit_path(upstream: Any, ui: Any, n: int, reps: int, cold: Cold, prefix: str)
     }
 
 
+def _cpu(cold: Cold, reps: int, make: Any, work: Any) -> float:
+    """Median CPU time of this thread for ``work(make(rep))`` over reps (not wall time: on a loaded machine
+    a call longer than a scheduler slice is preempted and its wall time says more about the load than
+    about the call), ``make`` (fresh inputs) untimed, the heap collected and the CPU caches put in one state
+    before each call."""
+    times = []
+    for rep in range(reps):
+        data = make(rep)
+        gc.collect()
+        cold()
+        t0 = time.thread_time()
+        work(data)
+        times.append(time.thread_time() - t0)
+    return statistics.median(times)
+
+
+def breakdown_row(n: int, budget: int, reps: int, cold: Cold) -> dict[str, Any]:
+    """Where one turn's time goes in fit_history at ``n`` turns and a ``budget``-token prompt budget."""
+    from chatbot.core.history import History, _newest_first, _turns_before, clean_text, fit_history
+    from chatbot.core.tokens import TokenCounter, counter_for
+
+    counter, plain = counter_for(MODEL_ID), TokenCounter(MODEL_ID, cache=None)
+    caps = (5_000, 2_000_000, 200_000)  # the settings' defaults
+    newest = {"role": "user", "content": "A new question"}
+
+    def history(rep: int) -> list[dict]:
+        # new dicts and strings each time; the newest reply is new to the cache (as in the app, each turn)
+        return ui_history(plain_history(n, fresh=f"fresh {budget} {rep}"))
+
+    fit_history(History(ui_history(plain_history(n)), *caps), budget, counter.count, newest=newest)  # earlier turns
+    fitted = fit_history(History(history(0), *caps), budget, counter.count, newest=newest)
+    kept = len(fitted.messages) - 1
+    older = max(0, 2 * n - kept - 2) if fitted.dropped_turns else 0  # items before the turn that did not fit
+
+    def kept_messages(rep: int) -> list[dict]:
+        return [m for _, (_, m) in zip(range(kept), _newest_first(history(rep), *caps, None, 4), strict=False)]
+
+    gc.collect()
+    row: dict[str, Any] = {"turns": n, "budget": budget, "messages": kept, "dropped_turns": fitted.dropped_turns,
+                           "prompt_tokens": fitted.tokens}
+    row["fit_s"] = _cpu(cold, reps, history,
+                                lambda h: fit_history(History(h, *caps), budget, counter.count, newest=newest))
+    row["plain_fit_s"] = _cpu(cold, reps, history,
+                                      lambda h: fit_history(History(h, *caps), budget, plain.count, newest=newest))
+    row["walk_s"] = _cpu(cold, reps, history, lambda h: list(zip(range(kept), _newest_first(h, *caps, None, 4),
+                                                                          strict=False)))
+    row["clean_text_s"] = _cpu(cold, reps, lambda r: [m["content"] for m in kept_messages(r)],
+                                       lambda texts: [clean_text(t, caps[2]) for t in texts])
+    row["count_s"] = _cpu(cold, reps, kept_messages, lambda ms: [counter.count(m) for m in ms])
+    row["count_plain_s"] = _cpu(cold, reps, kept_messages, lambda ms: [plain.count(m) for m in ms])
+    row["older_s"] = _cpu(cold, reps, history, lambda h: _turns_before(h, older))
+    row["hash_s"] = _cpu(cold, reps, lambda r: [m["content"] for m in kept_messages(r)],
+                                 lambda texts: [hash(t) for t in texts])
+    row["cache_gain"] = row["plain_fit_s"] / row["fit_s"]
+    same = fit_history(History(history(0), *caps), budget, plain.count, newest=newest)
+    row["same_as_plain"] = same == fitted
+    return row
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    cols = ("fit_s", "plain_fit_s", "walk_s", "clean_text_s", "count_s", "count_plain_s", "older_s", "hash_s")
+    out = ["| Turns | Budget | Messages | " + " | ".join(c.removesuffix("_s") for c in cols)
+           + " | cache gain | fit vs first | same as plain |", "|---" * (len(cols) + 6) + "|"]
+    for r in rows:
+        out.append(f"| {r['turns']:,} | {r['budget']:,} | {r['messages']} | "
+                   + " | ".join(f"{r[c] * 1e3:.2f} ms" for c in cols)
+                   + f" | {r['cache_gain']:.1f}x | {r['vs_first']:.2f}x | {'yes' if r['same_as_plain'] else 'NO'} |")
+    return "\n".join(out)
+
+
+def breakdown(spec: dict[str, Any], reps: int, cold: Cold) -> None:
+    from chatbot.core.tokens import ensure_offline_encodings
+
+    ensure_offline_encodings()
+    rows: list[dict[str, Any]] = []
+    budgets = spec["breakdown"].get("budgets", [4_000, 128_000])
+    turns = spec["breakdown"].get("turns", [10, 200, 2_000])
+    breakdown_row(turns[0], budgets[0], 2, cold)  # a warm-up, so that the first row is measured like the others
+    for budget in budgets:
+        first = None
+        for n in turns:
+            row = breakdown_row(n, budget, reps, cold)
+            first = first or row["fit_s"]
+            rows.append({**row, "vs_first": row["fit_s"] / first})
+    print(_markdown(rows) if spec.get("markdown") else json.dumps({"breakdown": rows, "reps": reps}))
+
+
 def main() -> None:
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return
     spec = json.loads(sys.argv[1])
-    turns_list: list[int] = spec["turns"]
     reps: int = spec.get("reps", 20)
     cold = Cold(spec.get("evict_mb", 16))
+    if "breakdown" in spec:
+        breakdown(spec, reps, cold)
+        return
+    turns_list: list[int] = spec["turns"]
     from chatbot.core.settings import Settings
     from chatbot.core.tokens import ensure_offline_encodings
     from chatbot.core.upstream import Upstream

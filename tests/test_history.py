@@ -420,3 +420,4 @@ def test_small_history_is_a_few_text_messages() -> None:
     assert not small_history([{"role": "user", "content": None}]) and not small_history("junk")
     assert small_history(History(turn, 64, 100_000, 32_000))
     assert not small_history(History(turn * 5, 64, 100_000, 32_000))
+

@@ -345,7 +345,7 @@ def test_counts_are_cached() -> None:
 
 
 def test_lru_is_bounded() -> None:
-    lru = tokens._LRU(3)
+    lru = tokens.CountCache(3, 3_000)
     for i in range(5):
         lru.put(i, i)
     assert len(lru) == 3
@@ -355,7 +355,30 @@ def test_lru_is_bounded() -> None:
     lru.put(5, 5)
     assert lru.get(2) == 2
     assert lru.get(3) is None
-    assert tokens._message_cache.maxsize == tokens.CACHE_SIZE == 20_000
+    assert (tokens._message_cache.maxsize, tokens._message_cache.max_bytes) == (20_000, 64 << 20)
+
+
+def test_count_cache_is_bounded_in_bytes() -> None:
+    """Big texts evict by weight before the entry cap is reached; a text heavier than the cap is counted
+    but not kept; the weights never add up to more than max_bytes."""
+    cache = tokens.CountCache(100, 50_000)
+    counter = TokenCounter("gpt-4o", cache=cache)
+    texts = [unique("w " * 5_000) for _ in range(8)]  # about 10 kB each
+    for text in texts:
+        counter.count({"role": "user", "content": text})
+    assert 0 < len(cache) < 8 and cache.weight <= 50_000
+    assert counter.count({"role": "user", "content": texts[-1]}) and counter.hits == 1  # the newest stayed
+    huge = {"role": "user", "content": unique("z " * 30_000)}
+    first = counter.count(huge)
+    assert counter.count(huge) == first and counter.hits == 1  # tokenised twice: never stored
+    assert cache.weight <= 50_000
+
+
+def test_uncached_counter_is_the_reference() -> None:
+    plain = TokenCounter("claude-x", cache=None)
+    message = {"role": "assistant", "content": [{"type": "text", "text": unique("hi")}, {"type": "image_url"}]}
+    assert plain.count(message) == plain.count(message) == TokenCounter("claude-x").count(message)
+    assert (plain.hits, plain.misses) == (0, 2)
 
 
 def test_counter_for_shares_instances() -> None:

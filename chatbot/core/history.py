@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol
 
 REPLY_PRIMING_TOKENS = 3  # same as chatbot.core.tokens.REPLY_PRIMING_TOKENS
@@ -231,7 +232,8 @@ def _file_part(part: object) -> tuple[str, str | None] | None:
     """(path, name) of a file part in any shape Gradio gives one, else None."""
     if not isinstance(part, dict) or part.get("type") not in (None, "file"):
         return None
-    inner = part.get("file") if isinstance(part.get("file"), dict) else part
+    nested = part.get("file")
+    inner: dict = nested if isinstance(nested, dict) else part
     path, name = inner.get("path"), inner.get("orig_name")
     if not isinstance(path, str) or not path:
         return None
@@ -332,19 +334,22 @@ def fit_history(
 
 def _turns_before(items: object, end: int) -> int:
     """How many turns start in ``items[:end]`` as sent (user and assistant messages, notes left out): one
-    at each user message that follows a reply, and one at the oldest message whatever its role."""
+    at each user message that follows a reply, and one at the oldest message whatever its role. (An item
+    of the previous item's role starts no turn, note or not: its metadata is not read.)"""
     if not isinstance(items, list | tuple):
         return 0
     turns = 0
     previous: object = None
-    for item in items[:end]:
-        role = item.get("role") if isinstance(item, dict) else None
-        if role != "user" and role != "assistant":
+    for item in islice(items, end):
+        if not isinstance(item, dict):
+            continue
+        role = item.get("role")
+        if role == previous or (role != "user" and role != "assistant"):
             continue
         metadata = item.get("metadata")
-        if isinstance(metadata, dict) and metadata.get("title"):
+        if metadata and isinstance(metadata, dict) and metadata.get("title"):
             continue
-        if role != previous and (role == "user" or previous is None):
+        if role == "user" or previous is None:
             turns += 1
         previous = role
     return turns

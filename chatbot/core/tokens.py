@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
@@ -38,7 +39,9 @@ TOKENS_PER_NAME = 1
 REPLY_PRIMING_TOKENS = 3
 IMAGE_PART_TOKENS = 765  # conservative estimate: one high-detail 1024x1024 image (4 tiles + base)
 NON_OPENAI_MARGIN = 1.15  # o200k_base is only an estimate for other vendors' tokenizers
-CACHE_SIZE = 20_000
+CACHE_SIZE = 20_000  # token-count cache: entries at most ...
+CACHE_BYTES = 64 << 20  # ... and bytes held by its keys (each entry's texts plus ENTRY_BYTES) at most
+ENTRY_BYTES = 400  # one entry's cost beyond its texts: key tuple, dict and LRU-order slots, value
 
 
 class OfflineEncodingError(RuntimeError):
@@ -217,28 +220,53 @@ def encoding_loaded(name: str) -> bool:
     return name in _encodings
 
 
-class _LRU:
-    """A thread-safe least-recently-used mapping of at most ``maxsize`` entries (cachetools' LRUCache,
-    which is not thread-safe itself)."""
+class CountCache:
+    """A thread-safe least-recently-used map of message keys to token counts (cachetools' LRUCache, which
+    is not thread-safe itself), bounded in entries and in bytes: an entry weighs what its key holds
+    (:func:`_key_bytes`: its texts plus ENTRY_BYTES) but at least ``max_bytes // max_entries``, and the
+    weights add up to at most ``max_bytes``; so it holds at most ``max_entries`` entries and about
+    ``max_bytes`` bytes, and a key heavier than that is not stored. Keys are values (the message's texts),
+    so a changed message is a new key: nothing needs invalidating."""
 
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._data: LRUCache[Any, int] = LRUCache(maxsize)
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.maxsize = max_entries
+        self.max_bytes = max_bytes
+        self._floor = max(1, max_bytes // max_entries)
+        self._data: LRUCache[Any, tuple[int, int]] = LRUCache(max_bytes, getsizeof=_weight)
         self._lock = threading.Lock()
 
     def get(self, key: Any) -> int | None:
         with self._lock:
-            return self._data.get(key)
+            found = self._data.get(key)
+        return None if found is None else found[0]
 
-    def put(self, key: Any, value: int) -> None:
+    def put(self, key: Any, value: int, nbytes: int = 0) -> None:
+        weight = max(self._floor, nbytes)
+        if weight > self.max_bytes:
+            return
         with self._lock:
-            self._data[key] = value
+            self._data[key] = (value, weight)
+
+    @property
+    def weight(self) -> int:
+        """The entries' weights added up: never more than ``max_bytes``."""
+        return int(self._data.currsize)
 
     def __len__(self) -> int:
         return len(self._data)
 
 
-_message_cache = _LRU(CACHE_SIZE)  # (encoding, role, content key, name, tool_calls) -> raw token count
+def _weight(value: tuple[int, int]) -> int:
+    return value[1]
+
+
+def _key_bytes(*texts: object) -> int:
+    """What a cache entry whose key holds ``texts`` costs: the strings' sizes plus ENTRY_BYTES."""
+    return ENTRY_BYTES + sum(sys.getsizeof(t) for t in texts if isinstance(t, str))
+
+
+# (encoding, role, content key, name, tool_calls) -> raw token count
+_message_cache = CountCache(CACHE_SIZE, CACHE_BYTES)
 
 
 def _clean(text: str) -> str:
@@ -274,14 +302,19 @@ def _content_key(content: Any) -> Any:
 
 
 class TokenCounter:
-    """Counts chat-message tokens the way OpenAI's cookbook does, with a margin for non-OpenAI models."""
+    """Counts chat-message tokens the way OpenAI's cookbook does, with a margin for non-OpenAI models.
 
-    def __init__(self, model: str) -> None:
+    Counts go through ``cache`` (the process-wide :class:`CountCache` unless told otherwise), keyed by the
+    message's values; ``cache=None`` tokenises every message every time: the plain reference the cached
+    counts must equal (tests/test_count_cache.py checks they do)."""
+
+    def __init__(self, model: str, cache: CountCache | None = _message_cache) -> None:
         self.model = model
         self.encoding_name = encoding_name_for(model)
         self.exact = is_openai_model(model)
         self.margin = 1.0 if self.exact else NON_OPENAI_MARGIN
         self._factor = Fraction(str(self.margin))
+        self.cache = cache
         self.hits = 0
         self.misses = 0  # messages actually tokenised by this counter
 
@@ -304,14 +337,15 @@ class TokenCounter:
         name = message.get("name")
         tool_calls = message.get("tool_calls")
         calls = json.dumps(tool_calls, sort_keys=True, default=str) if tool_calls else None
-        key = (self.encoding_name, role, _content_key(content), name, calls)
-        cached = _message_cache.get(key)
+        ckey = _content_key(content)
+        key = (self.encoding_name, role, ckey, name, calls)
+        cache = self.cache
+        cached = None if cache is None else cache.get(key)
         if cached is not None:
             self.hits += 1
             return cached
         self.misses += 1
         total = TOKENS_PER_MESSAGE + self._len(role)
-        ckey = key[2]
         if isinstance(ckey, str):
             total += self._len(ckey)
         elif isinstance(ckey, tuple):
@@ -320,7 +354,9 @@ class TokenCounter:
             total += self._len(str(name)) + TOKENS_PER_NAME
         if calls:
             total += self._len(calls)
-        _message_cache.put(key, total)
+        if cache is not None:
+            texts = [ckey] if isinstance(ckey, str) else [v for _, v in ckey] if isinstance(ckey, tuple) else []
+            cache.put(key, total, _key_bytes(role, name, calls, *texts))
         return total
 
     def count(self, message: Mapping[str, Any]) -> int:
