@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chatbot.core.limits import request_address, visitor_bucket
 from chatbot.core.settings import Settings
 from chatbot.http.access import LoginChecker, basic_credentials
-from chatbot.http.problems import ApiError
+from chatbot.http.problems import ApiError, body_too_large
 
 log = logging.getLogger("switchboard.api")
 
@@ -160,11 +160,13 @@ def is_open(route: BaseRoute) -> bool:
 
 @dataclass(frozen=True)
 class Guarded:
-    """An HTTP request the gate answers for: the route's path (for logs), and the methods its path allows
-    when the request's method is not one of them (empty: no route has that path)."""
+    """An HTTP request the gate answers for: the route's path (for logs), the methods its path allows
+    when the request's method is not one of them (empty: no route has that path), and the route's body cap
+    (FastAPI's ``max_body_size``)."""
 
     route: str
     refused_methods: tuple[str, ...] | None = None
+    max_body_size: int | None = None
 
 
 class ApiRoutes:
@@ -200,7 +202,7 @@ class ApiRoutes:
         for route in self._guarded():
             match, _ = route.matches(scope)
             if match is Match.FULL:
-                return Guarded(route.path)
+                return Guarded(route.path, max_body_size=getattr(route, "max_body_size", None))
             if match is Match.PARTIAL:
                 allowed |= route.methods or set()
             prefixes.add("/" + route.path.strip("/").split("/")[0])
@@ -221,9 +223,10 @@ class ApiRoutes:
 
 class ApiGate:
     """ASGI middleware for the API's HTTP routes: 404/405 for paths and methods no route serves, then auth,
-    before the route reads the body. Other requests (the Gradio app; the docs unless a login is set) pass
-    through untouched. A route's unexpected failure is logged here with secrets masked (the server would
-    log it unmasked) and answered as a JSON 500."""
+    then a declared ``Content-Length`` over the route's body cap, before the route reads the body. Other
+    requests (the Gradio app; the docs unless a login is set) pass through untouched. A route's unexpected
+    failure is logged here with secrets masked (the server would log it unmasked) and answered as a JSON
+    500."""
 
     def __init__(self, app: ASGIApp, gate: Gate, api: FastAPI) -> None:
         self.app = app
@@ -258,6 +261,12 @@ class ApiGate:
                 f"{scope['method']} is not allowed here; use {' or '.join(allowed)}.",
                 headers={"Allow": ", ".join(allowed)},
             )
+        headers = Headers(scope=scope)
         client = scope.get("client")
-        caller = self.gate.caller(Headers(scope=scope), client[0] if client else None)
+        caller = self.gate.caller(headers, client[0] if client else None)
         scope.setdefault("state", {}).update(switchboard_owner=caller.owner, switchboard_user=caller.user)
+        declared = headers.get("content-length", "")
+        if found.max_body_size is not None and declared.isdigit() and int(declared) > found.max_body_size:
+            # FastAPI's limit would refuse it too, but in plain text (Starlette's own 413 replaces the
+            # response of a request that declared too much); a body without a length is counted as it is read.
+            raise body_too_large(found.max_body_size)
