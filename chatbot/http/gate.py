@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fastapi import FastAPI
@@ -169,13 +168,62 @@ class Guarded:
     max_body_size: int | None = None
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """The guarded routes of one state of the router's route list (``size`` routes)."""
+
+    size: int
+    guarded: tuple[Route, ...]
+    prefixes: tuple[str, ...] | None
+    """The guarded routes' first path segments (None: one is a parameter, so any path may be the API's)."""
+    sockets: tuple[APIWebSocketRoute, ...]
+
+
 class ApiRoutes:
-    """The app's guarded routes, read from its router at each request (routes added after start count):
-    every FastAPI HTTP route unless :func:`is_open`, and the docs and schema when the gate guards them."""
+    """The app's guarded routes, read from its router (taken again whenever its route list changes, so
+    routes added after start count): every FastAPI HTTP route unless :func:`is_open`, and the docs and the
+    schema when the gate guards them."""
 
     def __init__(self, app: FastAPI, gate: Gate) -> None:
         self.app = app
         self.gate = gate
+        self._snapshot: _Snapshot | None = None
+
+    def find(self, scope: Scope) -> Guarded | None:
+        """The gate's verdict for an HTTP request: None when it is not the API's (it passes untouched)."""
+        snapshot = self._current()
+        path = _route_path(scope)
+        if snapshot.prefixes is not None and not _under(path, snapshot.prefixes):
+            return None  # the UI's requests: a few string comparisons
+        allowed: set[str] = set()
+        for route in snapshot.guarded:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return Guarded(route.path, max_body_size=getattr(route, "max_body_size", None))
+            if match is Match.PARTIAL:
+                allowed |= route.methods or set()
+        if allowed:
+            return Guarded(path, tuple(sorted(allowed)))
+        if any(socket.path_regex.match(path) for socket in snapshot.sockets):
+            return None  # an HTTP request to a WebSocket route: not the gate's to answer
+        # A path in an API route's first segment that no route serves (/chat/nope, /conversations): a 404
+        # here rather than from the app mounted at "/".
+        return Guarded(path, ()) if _under(path, snapshot.prefixes or ()) else None
+
+    def _current(self) -> _Snapshot:
+        routes = self.app.router.routes
+        if self._snapshot is None or self._snapshot.size != len(routes):
+            docs = self._docs_paths()
+            guarded = tuple(
+                route for route in routes
+                if (isinstance(route, APIRoute) and not is_open(route))
+                or (isinstance(route, Route) and not isinstance(route, APIRoute) and route.path in docs)
+            )
+            firsts = {"/" + route.path.strip("/").split("/")[0] for route in guarded}
+            prefixes = None if any("{" in first for first in firsts) else tuple(sorted(firsts))
+            sockets = tuple(route for route in routes if isinstance(route, APIWebSocketRoute))
+            self._snapshot = _Snapshot(len(routes), guarded, prefixes, sockets)
+        return self._snapshot
 
     def _docs_paths(self) -> set[str]:
         if not self.gate.guards_docs:
@@ -186,39 +234,16 @@ class ApiRoutes:
             docs.add(app.swagger_ui_oauth2_redirect_url)
         return {path for path in docs if path}
 
-    def _guarded(self) -> Iterator[Route]:
-        docs = self._docs_paths()
-        for route in self.app.router.routes:
-            if isinstance(route, APIRoute):
-                if not is_open(route):
-                    yield route
-            elif isinstance(route, Route) and route.path in docs:
-                yield route
 
-    def find(self, scope: Scope) -> Guarded | None:
-        """The gate's verdict for an HTTP request: None when it is not the API's (it passes untouched)."""
-        allowed: set[str] = set()
-        prefixes: set[str] = set()
-        for route in self._guarded():
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return Guarded(route.path, max_body_size=getattr(route, "max_body_size", None))
-            if match is Match.PARTIAL:
-                allowed |= route.methods or set()
-            prefixes.add("/" + route.path.strip("/").split("/")[0])
-        if allowed:
-            return Guarded(scope["path"], tuple(sorted(allowed)))
-        if self._looks_like_ours(scope["path"], prefixes):
-            return Guarded(scope["path"], ())
-        return None
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: ``scope["path"]`` without the ``root_path`` it starts with."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
-    def _looks_like_ours(self, path: str, prefixes: set[str]) -> bool:
-        """A path in an API route's first segment (``/chat/nope``, ``/conversations``) that no route serves:
-        answered 404 here rather than by the app mounted at ``/``. A WebSocket route's path passes."""
-        if not any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes if prefix != "/"):
-            return False
-        sockets = (r for r in self.app.router.routes if isinstance(r, APIWebSocketRoute))
-        return not any(r.path_regex.match(path) for r in sockets)
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes if prefix != "/")
 
 
 class ApiGate:
