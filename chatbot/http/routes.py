@@ -298,6 +298,7 @@ async def delete_conversation(request: Request, conversation_id: str = CONVERSAT
     try:
         deleted = await _service(request).store.delete(conversation_id, _owner(request))
     except StoreError as exc:
+        log.exception("could not delete a conversation")  # the operator's store is down: say why
         raise store_down("deleted", exc) from None
     if not deleted:
         raise ApiError.of(
