@@ -13,6 +13,7 @@ import httpx
 import pytest
 from conftest import make_settings
 from fake_upstream import FakeUpstream
+from fastapi import APIRouter
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
@@ -45,6 +46,13 @@ def server(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
     async def status() -> dict[str, str]:
         return {"status": "ok"}
 
+    teams = APIRouter(prefix="/teams")
+
+    @teams.get("/{team}")  # a router included the usual way (FastAPI keeps it as one entry of the app's routes)
+    async def team(team: str) -> dict[str, str]:
+        return {"team": team}
+
+    api.include_router(teams)
     api.mount("/", ui)
     with switchboard.serve_in_thread(api) as running:
         yield running.url
@@ -58,6 +66,12 @@ def test_a_route_added_to_the_api_is_guarded_without_editing_the_gate(server: st
     assert refused.headers["www-authenticate"].startswith("Bearer")
     answered = httpx.get(server + "reports/7", headers=BEARER, timeout=10)
     assert answered.status_code == 200 and answered.json() == {"report": "7"}
+
+
+def test_a_route_of_an_included_router_is_guarded(server: str) -> None:
+    assert httpx.get(server + "teams/red", timeout=10).status_code == 401
+    assert httpx.get(server + "teams/red", headers=BEARER, timeout=10).json() == {"team": "red"}
+    assert httpx.delete(server + "teams/red", headers=BEARER, timeout=10).status_code == 405
 
 
 def test_a_new_routes_wrong_method_and_unknown_paths_are_the_apis_json(server: str) -> None:

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, APIWebSocketRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute, RouteContext, iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -152,9 +152,9 @@ def _exposure(settings: Settings) -> str:
     return ""
 
 
-def is_open(route: BaseRoute) -> bool:
+def is_open(route: BaseRoute | RouteContext) -> bool:
     """Whether a route answers without authentication: its OpenAPI operation says ``security: []``."""
-    return isinstance(route, APIRoute) and (route.openapi_extra or {}).get("security") == []
+    return (getattr(route, "openapi_extra", None) or {}).get("security") == []
 
 
 @dataclass(frozen=True)
@@ -173,16 +173,17 @@ class _Snapshot:
     """The guarded routes of one state of the router's route list (``size`` routes)."""
 
     size: int
-    guarded: tuple[Route, ...]
+    guarded: tuple[RouteContext, ...]
     prefixes: tuple[str, ...] | None
     """The guarded routes' first path segments (None: one is a parameter, so any path may be the API's)."""
-    sockets: tuple[APIWebSocketRoute, ...]
+    sockets: tuple[RouteContext, ...]
 
 
 class ApiRoutes:
-    """The app's guarded routes, read from its router (taken again whenever its route list changes, so
-    routes added after start count): every FastAPI HTTP route unless :func:`is_open`, and the docs and the
-    schema when the gate guards them."""
+    """The app's guarded routes, read from its router as FastAPI's schema reads them (``iter_route_contexts``:
+    included routers too), taken again whenever the router's route list changes (routes added after start
+    count): every FastAPI HTTP route unless :func:`is_open`, and the docs and the schema when the gate
+    guards them."""
 
     def __init__(self, app: FastAPI, gate: Gate) -> None:
         self.app = app
@@ -199,7 +200,7 @@ class ApiRoutes:
         for route in snapshot.guarded:
             match, _ = route.matches(scope)
             if match is Match.FULL:
-                return Guarded(route.path, max_body_size=getattr(route, "max_body_size", None))
+                return Guarded(route.path or path, max_body_size=getattr(route, "max_body_size", None))
             if match is Match.PARTIAL:
                 allowed |= route.methods or set()
         if allowed:
@@ -214,14 +215,16 @@ class ApiRoutes:
         routes = self.app.router.routes
         if self._snapshot is None or self._snapshot.size != len(routes):
             docs = self._docs_paths()
+            contexts = list(iter_route_contexts(routes))
             guarded = tuple(
-                route for route in routes
-                if (isinstance(route, APIRoute) and not is_open(route))
-                or (isinstance(route, Route) and not isinstance(route, APIRoute) and route.path in docs)
+                context for context in contexts
+                if (isinstance(context.original_route, APIRoute) and not is_open(context))
+                or (type(context.original_route) is Route and context.path in docs)
             )
-            firsts = {"/" + route.path.strip("/").split("/")[0] for route in guarded}
+            paths = [context.path or "/{unknown}" for context in guarded]
+            firsts = {"/" + path.strip("/").split("/")[0] for path in paths}
             prefixes = None if any("{" in first for first in firsts) else tuple(sorted(firsts))
-            sockets = tuple(route for route in routes if isinstance(route, APIWebSocketRoute))
+            sockets = tuple(c for c in contexts if isinstance(c.original_route, APIWebSocketRoute))
             self._snapshot = _Snapshot(len(routes), guarded, prefixes, sockets)
         return self._snapshot
 
