@@ -174,8 +174,10 @@ class _Snapshot:
 
     size: int
     guarded: tuple[RouteContext, ...]
-    prefixes: tuple[str, ...] | None
-    """The guarded routes' first path segments (None: one is a parameter, so any path may be the API's)."""
+    prefixes: tuple[str, ...]
+    """The guarded routes' literal first path segments (``/chat``): the API's part of the path space."""
+    elsewhere: bool
+    """Whether a guarded route lies outside those (at "/" or under a parameter): any path may be the API's."""
     sockets: tuple[RouteContext, ...]
 
 
@@ -194,7 +196,7 @@ class ApiRoutes:
         """The gate's verdict for an HTTP request: None when it is not the API's (it passes untouched)."""
         snapshot = self._current()
         path = _route_path(scope)
-        if snapshot.prefixes is not None and not _under(path, snapshot.prefixes):
+        if not snapshot.elsewhere and not _under(path, snapshot.prefixes):
             return None  # the UI's requests: a few string comparisons
         allowed: set[str] = set()
         for route in snapshot.guarded:
@@ -209,7 +211,7 @@ class ApiRoutes:
             return None  # an HTTP request to a WebSocket route: not the gate's to answer
         # A path in an API route's first segment that no route serves (/chat/nope, /conversations): a 404
         # here rather than from the app mounted at "/".
-        return Guarded(path, ()) if _under(path, snapshot.prefixes or ()) else None
+        return Guarded(path, ()) if _under(path, snapshot.prefixes) else None
 
     def _current(self) -> _Snapshot:
         routes = self.app.router.routes
@@ -223,9 +225,9 @@ class ApiRoutes:
             )
             paths = [context.path or "/{unknown}" for context in guarded]
             firsts = {"/" + path.strip("/").split("/")[0] for path in paths}
-            prefixes = None if any("{" in first for first in firsts) else tuple(sorted(firsts))
+            literal = tuple(sorted(first for first in firsts if "{" not in first and first != "/"))
             sockets = tuple(c for c in contexts if isinstance(c.original_route, APIWebSocketRoute))
-            self._snapshot = _Snapshot(len(routes), guarded, prefixes, sockets)
+            self._snapshot = _Snapshot(len(routes), guarded, literal, len(literal) < len(firsts), sockets)
         return self._snapshot
 
     def _docs_paths(self) -> set[str]:
@@ -246,7 +248,7 @@ def _route_path(scope: Scope) -> str:
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
-    return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes if prefix != "/")
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in prefixes)
 
 
 class ApiGate:
