@@ -55,7 +55,7 @@ from chatbot.core.store import Store, StoreError, check_redis, open_store  # noq
 from chatbot.core.tokens import ensure_offline_encodings  # noqa: E402
 from chatbot.core.upstream import Upstream, make_client  # noqa: E402
 from chatbot.http.access import LoginChecker, LoginClient, login_checker  # noqa: E402
-from chatbot.http.api import create_api  # noqa: E402
+from chatbot.http.routes import create_api  # noqa: E402
 from chatbot.web.labels import gradio_i18n  # noqa: E402
 from chatbot.web.page import build_page  # noqa: E402
 from chatbot.web.sessions import SessionReaper  # noqa: E402

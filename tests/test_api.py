@@ -1,4 +1,4 @@
-"""The HTTP API (chatbot/http/api.py), served for real: ``app.build_server`` under uvicorn on a free port, the
+"""The HTTP API (chatbot/http/routes.py), served for real: ``app.build_server`` under uvicorn on a free port, the
 fake upstream behind it, real HTTP (httpx, curl), real WebSockets, SQLite and a real redis-server."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import app as switchboard
 from chatbot.core.errors import render
 from chatbot.core.settings import Settings
-from chatbot.http.api import is_loopback
+from chatbot.http.gate import is_loopback
 from chatbot.http.sse import sse_data
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Who may use the HTTP API and how much (chatbot/http/api.py's Gate, chatbot/core/limits.py's API limits), served
+"""Who may use the HTTP API and how much (chatbot/http/gate.py's Gate, chatbot/core/limits.py's API limits), served
 for real: ``app.build_server`` under uvicorn, the fake upstream behind it, real HTTP and WebSockets.
 
 - API tokens are counted against ``CHATBOT_API_RATE_LIMIT`` / ``CHATBOT_API_TOKEN_LIMIT`` (default: the

@@ -17,7 +17,7 @@ from chatbot.core.limits import Visitor
 from chatbot.core.reply import ReplyState
 from chatbot.core.store import open_store
 from chatbot.core.upstream import Upstream
-from chatbot.http.api import ChatRequest
+from chatbot.http.schemas import ChatRequest
 from chatbot.http.service import ChatService
 from chatbot.web.ui import ChatUI, ReplyView
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from chatbot.core.error_kinds import API_ONLY, API_STATUS, KINDS
 from chatbot.core.errors import failure_text, friendly, render, status_for
 from chatbot.core.events import ErrorEvent, TextDelta
-from chatbot.http.api import ApiError, error_text
+from chatbot.http.problems import ApiError
+from chatbot.http.sse import error_text
 from chatbot.web.ui import ReplyView
 
 README = Path(__file__).resolve().parent.parent / "README.md"

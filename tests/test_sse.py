@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from chatbot.core.limits import Visitor
 from chatbot.core.store import open_store
 from chatbot.core.upstream import Upstream
-from chatbot.http.api import ChatRequest
+from chatbot.http.schemas import ChatRequest
 from chatbot.http.service import ChatService
 from chatbot.http.sse import EventStream, sse_data
 

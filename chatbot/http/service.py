@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chatbot.core.checkpoints import Checkpoints, Outcome, Progress
 from chatbot.core.conversation import turn
@@ -23,10 +23,9 @@ from chatbot.core.reply import ReplyState
 from chatbot.core.settings import Settings
 from chatbot.core.store import Conversation, Store, StoreError, Turn
 from chatbot.core.upstream import Admission, Upstream
+from chatbot.http.problems import ApiError, printable, store_down
+from chatbot.http.schemas import ChatRequest, ModelInfo, ModelsOut, Prices
 from chatbot.http.sse import usage_json
-
-if TYPE_CHECKING:
-    from chatbot.http.api import ChatRequest, ModelsOut
 
 log = logging.getLogger("switchboard.api")
 
@@ -173,7 +172,6 @@ class ChatService:
 
     def check(self, request: ChatRequest) -> tuple[str, str, str]:
         """(clean message, model name to send, model id), or :class:`ApiError` 422."""
-        from chatbot.http.api import ApiError, _printable  # (it imports this module)
 
         raw = request.message
         limit = self.settings.max_message_chars
@@ -184,7 +182,7 @@ class ChatService:
             raise ApiError.of("empty_message", render("empty_message"))
         model = self.upstream.resolve(request.model)
         if model is None:
-            raise ApiError.of("unknown_model", render("unknown_model", model=_printable(request.model)))
+            raise ApiError.of("unknown_model", render("unknown_model", model=printable(request.model)))
         name = request.model if request.model and request.model.strip() else self.upstream.catalogue.default
         return message, name.strip(), model.id
 
@@ -197,7 +195,6 @@ class ChatService:
     async def begin(self, owner: str, request: ChatRequest, visitor: Visitor) -> Reply:
         """Validate, admit (every limit is checked before anything is stored or tokenised), store the
         message, and return the reply to run (:class:`ApiError` otherwise)."""
-        from chatbot.http.api import ApiError, _printable, _store_down  # (it imports this module)
 
         message, name, model_id = self.check(request)
         if self.closing:
@@ -211,7 +208,7 @@ class ChatService:
             )
         except StoreError as exc:
             await self.upstream.release(admission)
-            raise _store_down("stored", exc) from None
+            raise store_down("stored", exc) from None
         except BaseException:
             await self.upstream.release(admission)
             raise
@@ -219,7 +216,7 @@ class ChatService:
             await self.upstream.release(admission)
             raise ApiError.of(
                 "unknown_conversation",
-                f"There is no conversation “{_printable(request.conversation_id, 40)}” for this token "
+                f"There is no conversation “{printable(request.conversation_id, 40)}” for this token "
                 "(unknown, deleted, or started with another token). Leave out conversation_id to start one.",
             )
         return Reply(self, turn, message, name, visitor, admission)
@@ -227,7 +224,6 @@ class ChatService:
     async def _admit(self, visitor: Visitor, name: str) -> Admission | Friendly:
         """The limits' admission, tried again when their Redis failed (each of its clients reconnects on its
         first failure, so a restarted Redis costs no request); a failure that remains is a 503, logged."""
-        from chatbot.http.api import ApiError  # (it imports this module)
 
         for attempt in range(1, STORE_ATTEMPTS + 1):
             try:
@@ -243,21 +239,19 @@ class ChatService:
         raise AssertionError("unreachable")
 
     async def conversation(self, owner: str, conversation_id: str) -> Conversation:
-        from chatbot.http.api import ApiError, _printable, _store_down  # (it imports this module)
 
         try:
             found = await self.store.get(conversation_id, owner)
         except StoreError as exc:
-            raise _store_down("read", exc) from None
+            raise store_down("read", exc) from None
         if found is None:
             raise ApiError.of(
                 "unknown_conversation",
-                f"There is no conversation “{_printable(conversation_id, 40)}” for this token.",
+                f"There is no conversation “{printable(conversation_id, 40)}” for this token.",
             )
         return found
 
     def models(self) -> ModelsOut:
-        from chatbot.http.api import ModelInfo, ModelsOut, Prices  # (it imports this module)
 
         catalogue = self.upstream.catalogue
         names = [value for _, value in catalogue.choices()]
