@@ -161,6 +161,9 @@ class Upstream:
         #: Prompt budgets learned from length refusals (model id -> tokens): a provider whose real window
         #: is smaller than the catalogue says gets trimmed requests from then on.
         self.learned_budget: dict[str, int] = {}
+        from chatbot.core.metrics import Metrics  # noqa: PLC0415 - it reads this module's event types
+
+        self.metrics = Metrics()
 
     def warm_up(self) -> None:
         """Do now, once, what the first request would otherwise wait for: load the tokenisers of the
@@ -263,7 +266,19 @@ class Upstream:
         if admission is not None and admission.ticket is not None and self.guard is not None:
             await self.guard.settle(admission.ticket, 0, 0.0)
 
-    async def stream(
+    def stream(
+        self,
+        message: str | list[dict],
+        history: History | list[dict],
+        model_name: str | None,
+        **options: object,
+    ) -> AsyncIterator[Event]:
+        """:meth:`_stream`, counted by :attr:`metrics` (the model label is the resolved model's id)."""
+        model = self.resolve(model_name)
+        label = model.id if model is not None else "unknown"
+        return self.metrics.observed(self._stream(message, history, model_name, **options), label)  # type: ignore[arg-type]
+
+    async def _stream(
         self,
         message: str | list[dict],
         history: History | list[dict],

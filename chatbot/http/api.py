@@ -74,6 +74,7 @@ from chatbot.core.upstream import (
     Usage,
 )
 from chatbot.http.access import LoginChecker, basic_credentials, login_checker
+from chatbot.http.metrics import metrics_router
 
 log = logging.getLogger("switchboard.api")
 
@@ -409,6 +410,7 @@ API_METHODS: dict[str, tuple[str, ...]] = {
     "/chat/stream": ("POST",),
     "/models": ("GET",),
     "/conversations/*": ("GET", "DELETE"),
+    "/metrics": ("GET",),
 }
 
 
@@ -646,6 +648,8 @@ class Reply:
             usage=usage_json(self.usage) if self.usage else None,
         )
         self.stored = await self.service.background(write)
+        if self.stored in ("failed", None):
+            self.service.upstream.metrics.store_error("not_saved")
 
     def not_saved(self) -> ErrorEvent | None:
         """The event telling the client the store refused its reply (None when it took it, or when the
@@ -728,12 +732,14 @@ class ChatService:
             raise ApiError.of("shutting_down")
         admission = await self._admit(visitor, name)
         if isinstance(admission, Friendly):
+            self.upstream.metrics.refused(admission.kind)
             raise ApiError.of(admission.kind, admission.text, retry_after=admission.retry_after)
         try:
             turn = await self.store.begin_turn(
                 request.conversation_id, owner, message, model_id, self.settings.max_history_messages
             )
         except StoreError as exc:
+            self.upstream.metrics.store_error()
             await self.upstream.release(admission)
             raise _store_down("stored", exc) from None
         except BaseException:
@@ -949,6 +955,7 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.include_router(metrics_router(upstream.metrics, **secured))
 
     @app.post(
         "/chat", response_model=ChatReply, responses=CHAT_ERROR_RESPONSES, tags=["chat"], **secured,
