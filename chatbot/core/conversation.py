@@ -71,7 +71,10 @@ async def turn(
         for attempt in range(1, attempts + 1):
             started = False
             try:
-                events = _stream(upstream, request, state, visitor, api_key, admission, client, tick)
+                events = upstream.metrics.observed(
+                    _stream(upstream, request, state, visitor, api_key, admission, client, tick),
+                    _model_label(upstream, model_name),
+                )
                 async with contextlib.aclosing(events):
                     async for event in events:
                         started = True
@@ -88,6 +91,12 @@ async def turn(
                 break
     finally:
         await state.end()
+
+
+def _model_label(upstream: Upstream, model_name: str | None) -> str:
+    """The metrics' ``model`` label: the resolved model's id (a bounded set: the catalogue's)."""
+    model = upstream.resolve(model_name)
+    return model.id if model is not None else "unknown"
 
 
 async def _stream(

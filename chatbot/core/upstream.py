@@ -22,6 +22,7 @@ from chatbot.core.errors import Friendly, friendly
 from chatbot.core.events import Event
 from chatbot.core.history import History, MessageTooLong, clean_text, fit_history, small_history
 from chatbot.core.limits import Guard, Ticket, Visitor
+from chatbot.core.metrics import Metrics
 from chatbot.core.provider import Prepared, make_client
 from chatbot.core.settings import Settings
 from chatbot.core.tokens import counter_for, encoding_loaded
@@ -58,6 +59,7 @@ class Upstream:
         #: Prompt budgets learned from length refusals (model id -> tokens): a provider whose real window
         #: is smaller than the catalogue says gets trimmed requests from then on.
         self.learned_budget: dict[str, int] = {}
+        self.metrics = Metrics()
 
     def warm_up(self) -> None:
         """Do now, once, what the first request would otherwise wait for: load the tokenisers of the

@@ -38,6 +38,7 @@ from chatbot.core.store import Store, StoreError
 from chatbot.core.upstream import Upstream
 from chatbot.http.access import LoginChecker, login_checker
 from chatbot.http.gate import ApiGate, Gate
+from chatbot.http.metrics import metrics_router
 from chatbot.http.problems import ApiError, body_too_large, printable, store_down, validation_error
 from chatbot.http.schemas import (
     CHAT_ERROR_RESPONSES,
@@ -120,6 +121,7 @@ def create_api(settings: Settings, upstream: Upstream, store: Store, login: Logi
     _add_error_handlers(app)
     _add_bearer_scheme(app)
     _add_routes(app, settings.max_body_bytes)
+    app.include_router(metrics_router(upstream.metrics, **SECURED))
     return app
 
 

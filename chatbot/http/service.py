@@ -121,6 +121,8 @@ class Reply:
             finish_reason=state.finish_reason, usage=usage_json(state.usage) if state.usage else None,
         )
         self.stored = await self.service.background(write)
+        if self.stored in ("failed", None):
+            self.service.upstream.metrics.store_error("not_saved")
 
     def not_saved(self) -> ErrorEvent | None:
         """The event telling the client the store refused its reply (None when it took it, or when the
@@ -201,12 +203,14 @@ class ChatService:
             raise ApiError.of("shutting_down")
         admission = await self._admit(visitor, name)
         if isinstance(admission, Friendly):
+            self.upstream.metrics.refused(admission.kind)
             raise ApiError.of(admission.kind, admission.text, retry_after=admission.retry_after)
         try:
             turn = await self.store.begin_turn(
                 request.conversation_id, owner, message, model_id, self.settings.max_history_messages
             )
         except StoreError as exc:
+            self.upstream.metrics.store_error()
             await self.upstream.release(admission)
             raise store_down("stored", exc) from None
         except BaseException:
