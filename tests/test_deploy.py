@@ -11,6 +11,7 @@ find the cut reply stored as interrupted, and go on."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import socket
@@ -213,10 +214,26 @@ def test_an_http_conversation_continues_on_the_other_replica(deployment: Deploym
         assert second.status_code == 200, second.text
         assert second.json()["conversation_id"] == cid
         assert "My name is Ana." in str(fake.last.messages)  # replica B sent replica A's turn as context
+        events = _ws_turn(deployment.url, {"message": "Third turn over the balancer.", "conversation_id": cid})
+        assert [e["type"] for e in events][:2] == ["start", "delta"] and events[-1]["type"] == "done", events
+        assert events[0]["conversation_id"] == cid
         stored = http.get(deployment.url + f"conversations/{cid}")
     assert stored.status_code == 200, stored.text
     assert [(m["role"], m["status"]) for m in stored.json()["messages"]] == [
-        ("user", "complete"), ("assistant", "complete")] * 2
+        ("user", "complete"), ("assistant", "complete")] * 3
+
+
+def _ws_turn(url: str, message: dict) -> list[dict]:
+    """One message over the API's WebSocket (``/chat/ws``, through the balancer), its events up to ``done``."""
+    from websockets.sync.client import connect
+
+    events: list[dict] = []
+    with connect(url.replace("http://", "ws://") + "chat/ws", additional_headers=_bearer("conv"),
+                 open_timeout=REPLY_S) as ws:
+        ws.send(json.dumps(message))
+        while not events or events[-1]["type"] not in ("done", "error"):
+            events.append(json.loads(ws.recv(timeout=REPLY_S)))
+    return events
 
 
 def test_a_limit_is_shared_by_the_replicas(deployment: Deployment, fake: FakeUpstream) -> None:
