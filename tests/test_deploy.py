@@ -25,9 +25,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from browser_kit import ARGS, CHROMIUM, VIEWPORT, WAIT_MS, open_page, reply_ended, send
 from conftest import PROCESS_EXIT_S, REPLY_S, TEST_KEY, RedisServer, free_port, predict, stop_process, wait_until
 from fake_upstream import FakeUpstream
 from gradio_client import Client
+from playwright.sync_api import Page, expect, sync_playwright
 from test_proxies import _binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # processes started per balancer, loaded machine
@@ -250,8 +252,9 @@ def test_a_limit_is_shared_by_the_replicas(deployment: Deployment, fake: FakeUps
 
 
 def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake: FakeUpstream) -> None:
-    # A chat-tab visitor and, with the same cookie, an API client stream from one replica (the victim)
+    # A chat-tab visitor and, with the same cookie, an API client (and a browser) stream from one replica
     visitor = Client(deployment.url, verbose=False)
+    tab = _browser_tab(deployment.url, visitor.cookies)
     cut_job = visitor.submit("endless ui [[endless=1]] [[delay=0.05]]", model="fast", api_name="/chat")
     victim = deployment.replica_of(fake, "endless ui")
     survivor = next(r for r in deployment.replicas if r is not victim)
@@ -263,6 +266,10 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
     assert wait_until(lambda: next(lines).startswith("data: "), REPLY_S, "the API stream started")
     cid = response.headers["x-conversation-id"]
     assert deployment.replica_of(fake, "endless api") is victim  # one cookie, one replica, for both faces
+    page = tab.__enter__()
+    if page is not None:  # with Chromium: a page with that cookie, a finished turn, then one cut
+        _browser_turns(page, deployment.url)
+        assert deployment.replica_of(fake, "endless page") is victim
     # ... while another visitor's reply streams from the survivor
     others = []
     while not others or deployment.replica_of(fake, others[-1][0]) is not survivor:
@@ -283,8 +290,8 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
         rest.extend(lines)
     assert "data: [DONE]" not in rest, rest
     stream.__exit__(None, None, None)
-    # the chat-tab visitor: an error, not a silent end (gradio_client: CancelledError; Gradio's page shows
-    # "Connection errored out." and keeps the conversation)
+    # the chat-tab visitor: an error, not a silent end (gradio_client: CancelledError; Gradio's page reloads,
+    # from the survivor: see _browser_goes_on)
     with pytest.raises(Exception):  # noqa: B017 - whichever exception gradio_client's version raises
         cut_job.result(timeout=REPLY_S)
 
@@ -296,3 +303,42 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
     going_on = http.post(deployment.url + "chat", json={"message": "go on", "conversation_id": cid})
     assert going_on.status_code == 200, going_on.text
     http.close()
+    if page is not None:
+        _browser_goes_on(page)
+    tab.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def _browser_tab(url: str, cookies: dict[str, str]) -> Iterator[Page | None]:
+    """A Chromium page carrying ``cookies`` for the balancer (so on their replica); None without Chromium."""
+    if not CHROMIUM.exists() and not os.environ.get("CI"):
+        yield None
+        return
+    expect.set_options(timeout=WAIT_MS)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            context = browser.new_context(viewport=VIEWPORT)
+            context.add_cookies([{"name": k, "value": v, "url": url} for k, v in cookies.items()])
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def _browser_turns(page: Page, url: str) -> None:
+    open_page(page, url)
+    send(page, "page turn one")
+    expect(page.locator("#chatbot")).to_contain_text("you said page turn one", timeout=WAIT_MS)
+    reply_ended(page)
+    send(page, "endless page [[endless=1]] [[delay=0.05]]")
+    expect(page.locator("#chatbot")).to_contain_text("you said endless page", timeout=WAIT_MS)
+
+
+def _browser_goes_on(page: Page) -> None:
+    """Its replica gone, Gradio's page reloads (from the other replica) and shows the conversation saved in the
+    browser (readable there: the same CHATBOT_BROWSER_SECRET); its next message is answered. The turn that
+    was streaming is not on the reloaded page, and nothing says why (README: a known gap)."""
+    reply_ended(page)  # no Stop button any more: the cut reply is over for the page
+    expect(page.locator("#chatbot")).to_contain_text("you said page turn one")
+    send(page, "page after the crash")
+    expect(page.locator("#chatbot")).to_contain_text("you said page after the crash", timeout=WAIT_MS)
