@@ -55,6 +55,7 @@ from chatbot.core.store import Store, StoreError, check_redis, open_store  # noq
 from chatbot.core.tokens import ensure_offline_encodings  # noqa: E402
 from chatbot.core.upstream import Upstream, make_client  # noqa: E402
 from chatbot.http.access import LoginChecker, LoginClient, login_checker  # noqa: E402
+from chatbot.http.health import health_router  # noqa: E402
 from chatbot.http.routes import create_api  # noqa: E402
 from chatbot.web.labels import gradio_i18n  # noqa: E402
 from chatbot.web.page import build_page  # noqa: E402
@@ -171,7 +172,9 @@ def build_server(
     upstream = _upstream(settings, client)
     demo = _build_ui(settings, upstream)
     login = login_checker(settings.auth)  # one throttle for the login page and the API's HTTP Basic
-    api = create_api(settings, upstream, open_store(settings) if store is None else store, login=login)
+    store = open_store(settings) if store is None else store
+    api = create_api(settings, upstream, store, login=login)
+    api.include_router(health_router(store))  # GET /healthz: the balancer's check, outside login and tokens
     app = gr.mount_gradio_app(
         api, demo, path="/", server_name=settings.host, server_port=settings.port, **hardened(settings, login),
         **presented(settings), app_kwargs={"lifespan": SessionReaper(demo, settings.session_grace).lifespan},
