@@ -122,7 +122,7 @@ def test_the_counter_stops_a_reply_one_piece_past_its_cap() -> None:
     [
         (Behaviour(raw_body="<html><body><h1>Welcome to nginx!</h1></body></html>"), "not_event_stream", False),
         (Behaviour(raw_body='{"choices": []}', raw_content_type="application/json"), "not_event_stream", False),
-        (Behaviour(reply="", finish_reason=None, usage=False), "empty_reply", False),  # llama.cpp interrupted
+        (Behaviour(reply="", finish_reason=None, usage=False), "server_interrupted", False),  # llama.cpp
         (Behaviour(raw_body="", raw_content_type="text/event-stream"), "empty_reply", False),  # short prompt
         (Behaviour(reply="half an ans", finish_reason=None), "unfinished", True),
         (Behaviour(reply="", reasoning="hmm", finish_reason="length"), "empty_reply", False),
@@ -193,5 +193,5 @@ async def test_the_chat_tab_shows_why_a_reply_is_empty(fake: FakeUpstream, setti
     async for event in upstream_for(settings_for).stream("Hola", [], "fast"):
         view.apply(event)
     shown = view.messages()
-    assert [m["content"]["text"] for m in shown] == [render("empty_reply", "es")]
+    assert [m["content"]["text"] for m in shown] == [render("server_interrupted", "es")]
     assert shown[0]["metadata"]["title"].startswith("⚠️")

@@ -524,6 +524,8 @@ class Upstream:
             raise StreamProblem("not_event_stream")
         if not seen and prepared.prompt_tokens >= LENGTH_SUSPECT_TOKENS:
             raise StreamProblem("too_long_empty")
+        if seen and not text and finish is None:  # events but no text and no finish: a role chunk then [DONE] is
+            raise StreamProblem("server_interrupted")  # how llama.cpp ends a request it interrupted for another
         if not text:
             raise StreamProblem("refused" if finish == "content_filter" else "empty_reply")
         if finish is None:
