@@ -122,6 +122,9 @@ class Behaviour:
     """Put the request's Authorization header into error bodies (key-leak canary tests)."""
     cut_after: int | None = None
     """Stream: after N content chunks abort the connection, no ``[DONE]``."""
+    cut_before_first: bool = False
+    """Stream: status and headers, then abort the connection before any byte of the body (how
+    llama-cpp-python's server answers a streaming prompt longer than its window)."""
     error_chunk_after: int | None = None
     """Stream: after N content chunks send ``data: {"error": {...}}`` and end the body."""
     error_chunk_code: int = 502
@@ -830,6 +833,9 @@ class FakeUpstream:
             yield b": keep-alive\n\n"
             await asyncio.sleep(b.stall_before_first)
 
+        if b.cut_before_first:
+            record.cut_at = time.monotonic()
+            raise _CutConnection("fake upstream cut the stream before its first byte")
         sent_bytes()
         yield chunk({"role": "assistant", "content": ""})
 

@@ -162,6 +162,18 @@ async def test_an_empty_answer_to_a_long_prompt_is_retried_once_trimmed(fake: Fa
     assert len(fake.requests) == 3 and len(fake.last.messages) == len(second.messages)
 
 
+async def test_a_body_cut_before_its_first_byte_after_a_long_prompt_is_a_length_refusal_too(
+    fake: FakeUpstream, settings_for
+) -> None:  # llama-cpp-python's server: 200, then the connection closes (ValueError: exceed context window)
+    fake.push(Behaviour(cut_before_first=True), Behaviour(reply="fits now"))
+    core = upstream_for(settings_for)
+    text, events = await drain(core.stream("Hi", _long_history(), "fast"))
+    assert text == "fits now" and isinstance(events[-1], Done) and len(fake.requests) == 2
+    fake.push(Behaviour(cut_before_first=True))  # a short prompt: the cut is a cut, not a refusal
+    text, events = await drain(core.stream("Hi", [], "fast"))
+    assert text == "" and events[-1].error.kind == "cut"
+
+
 async def test_a_length_refusal_says_so_when_the_trimmed_retry_is_refused_too(
     fake: FakeUpstream, settings_for
 ) -> None:

@@ -469,7 +469,12 @@ class Upstream:
             http = await client.post("/chat/completions", cast_to=httpx2.Response, content=body, stream=True)
             try:  # closing a response that was not read to its end closes the connection: the provider stops
                 raw = http.aiter_bytes()
-                finish = await self._relay(http, raw, prepared, mailbox, counter)
+                try:
+                    finish = await self._relay(http, raw, prepared, mailbox, counter)
+                except httpx2.RemoteProtocolError:  # a body cut before its first byte after a long prompt: how
+                    if counter.body or prepared.prompt_tokens < LENGTH_SUSPECT_TOKENS:  # llama-cpp-python refuses
+                        raise  # a streaming prompt past its window (llama.cpp's server: an empty body)
+                    raise StreamProblem("too_long_empty") from None
                 mailbox.draining = True
                 mailbox.put(Done(finish))
                 await _drain(raw)  # so the connection goes back to the pool
