@@ -105,8 +105,11 @@ def llama(gguf: Path, tmp_path_factory) -> Iterator[LlamaServer]:
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL,
-             "--n_ctx", str(N_CTX), "--n_threads", "2", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+             "--n_ctx", str(N_CTX), "--n_threads", "1", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+            # one thread: ggml's OpenMP threads spin at each barrier, which on a loaded machine measured
+            # 5.6 s a token with 2 threads
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"},
         )
     server = LlamaServer(process, f"http://127.0.0.1:{port}/v1", log)
 
