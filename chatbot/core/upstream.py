@@ -471,9 +471,10 @@ class Upstream:
                 raw = http.aiter_bytes()
                 try:
                     finish = await self._relay(http, raw, prepared, mailbox, counter)
-                except httpx2.RemoteProtocolError:  # a body cut before its first byte after a long prompt: how
-                    if counter.body or prepared.prompt_tokens < LENGTH_SUSPECT_TOKENS:  # llama-cpp-python refuses
-                        raise  # a streaming prompt past its window (llama.cpp's server: an empty body)
+                except (httpx2.RemoteProtocolError, openai.APIConnectionError) as exc:  # a body cut before its
+                    if counter.body or prepared.prompt_tokens < LENGTH_SUSPECT_TOKENS or (  # first byte after a long
+                        friendly_error(exc).kind != "cut"):  # prompt: how llama-cpp-python refuses a streaming
+                        raise  # prompt past its window (llama.cpp's server: an empty body)
                     raise StreamProblem("too_long_empty") from None
                 mailbox.draining = True
                 mailbox.put(Done(finish))
