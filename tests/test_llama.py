@@ -139,7 +139,10 @@ def switchboard(llama: LlamaServer, tmp_path_factory) -> Iterator[Callable[..., 
 
     def start(**env: str) -> str:
         env = {"CHATBOT_MODELS": MODEL, "CHATBOT_LIVE_MODELS": "1", "CHATBOT_MODELS_REFRESH": "0",
-               "CHATBOT_MAX_TOKENS": "48", "CHATBOT_DB": str(folder / f"db-{len(running)}.sqlite"), **env}
+               "CHATBOT_MAX_TOKENS": "48", "CHATBOT_DB": str(folder / f"db-{len(running)}.sqlite"),
+               # the SDK's default retries (conftest turns them off): the trimmed retry after the server's
+               # cut can meet "Server disconnected without sending a response" (seen once, with 0 retries)
+               "CHATBOT_MAX_RETRIES": "2", **env}
         server = switchboard_app.serve_in_thread(switchboard_app.build_server(make_settings(llama.url, **env)))
         running.append(server)
         return server.url
