@@ -203,7 +203,7 @@ def test_a_conversation_past_the_window_is_trimmed_and_every_turn_answers(switch
         cid, events = turn(url, f"Note {number}. {NOTE * 10}Reply with one short sentence.", cid)
         answered(events)
     kept = sum(len(m["content"]) for m in stored(url, cid))
-    assert kept > 2 * N_CTX * 4  # the conversation is twice the window at least (~4 characters a token)
+    assert kept > 1.5 * N_CTX * 4  # half as long again as the window at least (~4 characters a token)
 
 
 def test_stop_ends_generation_on_the_server(switchboard, llama) -> None:
