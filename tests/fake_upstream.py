@@ -9,7 +9,11 @@ talks to it over real HTTP/1.1; streams are real SSE, byte-for-byte shaped like 
     data: [DONE]\\n\\n
 
 Endpoints
-    ``POST /v1/chat/completions`` (``stream`` true or false) and ``GET /v1/models``.
+    ``POST /v1/chat/completions`` (``stream`` true or false) and ``GET /v1/models``. With ``fake.shape`` set
+    to one of `SERVER_SHAPES`, ``/v1/models`` lists bare entries as that local server does and the server's
+    own window route answers with ``fake.window``: ``GET /props`` (llama.cpp), ``GET /api/v0/models`` (LM
+    Studio), ``POST /api/show`` (Ollama); vLLM puts ``max_model_len`` in the list; llama-cpp-python says it
+    nowhere. The window routes 404 for every other shape; ``fake.window_calls`` records their paths.
 
 Scripting
     ``fake.push(Behaviour(...))`` (or ``fake.push(status=429)``) queues behaviours consumed one per
@@ -71,6 +75,7 @@ from starlette.types import Receive, Scope, Send
 
 __all__ = [
     "DEFAULT_MODELS",
+    "SERVER_SHAPES",
     "MAGIC_ALIASES",
     "Behaviour",
     "FakeUpstream",
@@ -79,6 +84,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: The local servers whose model list and window route ``fake.shape`` imitates.
+SERVER_SHAPES = ("vllm", "lmstudio", "ollama", "llamacpp", "llama-cpp-python")
 
 DEFAULT_MODELS: list[dict[str, Any]] = [
     {"id": "fake/small", "context_length": 8192},
@@ -114,6 +122,9 @@ class Behaviour:
     """Put the request's Authorization header into error bodies (key-leak canary tests)."""
     cut_after: int | None = None
     """Stream: after N content chunks abort the connection, no ``[DONE]``."""
+    cut_before_first: bool = False
+    """Stream: status and headers, then abort the connection before any byte of the body (how
+    llama-cpp-python's server answers a streaming prompt longer than its window)."""
     error_chunk_after: int | None = None
     """Stream: after N content chunks send ``data: {"error": {...}}`` and end the body."""
     error_chunk_code: int = 502
@@ -366,7 +377,8 @@ class FakeUpstream:
 
     Use as ``with FakeUpstream() as fake:`` or ``fake = FakeUpstream().start()`` ... ``fake.stop()``.
     Attributes tests may set at any time: ``default`` (Behaviour), ``models`` (list of dicts with at
-    least ``id``; or plain id strings), ``models_delay`` (seconds), ``models_status`` (error status).
+    least ``id``; or plain id strings), ``models_delay`` (seconds), ``models_status`` (error status),
+    ``shape`` (None: an aggregator's list, or one of `SERVER_SHAPES`) and ``window`` (what that server reports).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -377,6 +389,9 @@ class FakeUpstream:
         self.models_delay: float = 0.0
         self.models_status: int | None = None
         self.models_calls: int = 0
+        self.shape: str | None = None
+        self.window: int = 4096
+        self.window_calls: list[str] = []
         self.requests: list[Record] = []
         self.open_streams: int = 0
         self.max_open_streams: int = 0
@@ -390,6 +405,9 @@ class FakeUpstream:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/models", self._list_models, methods=["GET"]),
+                Route("/props", self._window_route, methods=["GET"]),
+                Route("/api/v0/models", self._window_route, methods=["GET"]),
+                Route("/api/show", self._window_route, methods=["POST"]),
             ]
         )
 
@@ -510,6 +528,7 @@ class FakeUpstream:
             self.models_delay = 0.0
             self.models_status = None
             self.models_calls = 0
+            self.shape, self.window, self.window_calls = None, 4096, []
             self.max_open_streams = self.open_streams
 
     @property
@@ -562,6 +581,9 @@ class FakeUpstream:
         data = []
         for model in models:
             entry: dict[str, Any] = {"id": model} if isinstance(model, str) else dict(model)
+            if self.shape is not None:
+                data.append(self._shaped_entry(entry))
+                continue
             entry.setdefault("object", "model")
             entry.setdefault("created", 1700000000)
             entry.setdefault("owned_by", "fake")
@@ -569,6 +591,36 @@ class FakeUpstream:
             entry.setdefault("pricing", dict(DEFAULT_PRICING))
             data.append(entry)
         return JSONResponse({"object": "list", "data": data})
+
+    def _shaped_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A ``/v1/models`` entry as the local server of ``self.shape`` lists it."""
+        entry = {"object": "model", **entry}
+        if self.shape == "vllm":
+            entry.setdefault("max_model_len", self.window)
+        elif self.shape == "llamacpp":  # the trained window, not the one it runs with (that is in /props)
+            entry.setdefault("meta", {"n_ctx_train": 131072, "n_vocab": 49152})
+        elif self.shape == "llama-cpp-python":
+            entry.setdefault("permissions", [])
+        return entry
+
+    async def _window_route(self, request: Request) -> Response:
+        """The window routes of llama.cpp, LM Studio and Ollama (404 unless ``shape`` is that server)."""
+        path = request.url.path
+        with self._lock:
+            self.window_calls.append(path)
+            shape, window, ids = self.shape, self.window, [m if isinstance(m, str) else m["id"] for m in self.models]
+        if path == "/props" and shape == "llamacpp":
+            return JSONResponse({"default_generation_settings": {"n_ctx": window}, "total_slots": 1})
+        if path == "/api/v0/models" and shape == "lmstudio":
+            return JSONResponse({"object": "list", "data": [
+                {"id": i, "type": "llm", "state": "loaded", "max_context_length": 131072,
+                 "loaded_context_length": window} for i in ids]})
+        if path == "/api/show" and shape == "ollama":
+            body = await request.json()
+            if body.get("model") in ids:
+                return JSONResponse({"parameters": 'stop "<|eot_id|>"', "model_info": {
+                    "general.architecture": "llama", "llama.context_length": window}})
+        return JSONResponse({"error": "not found"}, status_code=404)
 
     def _context_length(self, model: str | None) -> int:
         for entry in self.models:
@@ -781,6 +833,9 @@ class FakeUpstream:
             yield b": keep-alive\n\n"
             await asyncio.sleep(b.stall_before_first)
 
+        if b.cut_before_first:
+            record.cut_at = time.monotonic()
+            raise _CutConnection("fake upstream cut the stream before its first byte")
         sent_bytes()
         yield chunk({"role": "assistant", "content": ""})
 

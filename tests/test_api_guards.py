@@ -116,7 +116,7 @@ def test_a_second_stream_for_one_visitor_stores_nothing(serve, fake: FakeUpstrea
     ("behaviour", "kind"),
     [
         (Behaviour(raw_body="<!doctype html><title>Sign in</title><p>Please sign in</p>"), "not_event_stream"),
-        (Behaviour(reply="", finish_reason=None, usage=False), "empty_reply"),
+        (Behaviour(reply="", finish_reason=None, usage=False), "server_interrupted"),
     ],
     ids=["html-page", "role-chunk-then-done"],
 )

@@ -14,10 +14,11 @@ from fake_upstream import FakeUpstream
 from gradio_client import Client
 
 import app as switchboard
-from chatbot.core.catalogue import Catalogue, build_catalogue
+from chatbot.core.catalogue import DEFAULT_CONTEXT_WINDOW, Catalogue, build_catalogue
 from chatbot.core.models_live import LiveModels, parse_entry, parse_models, per_million
 from chatbot.core.settings import Settings
 from chatbot.core.upstream import Upstream
+from chatbot.core.windows import from_lmstudio, from_ollama_show, from_props, server_root
 
 OPENROUTER_ENTRY = {
     "id": "anthropic/claude-test",
@@ -174,3 +175,60 @@ def test_the_app_starts_and_chats_whatever_the_list_does(fake: FakeUpstream, tro
         assert reply.startswith("Hello from gpt-4.1-mini")
     finally:
         demo.close()
+
+
+@pytest.mark.parametrize(
+    ("shape", "window"),
+    [("vllm", 4096), ("lmstudio", 4096), ("ollama", 4096), ("llamacpp", 4096), ("llama-cpp-python", None)],
+)
+def test_each_local_server_shape_gives_the_window_it_runs_with(
+    fake: FakeUpstream, shape: str, window: int | None
+) -> None:
+    fake.shape, fake.models = shape, ["local/model", "other:latest"]
+    settings = live_settings(fake, CHATBOT_MODELS="local/model", CHATBOT_MODELS_REFRESH="0")
+    live = LiveModels(settings).start(wait=10)
+    assert live.fetched.is_set() and live.failures == 0
+    for model_id in ("local/model", "other:latest"):
+        model = live.catalogue.info(model_id)
+        assert model.context_window == (window or DEFAULT_CONTEXT_WINDOW) and model.known == bool(window)
+    budget = Upstream(settings, catalogue=live.catalogue).budget(live.catalogue.info("local/model"))
+    assert budget == ((4096 - 1024, 1024) if window else (8192 - 2048, 2048))
+    # a refresh asks again (a restarted server may run another window), but only the route that answered,
+    # and nothing once none did
+    fake.window = 2048
+    asked = list(fake.window_calls)
+    live.refresh()
+    again = fake.window_calls[len(asked):]
+    expected = {"vllm": [], "lmstudio": ["/api/v0/models"], "ollama": ["/api/show"] * 2, "llamacpp": ["/props"],
+                "llama-cpp-python": []}
+    assert again == expected[shape]
+    assert live.windows.shape == {"vllm": None, "llama-cpp-python": ""}.get(shape, shape)
+    assert live.catalogue.info("local/model").context_window == (2048 if window else DEFAULT_CONTEXT_WINDOW)
+
+
+def test_a_window_route_is_not_asked_about_models_whose_window_is_known(fake: FakeUpstream) -> None:
+    fake.models = [{"id": "fake/listed", "context_length": 50_000}]  # an aggregator's list: every window given
+    live = LiveModels(live_settings(fake, CHATBOT_MODELS_REFRESH="0")).start(wait=10)
+    assert live.catalogue.info("fake/listed").context_window == 50_000 and fake.window_calls == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [({"default_generation_settings": {"n_ctx": 2048}}, 2048), ({"n_ctx": 4096}, 4096), ({"n_ctx": 0}, None),
+     ({"default_generation_settings": {"n_ctx": "lots"}}, None), ([], None), (None, None)],
+)
+def test_llamacpp_props(payload: object, expected: int | None) -> None:
+    assert from_props(payload) == expected
+
+
+def test_ollama_show_prefers_num_ctx_and_lmstudio_the_loaded_window() -> None:
+    show = {"parameters": 'num_ctx 8192\nstop "<|eot_id|>"', "model_info": {"llama.context_length": 131072}}
+    assert from_ollama_show(show) == 8192
+    assert from_ollama_show({"model_info": {"general.architecture": "qwen2", "qwen2.context_length": 32768}}) == 32768
+    assert from_ollama_show({"model_info": {"qwen2.context_length": True}}) is None
+    listed = {"data": [{"id": "a", "max_context_length": 32768, "loaded_context_length": 4096},
+                       {"id": "b", "max_context_length": 32768}, {"id": "c"}, "x"]}
+    assert from_lmstudio(listed) == {"a": 4096, "b": 32768}
+    assert parse_entry({"id": "qwen", "max_context_length": 32768}).context_window == 32768
+    assert server_root("http://localhost:11434/v1") == server_root("http://localhost:11434/v1/") == (
+        "http://localhost:11434")

@@ -125,7 +125,7 @@ def test_the_counter_stops_a_reply_one_piece_past_its_cap() -> None:
     [
         (Behaviour(raw_body="<html><body><h1>Welcome to nginx!</h1></body></html>"), "not_event_stream", False),
         (Behaviour(raw_body='{"choices": []}', raw_content_type="application/json"), "not_event_stream", False),
-        (Behaviour(reply="", finish_reason=None, usage=False), "empty_reply", False),  # llama.cpp interrupted
+        (Behaviour(reply="", finish_reason=None, usage=False), "server_interrupted", False),  # llama.cpp
         (Behaviour(raw_body="", raw_content_type="text/event-stream"), "empty_reply", False),  # short prompt
         (Behaviour(reply="half an ans", finish_reason=None), "unfinished", True),
         (Behaviour(reply="", reasoning="hmm", finish_reason="length"), "empty_reply", False),
@@ -165,6 +165,18 @@ async def test_an_empty_answer_to_a_long_prompt_is_retried_once_trimmed(fake: Fa
     assert len(fake.requests) == 3 and len(fake.last.messages) == len(second.messages)
 
 
+async def test_a_body_cut_before_its_first_byte_after_a_long_prompt_is_a_length_refusal_too(
+    fake: FakeUpstream, settings_for
+) -> None:  # llama-cpp-python's server: 200, then the connection closes (ValueError: exceed context window)
+    fake.push(Behaviour(cut_before_first=True), Behaviour(reply="fits now"))
+    core = upstream_for(settings_for)
+    text, events = await drain(core.stream("Hi", _long_history(), "fast"))
+    assert text == "fits now" and isinstance(events[-1], Done) and len(fake.requests) == 2
+    fake.push(Behaviour(cut_before_first=True))  # a short prompt: the cut is a cut, not a refusal
+    text, events = await drain(core.stream("Hi", [], "fast"))
+    assert text == "" and events[-1].error.kind == "cut"
+
+
 async def test_a_length_refusal_says_so_when_the_trimmed_retry_is_refused_too(
     fake: FakeUpstream, settings_for
 ) -> None:
@@ -196,5 +208,5 @@ async def test_the_chat_tab_shows_why_a_reply_is_empty(fake: FakeUpstream, setti
     async for event in upstream_for(settings_for).stream("Hola", [], "fast"):
         view.apply(event)
     shown = view.messages()
-    assert [m["content"]["text"] for m in shown] == [render("empty_reply", "es")]
+    assert [m["content"]["text"] for m in shown] == [render("server_interrupted", "es")]
     assert shown[0]["metadata"]["title"].startswith("⚠️")

@@ -134,11 +134,11 @@ class Catalogue:
             return self.info(name)
         return None
 
-    def info(self, model_id: str) -> Model:
-        """Facts for an id: the table, then the live list, else conservative defaults."""
+    def info(self, model_id: str, *, live: bool = True) -> Model:
+        """Facts for an id: the table, then the live list (unless ``live`` is off), else conservative defaults."""
         if model_id in self._facts:
             return self._facts[model_id]
-        if model_id in self._live:
+        if live and model_id in self._live:
             return self._live[model_id]
         bare = model_id.rsplit("/", 1)[-1]
         if bare in self._facts:

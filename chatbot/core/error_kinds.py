@@ -302,6 +302,17 @@ _TABLE: tuple[ErrorKind, ...] = (
         "pt": "O provedor encerrou a resposta sem nenhum texto (talvez outra solicitação a tenha "
             "interrompido, ou ele esteja sobrecarregado). Envie a mensagem de novo ou escolha outro modelo.",
     }),
+    ErrorKind("server_interrupted", 502, {
+        "en": "The server stopped this reply before writing any of it, most likely because another request "
+            "reached it (local servers such as llama.cpp answer one request at a time and interrupt the one "
+            "running). Send the message again.",
+        "es": "El servidor detuvo esta respuesta antes de escribir nada, probablemente porque le llegó otra "
+            "solicitud (los servidores locales como llama.cpp atienden una solicitud a la vez e interrumpen la "
+            "que está en curso). Vuelve a enviar el mensaje.",
+        "pt": "O servidor interrompeu esta resposta antes de escrever qualquer parte, provavelmente porque "
+            "chegou outra solicitação (servidores locais como o llama.cpp atendem uma solicitação por vez e "
+            "interrompem a que está em andamento). Envie a mensagem de novo.",
+    }),
     ErrorKind("unfinished", 502, {
         "en": "The provider stopped sending before it said the reply was finished, so the reply may be "
             "incomplete. Send the message again for a whole reply.",

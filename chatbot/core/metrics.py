@@ -29,7 +29,7 @@ UPSTREAM_KINDS = frozenset({
     "auth", "no_balance", "refused", "model_not_found", "too_long", "rate_limited", "rate_limited_soon",
     "overloaded", "timeout", "first_token_timeout", "idle_timeout", "connection", "cut", "upstream_error",
     "bad_request", "reply_cap", "reply_too_large", "reply_timeout", "not_event_stream", "empty_reply",
-    "unfinished", "too_long_empty", "interrupted",
+    "unfinished", "too_long_empty", "server_interrupted",
 })
 #: Error kinds of the app's storage (``switchboard_store_errors_total{kind}``).
 STORE_KINDS = frozenset({"store_unavailable", "not_saved"})

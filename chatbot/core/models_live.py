@@ -8,7 +8,10 @@ a server without the route, a body that is not a model list) is one log line wit
 Per entry it reads what the providers send: OpenRouter's ``context_length``, ``top_provider``,
 ``pricing`` (US dollars per token, as strings, turned into dollars per million tokens here),
 ``architecture.input_modalities`` and ``supported_parameters``; Groq's ``context_window``; vLLM's
-``max_model_len``. An entry without facts borrows the package's own table for its bare id.
+``max_model_len``; LM Studio's ``loaded_context_length`` / ``max_context_length``. An entry without facts
+borrows the package's own table for its bare id; a model whose window is still unknown gets the one a local
+server reports on a route of its own (llama.cpp's ``/props``, LM Studio's ``/api/v0/models``, Ollama's
+``/api/show``: :mod:`chatbot.core.windows`), else the configured default.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import httpx2
 
 from chatbot.core.catalogue import _MODEL_ID_RE, Catalogue, Model, build_catalogue
 from chatbot.core.settings import Settings
+from chatbot.core.windows import WindowProbe
 
 log = logging.getLogger("switchboard.models")
 
@@ -64,7 +68,7 @@ def per_million(per_token: object) -> float | None:
 def _window(entry: dict) -> int | None:
     top = entry.get("top_provider") if isinstance(entry.get("top_provider"), dict) else {}
     for value in (entry.get("context_length"), entry.get("context_window"), entry.get("max_model_len"),
-                  top.get("context_length")):
+                  entry.get("loaded_context_length"), entry.get("max_context_length"), top.get("context_length")):
         number = _number(value)
         if number and number >= 256:
             return int(min(number, 100_000_000))
@@ -119,7 +123,8 @@ def parse_models(payload: object, catalogue: Catalogue | None = None) -> list[Mo
     models: dict[str, Model] = {}
     for entry in entries[:MAX_MODELS]:
         model_id = entry.get("id") if isinstance(entry, dict) else None
-        known = catalogue.info(model_id) if catalogue is not None and isinstance(model_id, str) else None
+        # the package's facts only: what the previous list said is fetched afresh (a window may have changed)
+        known = catalogue.info(model_id, live=False) if catalogue is not None and isinstance(model_id, str) else None
         model = parse_entry(entry, known)
         if model is not None:
             models.setdefault(model.id, model)
@@ -145,6 +150,7 @@ class LiveModels:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
+        self.windows = WindowProbe()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "switchboard"}
@@ -163,9 +169,10 @@ class LiveModels:
                 follow_redirects=False,
             ) as client:
                 response = client.get(url, headers=self._headers())
-            if response.status_code != 200:
-                raise ValueError(f"HTTP {response.status_code}")
-            models = parse_models(response.json(), self.catalogue)
+                if response.status_code != 200:
+                    raise ValueError(f"HTTP {response.status_code}")
+                models = parse_models(response.json(), self.catalogue)
+                models = self.windows.fill(client, self.settings.base_url, self._headers(), models)
         except Exception as exc:  # network, HTTP status, JSON, shape: the app carries on without the list
             self._note_failure(exc)
             return None

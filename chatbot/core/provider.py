@@ -164,7 +164,7 @@ async def _read(
         http = await client.post("/chat/completions", cast_to=httpx2.Response, content=body, stream=True)
         try:  # closing a response that was not read to its end closes the connection: the provider stops
             raw = http.aiter_bytes()
-            finish = await _relay(http, raw, prepared, mailbox, counter)
+            finish = await _relayed(http, raw, prepared, mailbox, counter)
             mailbox.draining = True
             mailbox.put(Done(finish))
             await _drain(raw)  # so the connection goes back to the pool
@@ -180,6 +180,19 @@ async def _read(
             else:  # classified (and shown to the visitor) as the provider's failure
                 log.warning("upstream request failed: %s", type(exc).__name__)
             mailbox.put(exc)
+
+
+async def _relayed(
+    http: httpx2.Response, raw: AsyncIterator[bytes], prepared: Prepared, mailbox: _Mailbox, counter: ReplyCounter,
+) -> str | None:
+    """:func:`_relay`, with a body cut before its first byte after a long prompt taken as a length refusal:
+    how llama-cpp-python refuses a streaming prompt past its window (llama.cpp's server: an empty body)."""
+    try:
+        return await _relay(http, raw, prepared, mailbox, counter)
+    except (httpx2.RemoteProtocolError, openai.APIConnectionError) as exc:
+        if counter.body or prepared.prompt_tokens < LENGTH_SUSPECT_TOKENS or friendly_error(exc).kind != "cut":
+            raise
+        raise StreamProblem("too_long_empty") from None
 
 
 async def _relay(
@@ -219,6 +232,8 @@ async def _relay(
         raise StreamProblem("not_event_stream")
     if not seen and prepared.prompt_tokens >= LENGTH_SUSPECT_TOKENS:
         raise StreamProblem("too_long_empty")
+    if seen and not text and finish is None:  # events but no text and no finish: a role chunk then [DONE] is
+        raise StreamProblem("server_interrupted")  # how llama.cpp ends a request it interrupted for another
     if not text:
         raise StreamProblem("refused" if finish == "content_filter" else "empty_reply")
     if finish is None:
