@@ -54,7 +54,11 @@ class App:
             except httpx.HTTPError:
                 return False
 
-        wait_until(ready, timeout=APP_START_S, what="the app answering")
+        try:
+            wait_until(ready, timeout=APP_START_S, what="the app answering")
+        except BaseException:
+            self.stop()  # a failed start leaves no app process behind (it would load the next tests)
+            raise
 
     def _read(self, process: subprocess.Popen) -> None:
         assert process.stdout is not None
