@@ -93,7 +93,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if getattr(config.option, "dist", "no") == "loadgroup" and not hasattr(config, "workerinput"):
+    if (config.pluginmanager.has_plugin("xdist") and config.getoption("dist") == "loadgroup"
+            and not hasattr(config, "workerinput")):
         config.option.loadscopereorder = False  # send groups in the workers' order (by rank), not by size
         config.option.testrunuid = config.option.testrunuid or uuid.uuid4().hex  # names the groups file
 
