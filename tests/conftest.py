@@ -2,16 +2,102 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+# --- parallel runs -------------------------------------------------------------------------------------
+# pyproject's addopts run the suite on pytest-xdist workers (`-n N --dist loadgroup`); `-n 0` or
+# `-p no:xdist` runs it in one process (debugging, --pdb). Each worker is a process of its own: session
+# fixtures (the fake upstream, a redis-server) are per worker, tmp_path is per worker, every server takes
+# a free port. The groups: see _group; GroupScheduling sends each group to one worker.
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """With ``-p no:xdist`` the addopts' ``-n``/``--dist`` are accepted and mean one process (``-n`` is a
+    lowercase short option, which pytest reserves to plugins' ``_addoption``, as xdist itself registers it)."""
+    if not pluginmanager.has_plugin("xdist"):
+        group = parser.getgroup("xdist disabled (-p no:xdist)")
+        group._addoption("-n", "--numprocesses", dest="numprocesses", default=None, help="ignored: one process")
+        group.addoption("--dist", dest="dist", default="no", help="ignored: one process")
+
+
+def _group(item: pytest.Item) -> tuple[int, str]:
+    """(rank, group) of a test: one worker runs a group's tests in a row; lower ranks are sent first, so
+    that the long tests start early rather than end the run alone, and the process-heavy ones (``slow``)
+    mostly one or two at a time, beside light ones. The browser tests are one group (one chromium at a
+    time); a module whose tests share a module- or class-scoped fixture (an app server) is one group, so
+    that the fixture is set up once, not once per worker. Every other test is a group of its own."""
+    if item.get_closest_marker("bench"):
+        return 0, item.nodeid  # the longest single test
+    if item.get_closest_marker("browser"):
+        return 1, "browser"
+    scopes = {defs[-1].scope for defs in item._fixtureinfo.name2fixturedefs.values() if defs}
+    if scopes & {"module", "class", "package"}:
+        return 2, item.nodeid.split("::")[0]
+    return (3 if item.get_closest_marker("slow") else 4), item.nodeid
+
+
+def _groups_file(testrunuid: str) -> Path:
+    """Where the workers leave {test id: group} for the controller (which collects nothing itself)."""
+    return Path(tempfile.gettempdir()) / f"switchboard-pytest-groups-{testrunuid}.json"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: order the collection by group rank (stable; a group takes its first test's
+    rank) and write the groups for GroupScheduling. One process: the files' own order."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    groups = {item: _group(item) for item in items}
+    rank: dict[str, int] = {}
+    for item in items:
+        rank.setdefault(groups[item][1], groups[item][0])
+    items.sort(key=lambda item: rank[groups[item][1]])
+    path = _groups_file(workerinput["testrunuid"])
+    part = path.with_name(f"{path.name}.{workerinput['workerid']}")
+    part.write_text(json.dumps({item.nodeid: groups[item][1] for item in items}))
+    os.replace(part, path)  # every worker collects the same tests: whichever lands last is the same map
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own choice
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``: xdist's own loadgroup reads groups from node ids, which pytest 9.2 no longer
+    lets it change (pytest-xdist issue 1386), so this scheduler reads the workers' groups instead."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self.groups is None:
+                path = _groups_file(config.getoption("testrunuid"))
+                self.groups = json.loads(path.read_text()) if path.is_file() else {}
+                path.unlink(missing_ok=True)
+            return self.groups.get(nodeid, nodeid.split("::")[0])  # no map: a file per worker
+
+    return GroupScheduling(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if (config.pluginmanager.has_plugin("xdist") and config.getoption("dist") == "loadgroup"
+            and not hasattr(config, "workerinput")):
+        config.option.loadscopereorder = False  # send groups in the workers' order (by rank), not by size
+        config.option.testrunuid = config.option.testrunuid or uuid.uuid4().hex  # names the groups file
+
 
 try:  # tests/ on sys.path (pytest's default "prepend" import mode, no tests/__init__.py)
     from fake_upstream import FakeUpstream
@@ -60,6 +146,9 @@ def settings_for(fake: FakeUpstream):
 
 #: How long a test waits for a process it stopped or killed to exit (bounded, roomy for a loaded machine).
 PROCESS_EXIT_S = 15
+#: How long a test waits for ``python app.py`` (a process of its own: Gradio's imports, then the app) to
+#: answer: minutes on a 2-core machine running the suite on several workers beside other work.
+APP_START_S = 180
 #: How long a test waits for one reply through gradio_client (``predict``) or for a helper thread to end.
 REPLY_S = 60
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_KEY, RedisServer, free_port, make_settings, predict, wait_until
+from conftest import APP_START_S, TEST_KEY, RedisServer, free_port, make_settings, predict, wait_until
 from fake_upstream import Behaviour, FakeUpstream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -740,7 +740,7 @@ def test_two_app_processes_sharing_redis_serve_one_conversation(
                 except httpx.HTTPError:
                     return False
 
-            wait_until(ready, timeout=90)
+            wait_until(ready, timeout=APP_START_S)
         cid = None
         for turn in range(6):  # alternate between the two processes
             body = {"message": f"turn {turn}", "conversation_id": cid}
@@ -784,7 +784,7 @@ def test_python_app_py_serves_ui_and_api_on_one_port(fake: FakeUpstream, tmp_pat
             except httpx.HTTPError:
                 return False
 
-        wait_until(ready, timeout=90)
+        wait_until(ready, timeout=APP_START_S)
         response, events = stream(url, {"message": "¡Hola!", "model": "gpt-4.1-mini"})
         assert events[-1] == "[DONE]" and "¡Hola!" in text_of(events)
         assert (tmp_path / "app.db").exists()
@@ -798,7 +798,7 @@ def test_unreachable_redis_stops_startup_with_one_line(fake: FakeUpstream) -> No
     env = {"OPENAI_API_KEY": TEST_KEY, "REDIS_URL": f"redis://:pw-hidden@127.0.0.1:{free_port()}/0"}
     base = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
     done = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env={**base, **env}, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=APP_START_S)
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("switchboard:")]
     assert len(errors) == 1 and errors[0].startswith("switchboard: REDIS_URL: cannot reach Redis (ConnectionError: ")

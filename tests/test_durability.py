@@ -18,10 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TEST_KEY, RedisServer, free_port, stop_process, wait_until
+from conftest import APP_START_S, TEST_KEY, RedisServer, free_port, stop_process, wait_until
 from fake_upstream import FakeUpstream
 
-pytestmark = pytest.mark.slow  # app processes killed and restarted, a redis-server killed, a tmpfs filled
+# app processes killed and restarted, a redis-server killed, a tmpfs filled; up to three app starts a test
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A reply of about 6,400 characters in 8-character deltas, one every 20 ms: about 16 s of streaming.
@@ -53,7 +54,11 @@ class App:
             except httpx.HTTPError:
                 return False
 
-        wait_until(ready, timeout=90, what="the app answering")
+        try:
+            wait_until(ready, timeout=APP_START_S, what="the app answering")
+        except BaseException:
+            self.stop()  # a failed start leaves no app process behind (it would load the next tests)
+            raise
 
     def _read(self, process: subprocess.Popen) -> None:
         assert process.stdout is not None

@@ -154,6 +154,18 @@ def attack(fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     running.stop()
 
 
+@pytest.fixture(scope="module")
+def read_only_attack(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attack]:
+    """One attacked app for the module's tests that only fetch file routes (same settings for each): run
+    from its folder, as ``attack`` is, for as long as the module runs."""
+    folder = tmp_path_factory.mktemp("read-only-attack")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        running = Attack(fake_upstream, folder)
+        yield running
+        running.stop()
+
+
 @pytest.fixture(params=["mounted", "launched"])
 def any_attack(request: pytest.FixtureRequest, fake: FakeUpstream, tmp_path: Path,
                monkeypatch: pytest.MonkeyPatch) -> Iterator[Attack]:
@@ -187,7 +199,8 @@ def test_no_event_reads_or_serves_a_file_it_was_not_given(any_attack: Attack, fa
 
 @pytest.mark.parametrize("where", ["secret.txt", ".env", "data/browser-secret", "/proc/self/environ",
                                    "/etc/passwd", switchboard.__file__])
-def test_no_path_outside_the_upload_cache_is_served(attack: Attack, where: str) -> None:
+def test_no_path_outside_the_upload_cache_is_served(read_only_attack: Attack, where: str) -> None:
+    attack = read_only_attack
     path = where if where.startswith("/") else str(attack.folder / where)
     assert Path(path).is_file()
     for url in (f"{attack.url}gradio_api/file={path}", f"{attack.url}gradio_api/file={where}"):

@@ -65,7 +65,7 @@ def test_rate_limit_holds_through_every_door(serve, fake: FakeUpstream) -> None:
 def test_fifty_simultaneous_calls_reach_the_upstream_at_most_five_times(serve, fake: FakeUpstream) -> None:
     url = serve(CHATBOT_RATE_LIMIT="5/minute")
     fake.default = Behaviour(reply="ok", delay=0.2)
-    barrier = threading.Barrier(50, timeout=120)
+    barrier = threading.Barrier(50, timeout=200)  # fifty gradio_client Clients built on a loaded machine
     results: list[str] = []
 
     def call(i: int) -> None:
@@ -76,7 +76,7 @@ def test_fifty_simultaneous_calls_reach_the_upstream_at_most_five_times(serve, f
     threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(50)]
     for thread in threads:
         thread.start()
-    join_all(threads, timeout=180)  # one deadline for all fifty
+    join_all(threads, timeout=260)  # one deadline for all fifty
     assert len(results) == 50 and len(fake.requests) <= 5
 
 
