@@ -43,7 +43,7 @@ def parse(argv: list[str] | None = None) -> Options:
     p.add_argument("--render", type=Path, metavar="DIR",
                    help="only re-render DIR/results.md and the plots from DIR/results.json (no run)")
     p.add_argument("--app-script", help="Switchboard entry point run as `python SCRIPT --port P` (default app.py; "
-                                        "for measuring a patched copy before/after)")
+                                        "with this tree's chatbot package; for another checkout use --before)")
     p.add_argument("--before", metavar="REV_OR_DIR",
                    help="also measure Switchboard from another checkout in the same run (a directory holding its "
                         "app.py, run with that tree's own chatbot package, or a git revision of this repository, "

@@ -59,6 +59,7 @@ for _k in ("sw_ui", "sw_api", "sw_http", "sw_ui_grace2"):
     if _k in LABELS:
         LABELS[BEFORE + _k] = f"the same path on the --before checkout's Switchboard ({LABELS[_k]})"
 SCENARIOS = ("ttft", "throughput", "ramp", "history", "memory", "coldstart")
+START_TIMEOUT = 180.0  # seconds for an app to answer on / (a loaded 2-core machine, several apps starting at once)
 SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchboard's default, for the floor
 
 
@@ -186,7 +187,7 @@ class Bench:
             old.stop()
         before = kind == "switchboard_before"
         proc = self.new_app("switchboard" if before else kind, grace, before)
-        app = await asyncio.to_thread(proc.start, 90.0, self.log_dir)
+        app = await asyncio.to_thread(proc.start, START_TIMEOUT, self.log_dir)
         self.cold[kind].append(app.cold_start)
         self.apps[name] = app
         self.results.setdefault("meta", {}).setdefault("heap", {})[name] = (
@@ -278,7 +279,11 @@ class Bench:
             if o.parallel_start:  # the memory scenario's 2 s-grace Switchboard too
                 grace2 = [self.start_app(kind, f"{kind}_grace2", 2.0) for kind in kinds
                           if kind.startswith("switchboard") and "memory" in o.scenarios]
-                await asyncio.gather(*(self.start_app(kind) for kind in kinds), *grace2)
+                started = await asyncio.gather(*(self.start_app(kind) for kind in kinds), *grace2,
+                                               return_exceptions=True)  # all settle: none left running unseen
+                failed = [x for x in started if isinstance(x, BaseException)]
+                if failed:
+                    raise failed[0]
                 self.notes.append("Quick mode starts the apps at once, so its cold-start figures include "
                                   "contention for the CPU.")
             else:
@@ -673,7 +678,7 @@ class Bench:
             for kind in (k for k in self.app_kinds() if k != "load_chat_unlimited"):
                 app = self.new_app("switchboard" if kind == "switchboard_before" else kind,
                                    before=kind == "switchboard_before")
-                await asyncio.to_thread(app.start, 90.0, self.log_dir)
+                await asyncio.to_thread(app.start, START_TIMEOUT, self.log_dir)
                 self.cold[kind].append(app.cold_start)
                 app.stop()
         idle: dict[str, float] = {}
