@@ -59,7 +59,7 @@ for _k in ("sw_ui", "sw_api", "sw_http", "sw_ui_grace2"):
     if _k in LABELS:
         LABELS[BEFORE + _k] = f"the same path on the --before checkout's Switchboard ({LABELS[_k]})"
 SCENARIOS = ("ttft", "throughput", "ramp", "history", "memory", "coldstart")
-START_TIMEOUT = 180.0  # seconds for an app to answer on / (a loaded 2-core machine, several apps starting at once)
+START_TIMEOUT = 300.0  # seconds for an app to answer on / (a loaded 2-core machine, several apps starting at once)
 SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchboard's default, for the floor
 
 
