@@ -43,14 +43,19 @@ def parse(argv: list[str] | None = None) -> Options:
     p.add_argument("--render", type=Path, metavar="DIR",
                    help="only re-render DIR/results.md and the plots from DIR/results.json (no run)")
     p.add_argument("--app-script", help="Switchboard entry point run as `python SCRIPT --port P` (default app.py; "
-                                        "for measuring a patched copy before/after)")
+                                        "with this tree's chatbot package; for another checkout use --before)")
+    p.add_argument("--before", metavar="REV_OR_DIR",
+                   help="also measure Switchboard from another checkout in the same run (a directory holding its "
+                        "app.py, run with that tree's own chatbot package, or a git revision of this repository, "
+                        "extracted to a temporary directory), every Switchboard path beside its twin, and write a "
+                        "Before/after table (after/before ratios); e.g. --before 7515705")
     a = p.parse_args(argv)
     o = Options.quick_mode() if a.quick else Options()
     over = {
         "out": a.out, "chunk_size": a.chunk_size, "ramp_tps": a.tps, "ramp_reply_tokens": a.reply_tokens,
         "ramp": a.ramp, "throughput_tokens": a.throughput_tokens, "throughput_runs": a.runs,
         "ttft_rounds": a.ttft_rounds, "ttft_samples": a.ttft_samples, "history_app_turns": a.history_turns,
-        "sessions": a.sessions, "app_script": a.app_script,
+        "sessions": a.sessions, "app_script": a.app_script, "before": a.before,
         "ramp_targets": tuple(a.ramp_paths.split(",")) if a.ramp_paths else None,
         "scenarios": tuple(s.strip() for s in a.only.split(",")) if a.only else None,
     }

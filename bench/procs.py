@@ -91,6 +91,7 @@ class AppProcess:
     port: int = field(default_factory=free_port)
     cold_start: float = float("nan")
     script: str = "app.py"  # Switchboard's entry point (a patched copy can be benchmarked with --app-script)
+    root: Path = ROOT  # the checkout Switchboard runs from: its cwd and first PYTHONPATH entry (--before)
     data_dir: Path | None = None  # where Switchboard's SQLite file goes (never the repository)
     session_grace: float | None = None  # Switchboard's CHATBOT_SESSION_GRACE; None: its default
     heap: dict | None = None  # the heap settings a baseline printed (bench/heap.py), read from its log
@@ -125,6 +126,10 @@ class AppProcess:
                          "REDIS_URL", "CHATBOT_DAILY_BUDGET_USD", "CHATBOT_AUTH", "CHATBOT_SHARE", "SPACE_ID",
                          "GRADIO_SERVER_NAME", "CHATBOT_REQUIRE_USER_KEY"):
                 env.pop(name, None)
+            if self.root != ROOT:  # another checkout: its own chatbot package, not this tree's
+                from .before import tree_env
+
+                env = tree_env(self.root, env)
             return [sys.executable, self.script, "--port", str(self.port)], env
         module = "bench.gradio_floor_app" if self.kind == "gradio_floor" else "bench.loadchat_app"
         extra = ["unlimited"] if self.kind == "load_chat_unlimited" else []
@@ -147,7 +152,8 @@ class AppProcess:
             self.log_path = log_dir / f"{self.kind}-{self.port}.log"
             out = open(self.log_path, "w")  # noqa: SIM115 - closed with the process
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        cwd = self.root if self.kind == "switchboard" else ROOT
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.ps = psutil.Process(self.proc.pid)
         deadline = t0 + timeout
         with httpx.Client(timeout=2) as client:

@@ -6,8 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .beforeafter import section
 from .procs import DEFAULT_SESSION_GRACE
-from .scenarios import LABELS, SHORT
+from .scenarios import BEFORE, LABELS, SHORT
 from .stats import fmt_num, fmt_summary
 
 TARGETS = {
@@ -23,6 +24,7 @@ TARGETS = {
 }
 
 SW_KEYS = ("sw_ui", "sw_api", "sw_http")
+GAP_STEPS = (50, 200)  # the ramp steps whose longest gap every path reports (gap_section and the headlines)
 
 
 def verdict(value: float | None, limit: float, higher_is_better: bool = False) -> str:
@@ -32,13 +34,71 @@ def verdict(value: float | None, limit: float, higher_is_better: bool = False) -
     return "PASS" if ok else "MISS"
 
 
+def num(value: float | dict | None, better: str = "lower") -> dict[str, Any]:
+    """A headline's number for the Before/after table (bench/beforeafter.py): a value or a summary (median,
+    min – max over runs), and which way is better."""
+    if isinstance(value, dict):
+        return {"num": value.get("median", math.nan), "lo": value.get("min", math.nan),
+                "hi": value.get("max", math.nan), "n": value.get("n", 1), "better": better}
+    value = math.nan if value is None else value
+    return {"num": value, "lo": value, "hi": value, "n": 1, "better": better}
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out
 
 
-def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
+def gap_section(res: dict[str, Any]) -> list[str]:
+    """The longest gap between two updates any visitor saw, at 50 and 200 simultaneous streams (or the ramp's
+    steps), for every path the ramp measured (issue 17: where pieces are held back under load)."""
+    ramp = res.get("scenarios", {}).get("ramp", {})
+    targets = ramp.get("targets") or {}
+    steps = [n for n in ramp.get("steps") or [] if n in GAP_STEPS] or [n for n in ramp.get("steps") or [] if n > 1]
+    if not targets or not steps:
+        return []
+    rows = []
+    for k, rows_k in targets.items():
+        at = {r["visitors"]: r for r in rows_k}
+        cells = []
+        for n in steps:
+            r = at.get(n)
+            cells += ([fmt_num(r["max_gap"], "ms"), fmt_num(r["gap_p99"], "ms"), f"{r['completed']}/{r['n']}"]
+                      if r else ["", "", ""])
+        rows.append([SHORT.get(k, k), *cells])
+    header = ["Path"]
+    for n in steps:
+        header += [f"{n} streams: longest gap", "gap p99", "completed"]
+    return ["## Longest gap between updates under load", "",
+            f"From the concurrency ramp ({ramp.get('reply_tokens')} tokens at {ramp.get('tps'):g} tokens/s per "
+            "stream, so the upstream's own gap is about "
+            f"{fmt_num(1 / ramp['tps'] if ramp.get('tps') else math.nan, 'ms')}): the longest wait between two "
+            "text updates any visitor saw after its first token, and the 99th percentile of each visitor's "
+            "longest wait. Reference (issue 17, another run): Open WebUI 0.12.4, 50 streams of 400 tokens at "
+            "20/s through its HTTP API: 165 ms.", "", *_table(header, rows), ""]
+
+
+def gap_headlines(ramp: dict[str, list[dict]], steps: list[int]) -> list[dict[str, Any]]:
+    """The longest gap at the ramp's other GAP_STEPS (the top step has its own rows), baselines beside."""
+    out = []
+    for n in steps:
+        at = {k: next((r for r in rows_k if r["visitors"] == n), None) for k, rows_k in ramp.items()}
+        base = "; ".join(f"{SHORT[k]} {fmt_num(at[k]['max_gap'], 'ms')}" for k in ("lu_ui", "sdk", "gf_ui")
+                         if at.get(k))
+        for k in SW_KEYS:
+            r = at.get(k)
+            if not r:
+                continue
+            value = r["max_gap"] if r["completed"] else math.inf
+            out.append({"figure": f"{n} visitors: longest gap between updates ({SHORT[k]})",
+                        "value": fmt_num(r["max_gap"], "ms") if r["completed"] else "no visitor completed",
+                        "baseline": base, "ratio": "", "target": "≤ 500 ms",
+                        "result": verdict(value, TARGETS["ramp_max_gap"]), **num(value)})
+    return out
+
+
+def headlines(res: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows: figure, Switchboard, baseline, ratio, target, result."""
     sc = res.get("scenarios", {})
     rows: list[dict[str, str]] = []
@@ -67,12 +127,13 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                             + (floor_txt if k == "sw_ui" else ""),
                 "ratio": f"{fmt_num(ratio, 'x')} the floor's TTFT",
                 "target": "≤ 30 ms", "result": verdict(t["added_p50"]["median"], TARGETS["ttft_added_p50"]),
+                **num(t["added_p50"]),
             })
             rows.append({
                 "figure": f"Added TTFT p99 over the upstream floor, one visitor ({SHORT[k]})",
                 "value": fmt_summary(t["added_p99"], "ms"),
                 "baseline": f"upstream floor TTFT p99 {fmt_num(sdk['p99']['median'], 'ms')}",
-                "ratio": "", "target": "(reported)", "result": "",
+                "ratio": "", "target": "(reported)", "result": "", **num(t["added_p99"]),
             })
 
     thr = sc.get("throughput", {}).get("targets", {})
@@ -90,6 +151,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                 "baseline": f"upstream floor {fmt_num(floor, 'tok/s')}",
                 "ratio": f"{fmt_num(v / floor, 'x')} the floor", "target": "≥ 5,000 tok/s",
                 "result": verdict(v, TARGETS["tokens_per_s"], higher_is_better=True),
+                **num(t["tokens_per_s"], "higher"),
             })
         for k, base in (("sw_ui", "lc_ui"), ("sw_api", "lc_api")):
             t, b = thr.get(k), thr.get(base)
@@ -101,7 +163,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                 "value": fmt_summary(t["app_cpu_per_1k"], "s"),
                 "baseline": f"{SHORT[base]} {fmt_summary(b['app_cpu_per_1k'], 's')}",
                 "ratio": fmt_num(ratio, "x"), "target": "≤ 0.20× load_chat's",
-                "result": verdict(ratio, TARGETS["cpu_ratio"]),
+                "result": verdict(ratio, TARGETS["cpu_ratio"]), **num(t["app_cpu_per_1k"]),
             })
 
     ramp = sc.get("ramp", {}).get("targets", {})
@@ -143,19 +205,24 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
             failed = r["n"] - r["completed"]
             rows.append({"figure": f"{top} simultaneous visitors: failed or incomplete ({SHORT[k]})",
                          "value": f"{failed} of {r['n']}", "baseline": base_txt("errors", ""),
-                         "ratio": "", "target": "0", "result": verdict(failed, TARGETS["ramp_errors"])})
+                         "ratio": "", "target": "0", "result": verdict(failed, TARGETS["ramp_errors"]),
+                         **num(failed)})
             rows.append({"figure": f"{top} visitors: total time vs one stream ({SHORT[k]})",
                          "value": fmt_num(r["vs_one_stream"], "x"),
                          "baseline": base_txt("vs_one_stream", "x"), "ratio": "",
-                         "target": "≤ 1.5×", "result": verdict(r["vs_one_stream"], TARGETS["ramp_vs_one"])})
+                         "target": "≤ 1.5×", "result": verdict(r["vs_one_stream"], TARGETS["ramp_vs_one"]),
+                         **num(r["vs_one_stream"])})
             rows.append({"figure": f"{top} visitors: TTFT p99 ({SHORT[k]})", "value": fmt_num(r["ttft_p99"], "ms"),
                          "baseline": base_txt("ttft_p99", "ms"),
                          "ratio": f"{fmt_num(r['ttft_p99'] / sdk['ttft_p99'], 'x')} the upstream's" if sdk else "",
-                         "target": "≤ 1 s", "result": verdict(r["ttft_p99"], TARGETS["ramp_ttft_p99"])})
+                         "target": "≤ 1 s", "result": verdict(r["ttft_p99"], TARGETS["ramp_ttft_p99"]),
+                         **num(r["ttft_p99"])})
             gap_ok = verdict(r["max_gap"], TARGETS["ramp_max_gap"]) if r["completed"] else "MISS"
             rows.append({"figure": f"{top} visitors: longest gap between updates ({SHORT[k]})",
                          "value": fmt_num(r["max_gap"], "ms") if r["completed"] else "no visitor completed",
-                         "baseline": base_txt("max_gap", "ms"), "ratio": "", "target": "≤ 500 ms", "result": gap_ok})
+                         "baseline": base_txt("max_gap", "ms"), "ratio": "", "target": "≤ 500 ms", "result": gap_ok,
+                         **num(r["max_gap"] if r["completed"] else math.inf)})
+        rows += gap_headlines(ramp, [n for n in GAP_STEPS if n != top and n in sc["ramp"]["steps"]])
 
     hist = sc.get("history", {})
     core = hist.get("core")
@@ -176,7 +243,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                                    f"({label})",
                          "value": f"{fmt_num(hi[key], 'ms')} vs {fmt_num(lo[key], 'ms')}",
                          "baseline": before if prefix else "", "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
-                         "result": verdict(ratio, TARGETS["history_ratio"])})
+                         "result": verdict(ratio, TARGETS["history_ratio"]), **num(hi[key])})
     app_rows = hist.get("app", {})
     for k in ("sw_http", "sw_api", "sw_ui"):
         rk = app_rows.get(k) or []
@@ -197,7 +264,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
                          "value": f"{fmt_num(hi['app_cpu']['median'], 'ms')} vs "
                                   f"{fmt_num(lo['app_cpu']['median'], 'ms')}",
                          "baseline": baseline, "ratio": fmt_num(ratio, "x"), "target": "≤ 2×",
-                         "result": verdict(ratio, TARGETS["history_ratio"])})
+                         "result": verdict(ratio, TARGETS["history_ratio"]), **num(hi["app_cpu"])})
 
     rows += memory_headlines(sc.get("memory", {}))
 
@@ -209,7 +276,7 @@ def headlines(res: dict[str, Any]) -> list[dict[str, str]]:
             base += f"; bare gr.Blocks {fmt_summary(bare, 's')}"
         rows.append({"figure": "Cold start: `python app.py` to the first 200 on `/`", "value": fmt_summary(sw, "s"),
                      "baseline": base, "ratio": fmt_num(sw["median"] / lc["median"], "x") + " load_chat's"
-                     if lc.get("n") else "", "target": "(reported)", "result": ""})
+                     if lc.get("n") else "", "target": "(reported)", "result": "", **num(sw)})
     return rows
 
 
@@ -253,7 +320,7 @@ def memory_headlines(mem: dict[str, Any]) -> list[dict[str, str]]:
                      "value": label, "baseline": base,
                      "ratio": fmt_num(value / lc["growth_per_1000_mb"], "x") + " load_chat's"
                      if lc and lc["growth_per_1000_mb"] > 0 else "",
-                     "target": "≤ 30 MB", "result": verdict(value, TARGETS["rss_growth_mb"])})
+                     "target": "≤ 30 MB", "result": verdict(value, TARGETS["rss_growth_mb"]), **num(value)})
     return rows
 
 
@@ -311,7 +378,8 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
              f"{o.get('chunk_size')} characters. Figures are medians over repeated runs with (min – max), "
              "unless a row says otherwise.")
     L.append("")
-    L.append("Paths: " + "; ".join(f"**{SHORT[k]}** = {LABELS[k]}" for k in LABELS) + ".")
+    shown = [k for k in LABELS if meta.get("before") or not k.startswith(BEFORE)]
+    L.append("Paths: " + "; ".join(f"**{SHORT[k]}** = {LABELS[k]}" for k in shown) + ".")
     L.append("")
     if meta.get("heap"):
         L.append(heap_text(meta["heap"]))
@@ -323,6 +391,8 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
                 [[r["figure"], r["value"], r["baseline"], r["ratio"], r["target"], f"**{r['result']}**"
                   if r["result"] else ""] for r in rows])
     L.append("")
+    L += section(res)
+    L += gap_section(res)
     if res.get("notes"):
         L.append("Notes:")
         L += [f"- {n}" for n in res["notes"]]
@@ -534,6 +604,8 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
 
 COLORS = {"sdk": "#555555", "sw_ui": "#1f77b4", "sw_api": "#17becf", "sw_http": "#2ca02c", "lc_ui": "#d62728",
           "lc_api": "#ff7f0e", "lu_ui": "#e377c2", "gf_ui": "#9467bd", "sw_ui_grace2": "#aec7e8"}
+COLORS.update({BEFORE + "sw_ui": "#6b6ecf", BEFORE + "sw_api": "#9edae5", BEFORE + "sw_http": "#98df8a",
+               BEFORE + "sw_ui_grace2": "#c5b0d5"})  # the --before checkout's paths
 
 
 def plots(res: dict[str, Any], out: Path) -> list[str]:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import psutil
 
+from .before import Checkout, commit_of, resolve, tree_env, write_conversation
 from .clients import (
     BrowserChatTarget,
     GradioAPITarget,
@@ -35,7 +36,7 @@ from .clients import (
 )
 from .fake_server import reply_text
 from .history_core import plain_history, sentence, ui_history
-from .procs import MODEL_ID, ROOT, AppProcess, FakeProcess, Sampler, free_port
+from .procs import ROOT, AppProcess, FakeProcess, Sampler, free_port
 from .stats import percentile, summary
 
 LABELS = {
@@ -52,7 +53,13 @@ SHORT = {"sdk": "Upstream floor", "sw_ui": "Switchboard UI", "sw_api": "Switchbo
          "sw_http": "Switchboard HTTP", "lc_ui": "load_chat UI", "lc_api": "load_chat API",
          "lu_ui": "load_chat unlimited UI", "gf_ui": "Gradio floor UI",
          "sw_ui_grace2": "Switchboard UI, 2 s grace"}  # the last: the memory scenario's short-grace run
+BEFORE = "before_"  # key prefix of the paths on the --before checkout's Switchboard ("before_sw_http", ...)
+for _k in ("sw_ui", "sw_api", "sw_http", "sw_ui_grace2"):
+    SHORT[BEFORE + _k] = f"Before: {SHORT[_k]}"
+    if _k in LABELS:
+        LABELS[BEFORE + _k] = f"the same path on the --before checkout's Switchboard ({LABELS[_k]})"
 SCENARIOS = ("ttft", "throughput", "ramp", "history", "memory", "coldstart")
+START_TIMEOUT = 300.0  # seconds for an app to answer on / (a loaded 2-core machine, several apps starting at once)
 SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchboard's default, for the floor
 
 
@@ -71,7 +78,7 @@ class Options:
     ramp_tps: float = 20.0
     ramp_reply_tokens: int = 200
     # load_chat (defaults) last: the visitors it has not served by its deadline stay queued in it for a while
-    ramp_targets: tuple[str, ...] = ("sdk", "sw_ui", "sw_http", "lu_ui", "gf_ui", "lc_ui")
+    ramp_targets: tuple[str, ...] = ("sdk", "sw_ui", "sw_http", "sw_api", "lu_ui", "gf_ui", "lc_ui")
     lc_deadline_factor: float = 1.5
     history_core_turns: tuple[int, ...] = (10, 100, 500, 1000, 2000)
     history_core_reps: int = 20
@@ -88,6 +95,7 @@ class Options:
     fresh_apps: bool = True  # restart the apps before the ramp and the memory scenario
     keep_logs: bool = False
     app_script: str = "app.py"
+    before: str | None = None  # a checkout (directory or git revision) measured beside this tree, same run
     warmups: int = 3
     memory_settle_s: float = 3.0
     parallel_start: bool = False  # start both apps at once (quick mode: faster, cold start less clean)
@@ -98,7 +106,7 @@ class Options:
         base = dict(
             quick=True, out=ROOT / "docs" / "benchmarks" / "quick", ttft_rounds=2, ttft_samples=5,
             warmups=1, throughput_tokens=500, throughput_runs=2, ramp=(1, 20), ramp_reply_tokens=20, ramp_tps=40.0,
-            ramp_targets=("sdk", "sw_ui", "lu_ui", "lc_ui"), lc_deadline_factor=1.5,
+            ramp_targets=("sdk", "sw_ui", "sw_http", "lu_ui", "lc_ui"), lc_deadline_factor=1.5,
             history_core_turns=(10, 2000), history_core_reps=3, history_app_turns=(10, 200),
             history_app_reps=2, history_reply_tokens=10, sessions=30, session_concurrency=20, memory_warmup=5,
             memory_baselines=(), memory_settle_s=1.0, extra_cold_starts=0, fresh_apps=False,
@@ -151,7 +159,8 @@ class Bench:
         self.targets: dict[str, Target] = {}
         self.notes: list[str] = []
         self.cold: dict[str, list[float]] = {"switchboard": [], "load_chat": [], "load_chat_unlimited": [],
-                                             "gradio_floor": []}
+                                             "gradio_floor": [], "switchboard_before": []}
+        self.before: Checkout | None = None
         self.first_visit: dict[str, float] = {}
         self.http_api_note: str | None = None
         self.log_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
@@ -159,19 +168,30 @@ class Bench:
 
     # ------------------------------------------------------------------ processes and targets
 
+    def new_app(self, kind: str, grace: float | None = None, before: bool = False) -> AppProcess:
+        """An app process (not started); ``before``: Switchboard from the --before checkout."""
+        assert self.fake is not None
+        extra = {}
+        if before:
+            assert self.before is not None
+            extra = {"root": self.before.root, "script": "app.py"}
+        return AppProcess(kind, self.fake.base_url, **{"script": self.opts.app_script, **extra},
+                          session_grace=grace)
+
     async def start_app(self, kind: str, name: str | None = None, grace: float | None = None) -> AppProcess:
-        """Start (or restart) the app ``name`` (default: ``kind``); ``grace``: Switchboard's session grace."""
+        """Start (or restart) the app ``name`` (default: ``kind``); ``grace``: Switchboard's session grace.
+        ``kind`` "switchboard_before" is Switchboard run from the --before checkout."""
         name = name or kind
         old = self.apps.pop(name, None)
         if old is not None:
             old.stop()
-        assert self.fake is not None
-        app = await asyncio.to_thread(AppProcess(kind, self.fake.base_url, script=self.opts.app_script,
-                                                 session_grace=grace).start, 90.0, self.log_dir)
+        before = kind == "switchboard_before"
+        proc = self.new_app("switchboard" if before else kind, grace, before)
+        app = await asyncio.to_thread(proc.start, START_TIMEOUT, self.log_dir)
         self.cold[kind].append(app.cold_start)
         self.apps[name] = app
         self.results.setdefault("meta", {}).setdefault("heap", {})[name] = (
-            "app.settle_heap (its own)" if kind == "switchboard" else app.heap)
+            "app.settle_heap (its own)" if kind.startswith("switchboard") else app.heap)
         self.log(f"  {name} up on :{app.port} in {app.cold_start:.2f} s")
         return app
 
@@ -191,6 +211,8 @@ class Bench:
             self.targets["sw_http"] = HTTPStreamTarget(SHORT["sw_http"], sw, self.client)
         self.targets["lc_ui"] = BrowserChatTarget(SHORT["lc_ui"], lc, self.client, cfg_lc)
         self.targets["lc_api"] = GradioAPITarget(SHORT["lc_api"], lc, self.client, cfg_lc, "load_chat")
+        if "switchboard_before" in self.apps:  # the same three paths on the old checkout
+            await self.build_before_targets(self.apps["switchboard_before"])
         if "load_chat_unlimited" in self.apps:
             lu = self.apps["load_chat_unlimited"]
             self.targets["lu_ui"] = BrowserChatTarget(SHORT["lu_ui"], lu, self.client,
@@ -200,9 +222,33 @@ class Bench:
             self.targets["gf_ui"] = BrowserChatTarget(SHORT["gf_ui"], gf, self.client,
                                                       await fetch_config(self.client, gf.url))
 
+    async def build_before_targets(self, old: AppProcess) -> None:
+        assert self.client is not None
+        b = BEFORE
+        cfg = await fetch_config(self.client, old.url)
+        self.targets[b + "sw_ui"] = BrowserChatTarget(SHORT[b + "sw_ui"], old, self.client, cfg)
+        self.targets[b + "sw_api"] = GradioAPITarget(SHORT[b + "sw_api"], old, self.client, cfg, "switchboard",
+                                                     await fetch_info(self.client, old.url))
+        note = await probe_http_api(self.client, old.url)
+        if note is None:
+            self.targets[b + "sw_http"] = HTTPStreamTarget(SHORT[b + "sw_http"], old, self.client)
+        else:
+            self.notes.append(f"Before: HTTP API path skipped: {note}.")
+
+    def with_before(self, keys) -> list[str]:
+        """``keys`` that have a target, each Switchboard path followed by its --before twin (measured next
+        to each other, so drift in the machine's load hits both alike)."""
+        out = []
+        for k in keys:
+            out += [x for x in (k, BEFORE + k) if x in self.targets]
+        return out
+
+    def app_kinds(self) -> tuple[str, ...]:
+        return ("switchboard", *(("switchboard_before",) if self.before else ()), "load_chat", "load_chat_unlimited")
+
     async def restart_apps(self, floor: bool = False) -> None:
         """Fresh app processes; the Gradio floor too when ``floor`` (only the ramp measures it)."""
-        for kind in ("switchboard", "load_chat", "load_chat_unlimited", *(("gradio_floor",) if floor else ())):
+        for kind in (*self.app_kinds(), *(("gradio_floor",) if floor else ())):
             await self.start_app(kind)
         if not floor and "gradio_floor" in self.apps:
             self.apps.pop("gradio_floor").stop()
@@ -219,15 +265,25 @@ class Bench:
                                  "command": " ".join(["python -m bench", *sys.argv[1:]]),
                                  "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")},
                         "scenarios": {}, "notes": self.notes}
+        if o.before:
+            self.before = await asyncio.to_thread(resolve, o.before)
+            self.results["meta"]["before"] = self.before.describe()
+            self.results["meta"]["after"] = {"root": str(ROOT), "commit": commit_of(ROOT)}
+            self.log(f"before: {self.before.describe()}")
         self.log("starting the fake upstream")
         self.fake = await asyncio.to_thread(FakeProcess)
         self.client = make_http_client()
         try:
             self.log("starting Switchboard and gr.load_chat, defaults and unlimited (cold start timed)")
-            kinds = ("switchboard", "load_chat", "load_chat_unlimited")
+            kinds = self.app_kinds()
             if o.parallel_start:  # the memory scenario's 2 s-grace Switchboard too
-                grace2 = [self.start_app("switchboard", "switchboard_grace2", 2.0)] if "memory" in o.scenarios else []
-                await asyncio.gather(*(self.start_app(kind) for kind in kinds), *grace2)
+                grace2 = [self.start_app(kind, f"{kind}_grace2", 2.0) for kind in kinds
+                          if kind.startswith("switchboard") and "memory" in o.scenarios]
+                started = await asyncio.gather(*(self.start_app(kind) for kind in kinds), *grace2,
+                                               return_exceptions=True)  # all settle: none left running unseen
+                failed = [x for x in started if isinstance(x, BaseException)]
+                if failed:
+                    raise failed[0]
                 self.notes.append("Quick mode starts the apps at once, so its cold-start figures include "
                                   "contention for the CPU.")
             else:
@@ -258,6 +314,8 @@ class Bench:
             for app in self.apps.values():
                 app.stop()
             self.fake.stop()
+            if self.before is not None:
+                self.before.remove()
         self.results["meta"]["duration_s"] = time.perf_counter() - t_all
         self.results["meta"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         busy = self.results["meta"]["machine"]["load_average"][0]
@@ -279,8 +337,7 @@ class Bench:
         if "gradio_floor" not in self.apps:  # the bare ChatInterface: what Gradio's chain alone costs
             await self.start_app("gradio_floor")
             await self.build_targets()
-        keys = [k for k in ("sdk", "sw_ui", "sw_api", "sw_http", "lc_ui", "lc_api", "lu_ui", "gf_ui")
-                if k in self.targets]
+        keys = self.with_before(("sdk", "sw_ui", "sw_api", "sw_http", "lc_ui", "lc_api", "lu_ui", "gf_ui"))
         first: dict[str, float | None] = {}
         for k in keys:  # the first message after start-up (lazy imports, tokenizer load, first connection)
             v = await self.targets[k].visit("first message", None, expected)
@@ -327,7 +384,7 @@ class Bench:
         tokens = o.throughput_tokens
         await asyncio.to_thread(self.fake.configure, tokens, o.chunk_size)
         expected = reply_text(tokens, o.chunk_size)
-        keys = [k for k in ("sdk", "sw_api", "sw_ui", "sw_http", "lc_api", "lc_ui") if k in self.targets]
+        keys = self.with_before(("sdk", "sw_api", "sw_ui", "sw_http", "lc_api", "lc_ui"))
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in keys}
         errors: dict[str, list[str]] = {k: [] for k in keys}
         for k in keys:  # one warm-up each
@@ -368,7 +425,7 @@ class Bench:
         await asyncio.to_thread(self.fake.configure, o.ramp_reply_tokens, o.chunk_size, o.ramp_tps)
         expected = reply_text(o.ramp_reply_tokens, o.chunk_size)
         one_stream = o.ramp_reply_tokens / o.ramp_tps
-        keys = [k for k in o.ramp_targets if k in self.targets]
+        keys = self.with_before(o.ramp_targets)
         out: dict[str, Any] = {"tps": o.ramp_tps, "reply_tokens": o.ramp_reply_tokens, "steps": list(o.ramp),
                                "nominal_stream_s": one_stream, "targets": {}}
         for k in keys:
@@ -413,49 +470,37 @@ class Bench:
             out["targets"][k] = rows
         return out
 
-    def _stored_conversation(self, turns: int) -> str:
-        """A conversation of ``turns`` finished turns written into Switchboard's database (the one its
-        benchmark process uses) through the app's own store, owned as an API caller without a token is."""
-        from chatbot.core.sqlite_store import SQLiteStore
-
-        app = self.apps["switchboard"]
+    def _stored_conversation(self, app: AppProcess, turns: int) -> str:
+        """A conversation of ``turns`` finished turns written into ``app``'s database (the one its benchmark
+        process uses) through the store of the app's own tree, owned as an API caller without a token is."""
         assert app.data_dir is not None
-        store = SQLiteStore(app.data_dir / f"bench-{app.port}.db")
+        return write_conversation(app.root, app.data_dir / f"bench-{app.port}.db", plain_history(turns))
 
-        async def write() -> str:
-            cid = None
-            history = plain_history(turns)
-            for i in range(0, len(history), 2):
-                turn = await store.begin_turn(cid, "", history[i]["content"], MODEL_ID, 0)
-                assert turn is not None
-                cid = turn.conversation_id
-                await store.finish_turn(turn, history[i + 1]["content"], "complete", finish_reason="stop")
-            await store.close()
-            assert cid is not None
-            return cid
-
-        return asyncio.run(write())
+    async def _history_core(self, root: Path) -> Any:
+        """``bench.history_core`` of the tree at ``root`` (its own module timing its own core), or an error."""
+        o = self.opts
+        spec = json.dumps({"turns": list(o.history_core_turns), "reps": o.history_core_reps})
+        proc = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "bench.history_core", spec], cwd=root, capture_output=True,
+            text=True, timeout=600, env=tree_env(root))
+        if proc.returncode == 0:
+            return json.loads(proc.stdout.strip().splitlines()[-1])["results"]
+        error = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        self.notes.append(f"History (core{', before' if root != ROOT else ''}) failed: {error['error']}")
+        return error
 
     async def scenario_history(self) -> dict[str, Any]:
         """History cost per turn: the core in-process, then through the app against the upstream floor."""
         o = self.opts
         assert self.fake is not None
-        spec = json.dumps({"turns": list(o.history_core_turns), "reps": o.history_core_reps})
-        proc = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "bench.history_core", spec], cwd=ROOT, capture_output=True,
-            text=True, timeout=600)
-        core: Any
-        if proc.returncode == 0:
-            core = json.loads(proc.stdout.strip().splitlines()[-1])["results"]
-        else:
-            core = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
-            self.notes.append(f"History (core) failed: {core['error']}")
+        core = await self._history_core(ROOT)
+        core_before = await self._history_core(self.before.root) if self.before is not None else None
         await asyncio.to_thread(self.fake.configure, o.history_reply_tokens, o.chunk_size, o.history_tps)
         expected = reply_text(o.history_reply_tokens, o.chunk_size)
         if "gradio_floor" not in self.apps:  # the bare ChatInterface with the same chat
             await self.start_app("gradio_floor")
             await self.build_targets()
-        keys = [k for k in ("sdk", "sw_api", "sw_ui", "gf_ui", "sw_http") if k in self.targets]
+        keys = self.with_before(("sdk", "sw_api", "sw_ui", "gf_ui", "sw_http"))
         app_rows: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
         for n in o.history_app_turns:
             times: dict[str, float] = {}
@@ -472,13 +517,14 @@ class Bench:
                 # of n turns, each request carrying only the new message.
                 page, conversation = None, None
                 convo = plain_history(n)
-                if k in ("sw_ui", "gf_ui"):
+                if k.removeprefix(BEFORE) in ("sw_ui", "gf_ui"):
                     target = self.targets[k]
                     assert isinstance(target, BrowserChatTarget)
                     page = target.new_page()
                     page[target.chatbot] = ui_history(plain_history(n))
-                elif k == "sw_http":
-                    conversation = await asyncio.to_thread(self._stored_conversation, n)
+                elif k.removeprefix(BEFORE) == "sw_http":
+                    assert app is not None
+                    conversation = await asyncio.to_thread(self._stored_conversation, app, n)
                 for rep in range(o.history_app_reps + 1):  # the first is a warm-up (earlier turns counted)
                     if rep == 1 and app:
                         cpu0 = app.cpu()
@@ -516,8 +562,11 @@ class Bench:
             for row, base in zip(app_rows[k], app_rows["sdk"], strict=False):
                 row["added_total"] = row["total"]["median"] - base["total"]["median"]
                 row["added_ttft"] = row["ttft"]["median"] - base["ttft"]["median"]
-        return {"core": core, "app": app_rows, "reply_tokens": o.history_reply_tokens, "tps": o.history_tps,
-                "reps": o.history_app_reps}
+        out = {"core": core, "app": app_rows, "reply_tokens": o.history_reply_tokens, "tps": o.history_tps,
+               "reps": o.history_app_reps}
+        if core_before is not None:
+            out["core_before"] = core_before
+        return out
 
     async def _browser_session(self, target: BrowserChatTarget, expected: str) -> Visit:
         """One visitor: load the page, hold the heartbeat stream, send one message, leave."""
@@ -565,22 +614,29 @@ class Bench:
         expected = reply_text(5, o.chunk_size)
         out: dict[str, Any] = {"sessions": o.sessions, "concurrency": o.session_concurrency, "targets": {},
                                "settle_s": o.memory_settle_s}
-        short = self.apps.get("switchboard_grace2")
-        if short is None or o.fresh_apps:
-            short = await self.start_app("switchboard", name="switchboard_grace2", grace=2.0)
-        short_target: BrowserChatTarget | None = None
+        targets: dict[str, Target] = {}
+        shorts: dict[str, BrowserChatTarget] = {}
         try:
-            short_target = BrowserChatTarget(SHORT["sw_ui_grace2"], short, self.client,
-                                             await fetch_config(self.client, short.url))
-            targets = {"sw_ui": self.targets["sw_ui"], "sw_ui_grace2": short_target,
-                       **{k: self.targets[k] for k in o.memory_baselines if k in self.targets}}
+            for kind, prefix in (("switchboard", ""), ("switchboard_before", BEFORE)):
+                if prefix + "sw_ui" not in self.targets:
+                    continue
+                short = self.apps.get(f"{kind}_grace2")
+                if short is None or o.fresh_apps:
+                    short = await self.start_app(kind, name=f"{kind}_grace2", grace=2.0)
+                shorts[kind] = BrowserChatTarget(SHORT[prefix + "sw_ui_grace2"], short, self.client,
+                                                 await fetch_config(self.client, short.url))
+                targets[prefix + "sw_ui"] = self.targets[prefix + "sw_ui"]
+                targets[prefix + "sw_ui_grace2"] = shorts[kind]
+            targets.update({k: self.targets[k] for k in o.memory_baselines if k in self.targets})
             for k, target in targets.items():
                 assert isinstance(target, BrowserChatTarget)
                 out["targets"][k] = await self._memory_of(k, target, expected)
         finally:
-            if short_target is not None:
+            for short_target in shorts.values():
                 await short_target.close()
-            self.apps.pop("switchboard_grace2", short).stop()
+            for kind in ("switchboard_grace2", "switchboard_before_grace2"):
+                if kind in self.apps:
+                    self.apps.pop(kind).stop()
         return out
 
     async def _memory_of(self, k: str, target: BrowserChatTarget, expected: str) -> dict[str, Any]:
@@ -619,9 +675,10 @@ class Bench:
         """`python app.py` to the first 200 on `/`: every launch of this run, plus extra ones."""
         o = self.opts
         for _ in range(o.extra_cold_starts):
-            for kind in ("switchboard", "load_chat"):
-                app = AppProcess(kind, self.fake.base_url, script=self.opts.app_script)
-                await asyncio.to_thread(app.start, 90.0, self.log_dir)
+            for kind in (k for k in self.app_kinds() if k != "load_chat_unlimited"):
+                app = self.new_app("switchboard" if kind == "switchboard_before" else kind,
+                                   before=kind == "switchboard_before")
+                await asyncio.to_thread(app.start, START_TIMEOUT, self.log_dir)
                 self.cold[kind].append(app.cold_start)
                 app.stop()
         idle: dict[str, float] = {}
@@ -637,7 +694,7 @@ class Bench:
                 bare.append(await asyncio.to_thread(bare_gradio_cold_start))
         return {"samples": self.cold, "bare_gradio": bare, "idle_cpu": idle, "idle_window_s": window,
                 "switchboard": summary(self.cold["switchboard"]), "load_chat": summary(self.cold["load_chat"]),
-                "bare": summary(bare)}
+                "switchboard_before": summary(self.cold["switchboard_before"]), "bare": summary(bare)}
 
 
 BARE_APP = """
