@@ -20,7 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, Storage
@@ -136,8 +136,9 @@ class Guard:
 
     def __init__(self, policy: Policy, redis_url: str | None = None) -> None:
         self.policy = policy
-        self.storage: Storage = (
-            storage_from_string(_async_uri(redis_url), implementation="redispy") if redis_url else MemoryStorage()
+        self.storage: Storage = (  # an async URI gives an async storage (limits types it as either)
+            cast(Storage, storage_from_string(_async_uri(redis_url), implementation="redispy"))
+            if redis_url else MemoryStorage()
         )
         self._moving = MovingWindowRateLimiter(self.storage)
         self._sliding = SlidingWindowCounterRateLimiter(self.storage)

@@ -65,8 +65,13 @@ def per_million(per_token: object) -> float | None:
     return None if value is None else round(value * 1_000_000, 6)
 
 
+def _mapping(value: object) -> dict:
+    """``value`` when it is a JSON object, else an empty one (provider lists hold anything)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _window(entry: dict) -> int | None:
-    top = entry.get("top_provider") if isinstance(entry.get("top_provider"), dict) else {}
+    top = _mapping(entry.get("top_provider"))
     for value in (entry.get("context_length"), entry.get("context_window"), entry.get("max_model_len"),
                   entry.get("loaded_context_length"), entry.get("max_context_length"), top.get("context_length")):
         number = _number(value)
@@ -83,16 +88,16 @@ def parse_entry(entry: object, known: Model | None = None) -> Model | None:
     model_id = entry.get("id")
     if not isinstance(model_id, str) or not _MODEL_ID_RE.match(model_id) or _NOT_CHAT.search(model_id):
         return None
-    arch = entry.get("architecture") if isinstance(entry.get("architecture"), dict) else {}
+    arch = _mapping(entry.get("architecture"))
     outputs = arch.get("output_modalities")
     if isinstance(outputs, list) and outputs and "text" not in outputs:
         return None
     base = replace(known, id=model_id) if known is not None and known.known else Model(model_id, known=False)
 
     window = _window(entry)
-    top = entry.get("top_provider") if isinstance(entry.get("top_provider"), dict) else {}
+    top = _mapping(entry.get("top_provider"))
     max_output = _number(top.get("max_completion_tokens")) or _number(entry.get("max_completion_tokens"))
-    pricing = entry.get("pricing") if isinstance(entry.get("pricing"), dict) else {}
+    pricing = _mapping(entry.get("pricing"))
     input_price, output_price = per_million(pricing.get("prompt")), per_million(pricing.get("completion"))
     inputs = arch.get("input_modalities")
     modality = arch.get("modality")

@@ -48,7 +48,9 @@ MAX_STORE_CHARS = 2_500_000
 MAX_TITLE = 80
 SECRET_FILE = Path("data") / "browser-secret"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_META_KEYS = {"title": str, "status": str, "id": str, "log": str, "duration": (int, float)}
+_META_KEYS: dict[str, type | tuple[type, ...]] = {
+    "title": str, "status": str, "id": str, "log": str, "duration": (int, float),
+}
 
 
 # --- the browser secret -----------------------------------------------------------------------------
@@ -110,8 +112,13 @@ def clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
+def _number(value: object, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+
+
 def _file_part(part: Mapping[str, Any], root: Root, lang: str) -> dict[str, Any]:
-    inner = part.get("file") if isinstance(part.get("file"), Mapping) else part
+    nested = part.get("file")
+    inner: Mapping[str, Any] = nested if isinstance(nested, Mapping) else part
     path = inner.get("path") if isinstance(inner.get("path"), str) else None
     name = inner.get("orig_name") or inner.get("name") or (os.path.basename(path) if path else "")
     name = clip(" ".join(str(name).split()), 120) or "file"
@@ -194,9 +201,10 @@ def _chat(raw: object, root: Root) -> dict[str, Any] | None:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str) or not _ID_RE.match(raw["id"]):
         return None
     messages = clean_messages(raw.get("messages"), root)
-    created = raw.get("created") if isinstance(raw.get("created"), int | float) else current_time()
-    updated = raw.get("updated") if isinstance(raw.get("updated"), int | float) else created
-    title = raw.get("title") if isinstance(raw.get("title"), str) and raw["title"].strip() else title_of(messages)
+    created = _number(raw.get("created"), current_time())
+    updated = _number(raw.get("updated"), created)
+    given = raw.get("title")
+    title = given if isinstance(given, str) and given.strip() else title_of(messages)
     model = raw.get("model") if isinstance(raw.get("model"), str) else None
     return {
         "id": raw["id"], "title": clip(" ".join(title.split()), MAX_TITLE), "created": float(created),
