@@ -81,3 +81,14 @@ def test_a_public_bind_without_tokens_serves_no_metrics(serve) -> None:
     url = serve(SPACE_ID="someone/switchboard")  # public: a Space
     response = httpx.get(url + "metrics", timeout=30)
     assert response.status_code == 403 and "CHATBOT_API_TOKENS" in response.text
+
+
+def test_model_names_a_visitor_invents_share_one_label(serve) -> None:
+    """With any model allowed, a request names any id: the metrics keep one label for all of them."""
+    url = serve(CHATBOT_ALLOW_ANY_MODEL="1")
+    for name in ("made-up-model-1", "made-up-model-2"):
+        reply = httpx.post(url + "chat", json={"message": "hi", "model": name}, timeout=60)
+        assert reply.status_code == 200, reply.text
+    samples = scrape(url)
+    assert value(samples, "switchboard_replies_total", model="other", outcome="complete") == 2
+    assert not any(dict(labels).get("model", "").startswith("made-up") for _, labels in samples)

@@ -94,9 +94,12 @@ async def turn(
 
 
 def _model_label(upstream: Upstream, model_name: str | None) -> str:
-    """The metrics' ``model`` label: the resolved model's id (a bounded set: the catalogue's)."""
-    model = upstream.resolve(model_name)
-    return model.id if model is not None else "unknown"
+    """The metrics' ``model`` label: the model's id when the catalogue offers it (configured or listed by the
+    provider), else ``other``: with ``CHATBOT_ALLOW_ANY_MODEL`` a request may name any id, and a label per
+    name a visitor invents would grow the metrics without bound."""
+    name = model_name if model_name and model_name.strip() else upstream.catalogue.default
+    model = upstream.catalogue.resolve(name, allow_any=False)
+    return model.id if model is not None else "other"
 
 
 async def _stream(

@@ -4,8 +4,8 @@ One :class:`Metrics` per app (its own ``CollectorRegistry``, so two apps in one 
 conversation core feeds it through :meth:`Metrics.observed`, which wraps a reply's event stream and reads
 every event once; the store and the limits report their failures and refusals through :meth:`store_error`
 and the refusals seen in the stream. Counts are this process's: with several replicas, sum them in the
-query (``sum by (model) (...)``). Model labels are the models' ids, so their number is bounded by the
-catalogue (any model the operator allows; live lists included).
+query (``sum by (model) (...)``). Model labels are the ids the catalogue offers (configured or listed by
+the provider); any other name a request gives counts as ``other``, so visitors cannot grow the labels.
 """
 
 from __future__ import annotations
