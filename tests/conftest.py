@@ -144,6 +144,17 @@ def settings_for(fake: FakeUpstream):
     return factory
 
 
+@pytest.fixture(scope="module")
+def offline_encodings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tokenisers read from the package's offline copies into a cache folder of this module's own."""
+    from chatbot.core.tokens import ensure_offline_encodings
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("tiktoken-cache")))
+        ensure_offline_encodings()
+        yield
+
+
 #: How long a test waits for a process it stopped or killed to exit (bounded, roomy for a loaded machine).
 PROCESS_EXIT_S = 15
 #: How long a test waits for ``python app.py`` (a process of its own: Gradio's imports, then the app) to

@@ -6,21 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from test_chats import conversation
+
 from chatbot.core.i18n import text
 from chatbot.web import chat_files, chats
-
-THINKING = {"title": "Thinking", "status": "done", "id": "thinking"}
-COST = {"title": "12 tokens in · 3 out · $0.0001", "status": "done", "id": "switchboard-cost"}
-
-
-def conversation() -> list[dict]:
-    return [
-        {"role": "user", "content": [{"type": "text", "text": "Write   a haiku\nabout tabs"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "Let me count syllables."}], "metadata": THINKING},
-        {"role": "assistant", "content": [{"type": "text", "text": "def f():\n\treturn 1\n\n  indented"}]},
-        {"role": "assistant", "content": [{"type": "text", "text": "From the provider."}], "metadata": COST},
-        {"role": "user", "content": [{"type": "text", "text": "¡Gracias! 🙏"}]},
-    ]
 
 
 def test_export_then_import_gives_back_the_same_conversation() -> None:

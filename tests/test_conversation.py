@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from conftest import make_settings
@@ -64,6 +64,20 @@ async def faces(fake: FakeUpstream, tmp_path) -> AsyncIterator[tuple[Upstream, C
     await service.store.close()
 
 
+
+async def cancel_mid_reply(fake: FakeUpstream, events: Callable[[], AsyncIterator[object]]) -> None:
+    """Read ``events()`` in a task, and cancel it once the third request's reply has begun streaming."""
+
+    async def run() -> None:
+        async for _ in events():
+            pass
+
+    task = asyncio.create_task(run())
+    await fake.wait_for_async(lambda: len(fake.requests) == 3 and fake.last.first_byte_at is not None, timeout=20)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=20)
+
 async def test_every_face_gives_the_same_reply_text_and_usage(fake: FakeUpstream, faces) -> None:
     upstream, ui, service = faces
     fake.default = Behaviour(reply=REPLY, chunk_size=5)
@@ -105,17 +119,7 @@ async def test_a_turn_ends_its_state_once_on_complete_error_and_cancel(fake: Fak
     for _ in range(2):
         async for _ in turn(upstream, "Hi", [], "fast", state=counted()):
             pass
-    state = counted()
-
-    async def run() -> None:
-        async for _ in turn(upstream, "Hi", [], "fast", state=state):
-            pass
-
-    task = asyncio.create_task(run())
-    await fake.wait_for_async(lambda: len(fake.requests) == 3 and fake.last.first_byte_at is not None, timeout=20)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=20)
+    await cancel_mid_reply(fake, lambda: turn(upstream, "Hi", [], "fast", state=counted()))
     assert ends == ["complete", "error", "cancelled"]
     await fake.wait_for_async(lambda: fake.last.disconnected_at is not None, timeout=20)  # the provider is let go
 
@@ -134,16 +138,7 @@ async def test_the_api_stores_a_reply_once_however_it_ends(fake: FakeUpstream, f
     for _ in range(2):
         await http_api(service)
     reply = await service.begin("", ChatRequest(message="Hi", model="fast"), VISITOR)
-
-    async def run() -> None:
-        async for _ in reply.events():
-            pass
-
-    task = asyncio.create_task(run())
-    await fake.wait_for_async(lambda: len(fake.requests) == 3 and fake.last.first_byte_at is not None, timeout=20)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=20)
+    await cancel_mid_reply(fake, reply.events)
     await reply.save()  # what the response does after its body: nothing more is stored
     assert [s for s, _ in stored] == ["complete", "interrupted", "interrupted"]
     assert stored[2][1] == "disconnected" and stored[1][1] not in (None, "disconnected")

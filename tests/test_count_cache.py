@@ -5,7 +5,7 @@ the client did to its history between turns (the strategies are tests/test_histo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,15 +13,9 @@ from hypothesis import strategies as st
 from test_history import CONTENT, FILE_PART, ITEM, ODD_TEXT, apply, attachment, bot, user
 
 from chatbot.core.history import History, MessageTooLong, Trimmed, fit_history, trim_history
-from chatbot.core.tokens import CountCache, TokenCounter, counter_for, ensure_offline_encodings
+from chatbot.core.tokens import CountCache, TokenCounter, counter_for
 
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("tiktoken-cache")))
-        ensure_offline_encodings()
-        yield
+pytestmark = pytest.mark.usefixtures("offline_encodings")
 
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,15 +19,9 @@ from chatbot.core.history import (
     small_history,
     trim_history,
 )
-from chatbot.core.tokens import TokenCounter, counter_for, ensure_offline_encodings
+from chatbot.core.tokens import TokenCounter, counter_for
 
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("tiktoken-cache")))
-        ensure_offline_encodings()
-        yield
+pytestmark = pytest.mark.usefixtures("offline_encodings")
 
 
 COUNT = counter_for("gpt-4o").count

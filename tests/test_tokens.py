@@ -9,7 +9,6 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +31,7 @@ from chatbot.core.tokens import (
     is_openai_model,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def offline_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path_factory.mktemp("tiktoken-cache")))
-        ensure_offline_encodings()
-        yield
+pytestmark = pytest.mark.usefixtures("offline_encodings")
 
 
 class NetworkUsed(AssertionError):
