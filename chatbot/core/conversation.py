@@ -97,6 +97,8 @@ def _model_label(upstream: Upstream, model_name: str | None) -> str:
     """The metrics' ``model`` label: the model's id when the catalogue offers it (configured or listed by the
     provider), else ``other``: with ``CHATBOT_ALLOW_ANY_MODEL`` a request may name any id, and a label per
     name a visitor invents would grow the metrics without bound."""
+    if not isinstance(model_name, str | None):  # a browser's payload; the turn refuses it with a message
+        return "other"
     name = model_name if model_name and model_name.strip() else upstream.catalogue.default
     model = upstream.catalogue.resolve(name, allow_any=False)
     return model.id if model is not None else "other"
