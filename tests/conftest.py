@@ -93,6 +93,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # tiktoken's cache folder is set once, before any thread starts: the app's ensure_offline_encodings()
+    # writes os.environ when it is unset, which races with httpx reading os.environ in a running server's
+    # thread ("dictionary changed size during iteration"), since the tests build several apps in one process
+    if "TIKTOKEN_CACHE_DIR" not in os.environ:
+        folder = f"switchboard-tests-tiktoken-{os.getuid()}"
+        os.environ["TIKTOKEN_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), folder)
     if (config.pluginmanager.has_plugin("xdist") and config.getoption("dist") == "loadgroup"
             and not hasattr(config, "workerinput")):
         config.option.loadscopereorder = False  # send groups in the workers' order (by rank), not by size

@@ -147,6 +147,8 @@ def ensure_offline_encodings() -> None:
 
     Uses $TIKTOKEN_CACHE_DIR if set, else a per-user cache dir (falling back to a temp dir),
     and then sets $TIKTOKEN_CACHE_DIR to it. Raises OfflineEncodingError if a file can't be verified.
+    Call it before any thread starts when $TIKTOKEN_CACHE_DIR is unset (app.py does, at start-up): writing
+    os.environ races with a thread that reads it (httpx does, for proxies).
     """
     configured = os.environ.get("TIKTOKEN_CACHE_DIR")
     if configured and _is_current(configured):
