@@ -82,7 +82,7 @@ def test_server_strings_fall_back_to_english() -> None:
     assert text("thinking", "es") == "Pensando"
     assert text("thinking", "xx") == "Thinking"
     assert text("usage_line", "pt", prompt=1234, completion=5, price="$0.01") == (
-        "1,234 tokens de entrada · 5 de saída · $0.01"
+        "1.234 tokens de entrada · 5 de saída · $0.01"
     )
 
 

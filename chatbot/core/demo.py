@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import httpx2
 
+from chatbot.core.catalogue import KNOWN_MODELS
 from chatbot.core.settings import Settings
 
 WORD_DELAY = 0.02
@@ -38,6 +39,18 @@ def demo_reply(message: str, model: str) -> str:
     )
 
 
+def demo_thought(message: str) -> str:
+    """What the simulator's reasoning models "think" before they answer."""
+    words = len(message.split())
+    return (f"The visitor wrote {words} word(s). This is the demo simulator, so no model is thinking here: "
+            "a real reasoning model would work through the question step by step in this block, then answer.")
+
+
+def _reasons(model: str) -> bool:
+    """Whether ``model`` is one of the catalogue's reasoning models (o3, deepseek-reasoner, …)."""
+    return any(known.id == model and known.reasoning for known in KNOWN_MODELS)
+
+
 def _sse(payload: dict) -> bytes:
     return f"data: {json.dumps(payload)}\n\n".encode()
 
@@ -53,6 +66,12 @@ async def _events(body: dict) -> AsyncIterator[bytes]:
     text = demo_reply(last if isinstance(last, str) else "", model)
     base = {"id": "demo", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
     yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]})
+    if _reasons(model):  # a reasoning model thinks first, as the real one's stream does
+        for i, word in enumerate(demo_thought(last if isinstance(last, str) else "").split(" ")):
+            piece = word if i == 0 else " " + word
+            yield _sse({**base, "choices": [{"index": 0, "delta": {"reasoning_content": piece},
+                                             "finish_reason": None}]})
+            await asyncio.sleep(WORD_DELAY)
     words = text.split(" ")
     for i, word in enumerate(words):
         piece = word if i == 0 else " " + word

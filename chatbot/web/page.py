@@ -22,9 +22,10 @@ from chatbot.core.settings import Settings
 from chatbot.core.usage import Totals
 from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
+from chatbot.web.first_screen import CHAT_HEIGHT, wire_first_screen
 from chatbot.web.labels import ui
 from chatbot.web.message_box import MessageBox
-from chatbot.web.ui import ChatUI, ReplyView
+from chatbot.web.ui import ChatUI
 
 log = logging.getLogger("switchboard.ui")
 
@@ -36,22 +37,27 @@ def build_page(chat: ChatUI) -> gr.Blocks:
     with gr.Blocks(
         title="Switchboard", analytics_enabled=False, fill_height=True, delete_cache=(3_600, 86_400)
     ) as demo:
-        gr.Markdown(ui("header"))
+        gr.Markdown(ui("header"), elem_id="sb-header")
         if settings.demo:
-            gr.Markdown(ui("demo_banner"), elem_id="demo-banner")
+            # a visitor of a public demo can set no variable: the banner tells them only what it is
+            gr.Markdown(ui("demo_banner_public" if settings.public else "demo_banner"), elem_id="demo-banner")
         chat.files.uploaded = uploaded_by_gradio(demo)
         panel = ChatsPanel(browser_secret(settings), chat.gauge, chat.model_update, chat.files, chat.replying)
         with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
             panel.render()
         if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
             gr.LoginButton()
-        model = _model_picker(settings, chat.upstream.catalogue)
-        gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
+        # The model picker, the gauge and the session line sit under the message box (rendered there,
+        # after the chat; made here because the chat takes the picker as an input).
+        with gr.Row(render=False, elem_id="sb-controls", equal_height=False) as controls:
+            model = _model_picker(settings, chat.upstream.catalogue)
+            with gr.Column(scale=2, min_width=240):
+                gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
+                session = gr.Markdown(ui("session_empty"), elem_id="session-total")
+            user_key = _user_key_box(settings)
         chatbot, textbox = _chat_area()
         totals = gr.State(Totals().as_dict())
         finished = gr.State(None)
-        session = gr.Markdown(ui("session_empty"), elem_id="session-total", render=False)
-        user_key = _user_key_box(settings)
         chat_interface = gr.ChatInterface(
             _respond(chat),
             multimodal=True,
@@ -63,9 +69,12 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             cache_examples=False,
             api_visibility="private",
             fill_height=True,
+            show_progress="hidden",  # no overlay or timer over the chat and the box (the reply streams)
         )
-        session.render()
+        controls.render()
         _wire_side_views(chat, model=model, chatbot=chatbot, gauge=gauge, finished=finished, session=session)
+        wire_first_screen(chat, demo, model=model, chatbot=chatbot, textbox=textbox, gauge=gauge,
+                          session=session, totals=totals)
         panel.wire(
             demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
@@ -88,12 +97,14 @@ def _model_picker(settings: Settings, catalogue: Catalogue) -> gr.Dropdown:
 
 def _chat_area() -> tuple[gr.Chatbot, MessageBox]:
     chatbot = gr.Chatbot(
-        label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
+        label=ui("chat"), elem_id="chatbot", height=CHAT_HEIGHT, buttons=["copy"], layout="bubble",
         sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
+        placeholder=ui("welcome"),  # an empty chat: a short welcome (and the example prompts)
     )
+    # autofocus off: the page's script focuses the box without scrolling the page (chatbot/web/assets.py)
     textbox = MessageBox(
-        placeholder=ui("placeholder"), file_count="multiple", sources=["upload"], show_label=False,
-        autofocus=True, submit_btn=True, stop_btn=True, elem_id="message",
+        placeholder=ui("placeholder"), label=ui("message_label"), file_count="multiple", sources=["upload"],
+        show_label=False, autofocus=False, submit_btn=True, stop_btn=True, elem_id="message",
     )
     return chatbot, textbox
 
@@ -125,7 +136,7 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
         chat_id: str | None, request: gr.Request,
     ) -> AsyncIterator[tuple]:
         lang = language_of(request)
-        view = ReplyView(lang)
+        view = chat.view(lang, user_key)
         update: list[dict] = []
         # A browser tab's saved-chats list waits for this reply (see chatbot/web/replying.py) until it is
         # saved to chat `chat_id`, the chat on screen when it started (panel.saved, or Stop, ends it).
