@@ -60,6 +60,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "usage_line": "{prompt:,} tokens in · {completion:,} out · {price}",
         "price_unknown": "price unknown",
         "simulated": "simulated, no cost",
+        "stopped": "Stopped",
         "cost_upstream": "Price as reported by the provider for this reply.",
         "cost_catalogue": "Estimated from the list prices of {model}: {input} in and {output} out per "
         "million tokens.",
@@ -90,6 +91,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "usage_line": "{prompt:,} tokens de entrada · {completion:,} de salida · {price}",
         "price_unknown": "precio desconocido",
         "simulated": "simulado, sin costo",
+        "stopped": "Detenida",
         "cost_upstream": "Precio informado por el proveedor para esta respuesta.",
         "cost_catalogue": "Estimado con los precios de lista de {model}: {input} de entrada y {output} de "
         "salida por millón de tokens.",
@@ -120,6 +122,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "usage_line": "{prompt:,} tokens de entrada · {completion:,} de saída · {price}",
         "price_unknown": "preço desconhecido",
         "simulated": "simulado, sem custo",
+        "stopped": "Interrompida",
         "cost_upstream": "Preço informado pelo provedor para esta resposta.",
         "cost_catalogue": "Estimado com os preços de tabela de {model}: {input} de entrada e {output} de "
         "saída por milhão de tokens.",

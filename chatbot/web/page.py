@@ -25,6 +25,7 @@ from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
 from chatbot.web.first_screen import CHAT_HEIGHT, wire_first_screen
 from chatbot.web.labels import ui
 from chatbot.web.message_box import MessageBox
+from chatbot.web.stopped import wire_stopped
 from chatbot.web.ui import ChatUI
 
 log = logging.getLogger("switchboard.ui")
@@ -75,6 +76,8 @@ def build_page(chat: ChatUI) -> gr.Blocks:
         _wire_side_views(chat, model=model, chatbot=chatbot, gauge=gauge, finished=finished, session=session)
         wire_first_screen(chat, demo, model=model, chatbot=chatbot, textbox=textbox, gauge=gauge,
                           session=session, totals=totals)
+        wire_stopped(chat, textbox=textbox, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state,
+                     model=model, totals=totals, session=session)
         panel.wire(
             demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
