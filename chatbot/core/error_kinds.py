@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chatbot.core.reader_kinds import READER_KINDS
+
 
 @dataclass(frozen=True)
 class ErrorKind:
@@ -42,49 +44,6 @@ _TABLE: tuple[ErrorKind, ...] = (
         "pt": "O provedor recusou a chave de API (ela está ausente, errada ou foi revogada). Verifique "
             "OPENAI_API_KEY (ou a variável de chave do seu provedor) e reinicie.",
     }),
-    # The same failures told to a reader who cannot set the app's variables (see chatbot.core.advice).
-    ErrorKind("auth_own_key", 502, {
-        "en": "The provider refused your API key (it may be wrong, expired, or without access to this "
-            "model). Check the key in “Your API key” and try again.",
-        "es": "El proveedor rechazó tu clave API (puede ser incorrecta, estar caducada o no tener acceso a "
-            "este modelo). Revisa la clave en «Tu clave API» y vuelve a intentarlo.",
-        "pt": "O provedor recusou sua chave de API (ela pode estar errada, expirada ou sem acesso a este "
-            "modelo). Confira a chave em “Sua chave de API” e tente de novo.",
-    }, code="auth"),
-    ErrorKind("auth_public_byok", 502, {
-        "en": "The provider refused this app's API key, so it cannot answer right now. Paste your own key "
-            "in “Your API key” to keep chatting, or try again later.",
-        "es": "El proveedor rechazó la clave API de esta aplicación, así que ahora no puede responder. Pega "
-            "tu propia clave en «Tu clave API» para seguir chateando, o vuelve a intentarlo más tarde.",
-        "pt": "O provedor recusou a chave de API deste app, então ele não consegue responder agora. Cole sua "
-            "própria chave em “Sua chave de API” para continuar conversando, ou tente mais tarde.",
-    }, code="auth"),
-    ErrorKind("auth_operator", 502, {
-        "en": "The provider refused this app's API key, so it cannot answer right now. Whoever runs this "
-            "site has to fix it; try again later.",
-        "es": "El proveedor rechazó la clave API de esta aplicación, así que ahora no puede responder. Quien "
-            "administra este sitio tiene que corregirlo; vuelve a intentarlo más tarde.",
-        "pt": "O provedor recusou a chave de API deste app, então ele não consegue responder agora. Quem "
-            "administra este site precisa corrigir isso; tente mais tarde.",
-    }, code="auth"),
-    ErrorKind("connection_operator", 502, {
-        "en": "This app cannot reach its model provider right now. Try again in a minute; if it keeps "
-            "happening, whoever runs this site has to fix it.",
-        "es": "Esta aplicación no puede contactar ahora con su proveedor de modelos. Vuelve a intentarlo en "
-            "un minuto; si sigue pasando, quien administra este sitio tiene que corregirlo.",
-        "pt": "Este app não consegue contatar o provedor de modelos agora. Tente novamente em um minuto; se "
-            "continuar, quem administra este site precisa corrigir isso.",
-    }, code="connection"),
-    ErrorKind("not_event_stream_operator", 502, {
-        "en": "The provider answered with something that is not a chat reply (a web page, perhaps from a "
-            "proxy). Try again in a minute; if it keeps happening, whoever runs this site has to fix it.",
-        "es": "El proveedor respondió con algo que no es una respuesta de chat (una página web, quizá de un "
-            "proxy). Vuelve a intentarlo en un minuto; si sigue pasando, quien administra este sitio tiene "
-            "que corregirlo.",
-        "pt": "O provedor respondeu com algo que não é uma resposta de chat (uma página da web, talvez de um "
-            "proxy). Tente novamente em um minuto; se continuar, quem administra este site precisa corrigir "
-            "isso.",
-    }, code="not_event_stream"),
     ErrorKind("no_balance", 502, {
         "en": "The provider says the account has no credit left. Add credit with the provider, or pick a "
             "cheaper model.",
@@ -381,6 +340,8 @@ _TABLE: tuple[ErrorKind, ...] = (
         "pt": "O servidor está reiniciando, então a resposta parou aqui. Envie a mensagem de novo em um momento.",
     }),
 )
+
+_TABLE += tuple(ErrorKind(kind, status, messages, code) for kind, (status, messages, code) in READER_KINDS.items())
 
 #: Every error kind with a message, by kind.
 KINDS: dict[str, ErrorKind] = {k.kind: k for k in _TABLE}
