@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from chatbot.compat import uploaded_by_gradio
+from chatbot.compat import hide_progress, uploaded_by_gradio
 from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
 from chatbot.core.settings import Settings
@@ -83,6 +83,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
         )
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
+    hide_progress(demo, [chatbot, textbox])  # no overlay or timer on the chat and its box, whichever event
     return demo
 
 
