@@ -97,16 +97,20 @@ SCRIPT = r"""
     }
   };
 
-  let lastLang = null, started = false;
+  let lastLang = null, started = false, sidebarUntil = 0;
+  // A phone starts with the chat, not the saved chats: the open sidebar is closed once, while the page loads.
+  const closeSidebar = () => {
+    if (!sidebarUntil || Date.now() > sidebarUntil) return;
+    const toggle = q('.sidebar.open .toggle-button');
+    if (toggle) { sidebarUntil = 0; toggle.click(); }
+  };
   const start = () => {
     const t = box();
     if (!t) return false;
     started = true;
-    // A phone starts with the chat, not the saved chats.
     if (window.matchMedia('(max-width: 768px)').matches) {
-      const sidebar = q('.sidebar.open');
-      const toggle = sidebar && sidebar.querySelector('.toggle-button');
-      if (toggle) toggle.click();
+      sidebarUntil = Date.now() + 5000;
+      const timer = setInterval(() => { closeSidebar(); if (!sidebarUntil || Date.now() > sidebarUntil) clearInterval(timer); }, 150);
     }
     t.focus({ preventScroll: true });
     window.scrollTo(0, 0);
@@ -120,6 +124,7 @@ SCRIPT = r"""
     requestAnimationFrame(() => {
       pending = false;
       if (!started) start();
+      closeSidebar();
       mark();
       const lang = chosen();
       if (started && lastLang !== null && lang && lang !== lastLang) {
