@@ -110,7 +110,10 @@ SCRIPT = r"""
     started = true;
     if (window.matchMedia('(max-width: 768px)').matches) {
       sidebarUntil = Date.now() + 5000;
-      const timer = setInterval(() => { closeSidebar(); if (!sidebarUntil || Date.now() > sidebarUntil) clearInterval(timer); }, 150);
+      const timer = setInterval(() => {
+        closeSidebar();
+        if (!sidebarUntil || Date.now() > sidebarUntil) clearInterval(timer);
+      }, 150);
     }
     t.focus({ preventScroll: true });
     window.scrollTo(0, 0);
