@@ -13,9 +13,12 @@ from chatbot.core.i18n import DEFAULT_LANGUAGE, language_of
 from chatbot.core.usage import Totals
 from chatbot.web.labels import EXAMPLES
 
-#: The chat's height: what is left of the window under the title, the banner, the message box, the model
-#: picker and the gauge (so the page does not scroll on a 1366x900 screen), never under 260 px.
-CHAT_HEIGHT = "max(260px, calc(100dvh - 470px))"
+
+def chat_height(banner: bool = False) -> str:
+    """The chat's height: what is left of the window under the title (and the demo ``banner``), the message
+    box, the model picker and the gauge, so that nothing scrolls away on a 1366x900 screen; never under
+    260 px."""
+    return f"max(260px, calc(100dvh - {440 if banner else 360}px))"
 
 
 def examples(lang: str = DEFAULT_LANGUAGE) -> list[Any]:

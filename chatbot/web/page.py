@@ -22,7 +22,7 @@ from chatbot.core.settings import Settings
 from chatbot.core.usage import Totals
 from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
-from chatbot.web.first_screen import CHAT_HEIGHT, wire_first_screen
+from chatbot.web.first_screen import chat_height, wire_first_screen
 from chatbot.web.labels import ui
 from chatbot.web.message_box import MessageBox
 from chatbot.web.stopped import wire_stopped
@@ -56,7 +56,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
                 gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
                 session = gr.Markdown(ui("session_empty"), elem_id="session-total")
             user_key = _user_key_box(settings)
-        chatbot, textbox = _chat_area()
+        chatbot, textbox = _chat_area(chat_height(banner=settings.demo))
         totals = gr.State(Totals().as_dict())
         finished = gr.State(None)
         chat_interface = gr.ChatInterface(
@@ -99,9 +99,9 @@ def _model_picker(settings: Settings, catalogue: Catalogue) -> gr.Dropdown:
     )
 
 
-def _chat_area() -> tuple[gr.Chatbot, MessageBox]:
+def _chat_area(height: str) -> tuple[gr.Chatbot, MessageBox]:
     chatbot = gr.Chatbot(
-        label=ui("chat"), elem_id="chatbot", height=CHAT_HEIGHT, buttons=["copy"], layout="bubble",
+        label=ui("chat"), elem_id="chatbot", height=height, buttons=["copy"], layout="bubble",
         sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
         placeholder=ui("welcome"),  # an empty chat: a short welcome (and the example prompts)
     )

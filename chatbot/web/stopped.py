@@ -71,7 +71,7 @@ def wire_stopped(chat: Any, *, textbox: gr.MultimodalTextbox, chatbot: gr.Chatbo
         name = model.id if model is not None else None
         line = reply_line(usage, lang, name, chat.settings.demo) if usage is not None else f"`{name or '?'}`"
         note = {"role": "assistant", "content": {"type": "text", "text": ""},
-                "metadata": {"title": f"⏹ {text('stopped', lang)} · {line}", "id": STOPPED_ID, "status": "done"}}
+                "metadata": {"title": f"■ {text('stopped', lang)} · {line}", "id": STOPPED_ID, "status": "done"}}
         shown = [*(messages or []), note]
         kept = Totals.from_dict(session_totals)
         kept = kept.add(usage) if usage is not None else kept
