@@ -41,7 +41,7 @@ def public(fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
     """The app as a share link serves it (a public instance: visitors may paste their own key)."""
     settings = make_settings(fake_upstream.base_url, CHATBOT_SHARE="1", CHATBOT_BROWSER_SECRET=SECRET,
                              CHATBOT_DB=str(tmp_path_factory.mktemp("public") / "chats.db"),
-                             CHATBOT_RATE_LIMIT="none", CHATBOT_TOKEN_LIMIT="none")
+                             CHATBOT_RATE_LIMIT="none", CHATBOT_TOKEN_LIMIT="none", CHATBOT_STREAMS_PER_VISITOR="0")
     yield from _served(settings)
 
 
