@@ -33,3 +33,13 @@ async def test_the_reasoning_model_thinks_and_no_simulated_reply_has_a_price(mon
         assert cost["content"]["text"] == ""  # no list price to explain
         session = Totals().add(view.usage)
         assert "$" not in session.render("en", simulated=True) and "simulated" in session.render("en", True)
+
+
+async def test_a_public_demo_does_not_tell_visitors_to_set_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "WORD_DELAY", 0.0)
+    for public, told in (("1", False), ("0", True)):
+        settings = Settings.load([], environ={"CHATBOT_LIVE_MODELS": "0", "CHATBOT_SHARE": public}, env_file=None)
+        chat = ChatUI(settings, Upstream(settings, make_client(settings, http_client=demo_http_client(settings))))
+        view = chat.view("en")
+        [u async for u in chat.respond("Hi", [], "fast", view=view)]
+        assert "demo simulator" in view.reply and ("OPENAI_API_KEY" in view.reply) is told
