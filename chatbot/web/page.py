@@ -55,7 +55,8 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             with gr.Column(scale=2, min_width=240):
                 gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
                 session = gr.Markdown(ui("session_empty"), elem_id="session-total")
-            user_key = _user_key_box(settings)
+            with gr.Column(scale=1, min_width=240, visible=_key_shown(settings)):
+                user_key = _user_key_box(settings)
         chatbot, textbox = _chat_area(chat_height(banner=settings.demo))
         totals = gr.State(Totals().as_dict())
         finished = gr.State(None)
@@ -113,11 +114,16 @@ def _chat_area(height: str) -> tuple[gr.Chatbot, MessageBox]:
     return chatbot, textbox
 
 
+def _key_shown(settings: Settings) -> bool:
+    """Whether the page offers the visitor's own key (never in the offline demo: the simulator takes none)."""
+    return settings.allow_user_key and not settings.demo
+
+
 def _user_key_box(settings: Settings) -> gr.Textbox:
     """The visitor's own API key box, an input of the chat either way: shown in an accordion when the
     settings allow a key, else rendered hidden (an input left unrendered, ChatInterface would show in an
     "Additional inputs" accordion of its own; the core ignores the value then anyway)."""
-    shown = settings.allow_user_key and not settings.demo
+    shown = _key_shown(settings)
     user_key = gr.Textbox(
         value="", type="password", label=ui("user_key_label"), max_lines=1, render=False,
         info=ui("user_key_info"),
