@@ -293,3 +293,17 @@ class ShortWaitClient(openai.AsyncOpenAI):
         if wait is not None and wait > self.max_retry_wait:
             return False
         return super()._should_retry(response)
+
+
+def hide_progress(demo: gr.Blocks, components: list[Any]) -> int:
+    """Show no progress (no overlay, no timer) for any event of ``demo`` that updates one of ``components``;
+    how many events that was. ChatInterface registers some of its steps (unlocking the box after a reply)
+    with the default "full" progress and takes no option for them. Relies on ``Blocks.fns`` (BlockFunction
+    objects) and their ``outputs`` and ``show_progress`` attributes, which the page's config is built from."""
+    ids = {component._id for component in components}
+    hidden = 0
+    for block_fn in demo.fns.values():
+        if any(getattr(output, "_id", None) in ids for output in block_fn.outputs):
+            block_fn.show_progress = "hidden"
+            hidden += 1
+    return hidden

@@ -60,7 +60,10 @@ def open_page(page: Page, url: str) -> Page:
 
 
 def send(page: Page, text: str) -> None:
+    """Send ``text`` once the box takes a message (it stays usable while a reply streams, but Enter sends
+    nothing until the reply has ended: wait for its Stop button to go)."""
     box = page.locator("#message textarea")
+    expect(page.locator("#message").get_by_role("button", name="Stop")).to_have_count(0)
     expect(box).to_be_enabled()
     box.fill(text)
     box.press("Enter")

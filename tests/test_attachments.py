@@ -180,7 +180,7 @@ async def test_refusals_are_inline_and_nothing_is_sent(fake: FakeUpstream, uploa
     ]
     for message, model, words in cases:
         shown = await _final(ui, message, model)
-        assert len(shown) == 1 and words in shown[0]["content"]["text"] and shown[0]["metadata"]["title"]
+        assert len(shown) == 1 and words in shown[0]["metadata"]["title"]  # one notice, the message its title
         assert "Traceback" not in str(shown)
     assert not fake.requests
 
@@ -189,7 +189,7 @@ async def test_images_count_against_the_token_budget(fake: FakeUpstream, uploads
     settings = make_settings(fake.base_url, CHATBOT_CONTEXT_TOKENS=str(IMAGE_PART_TOKENS))
     ui = uploaded_ui(settings, uploads)
     shown = await _final(ui, {"text": "hi", "files": [str(png(uploads / "p.png"))]}, "fast")
-    assert "too long" in shown[-1]["content"]["text"] and not fake.requests
+    assert "too long" in shown[-1]["metadata"]["title"] and not fake.requests
 
 
 async def test_a_retry_sends_the_same_attachments(fake: FakeUpstream, uploads: Path) -> None:

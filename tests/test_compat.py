@@ -256,3 +256,20 @@ async def test_short_wait_client_gives_up_on_a_long_retry_after_only(fake: FakeU
         assert answer.choices[0].message.content == "ok now" and len(fake.requests) == 3
     finally:
         await client.close()
+
+
+def test_hide_progress_reaches_the_events_chat_interface_registers() -> None:
+    """ChatInterface unlocks the box after a reply with an event of "full" progress (the overlay and timer
+    that covered the box); hide_progress turns it (and every other event updating the box) to "hidden"."""
+    from chatbot.compat import hide_progress
+
+    with gr.Blocks() as demo:
+        box = gr.MultimodalTextbox()
+        gr.ChatInterface(lambda message, history: "hi", multimodal=True, textbox=box, show_progress="hidden")
+
+    def progress() -> set[str]:
+        config = demo.get_config_file()
+        return {d["show_progress"] for d in config["dependencies"] if box._id in d["outputs"]}
+
+    assert "full" in progress()
+    assert hide_progress(demo, [box]) > 0 and progress() == {"hidden"}

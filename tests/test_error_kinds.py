@@ -59,7 +59,8 @@ def test_the_cut_off_note_is_spelt_once_for_every_face() -> None:
         view = ReplyView(lang)
         view.apply(TextDelta("partial"))
         view.apply(cut)
-        assert view.messages()[-1]["content"]["text"] == wording
+        notice = view.messages()[-1]  # one notice: the whole message in its title, nothing repeated below
+        assert notice["metadata"]["title"] == f"⚠️ {wording}" and notice["content"]["text"] == ""
         assert view.as_text() == f"partial\n\n⚠️ {wording}"
     assert error_text(cut) == expected["en"]
     whole = ErrorEvent(friendly("cut"), partial=False)

@@ -82,7 +82,7 @@ def test_server_strings_fall_back_to_english() -> None:
     assert text("thinking", "es") == "Pensando"
     assert text("thinking", "xx") == "Thinking"
     assert text("usage_line", "pt", prompt=1234, completion=5, price="$0.01") == (
-        "1,234 tokens de entrada · 5 de saída · $0.01"
+        "1.234 tokens de entrada · 5 de saída · $0.01"
     )
 
 
@@ -90,3 +90,20 @@ def test_gradio_i18n_carries_the_three_languages() -> None:
     translations = gradio_i18n().translations_dict
     assert set(translations) == {"en", "es", "pt"}
     assert translations["es"]["new_chat"] == "Nuevo chat"
+
+
+def test_numbers_are_written_the_way_the_language_writes_them() -> None:
+    """es and pt group thousands with "." and write decimals with ","; English keeps "6,144" (issue 15, item 8)."""
+    gauge = {"used": 6144, "budget": 1_000_000, "percent": "1%"}
+    assert text("gauge", "en", **gauge) == "Context: 6,144 of 1,000,000 tokens (1%)"
+    assert text("gauge", "es", **gauge) == "Contexto: 6.144 de 1.000.000 tokens (1%)"
+    assert text("gauge", "pt", **gauge) == "Contexto: 6.144 de 1.000.000 tokens (1%)"
+    assert render("first_token_timeout", "es", seconds=1.5).startswith("El modelo no envió nada durante 1,5 segundos")
+    assert render("message_too_long", "pt", model="m", tokens=12345, budget=8000).count("12.345") == 1
+    assert render("first_token_timeout", seconds=1.5).startswith("The model sent nothing for 1.5 seconds")
+
+
+def test_the_page_translates_gradios_own_status_words() -> None:
+    """Gradio's status tracker says ``common.complete``, a key its own es/pt/en tables lack (it leaked raw)."""
+    for lang in LANGUAGES:
+        assert UI[lang]["common.complete"] and UI[lang]["message_label"] and UI[lang]["welcome"]

@@ -42,9 +42,10 @@ def _position(order: list[str], name: str) -> int:
 
 
 def test_the_page_reads_top_to_bottom() -> None:
+    """The chat and its box first; the model picker, the gauge and the session line right under the box."""
     order = _shown(_page())
-    places = [_position(order, name) for name in ("chats-sidebar", "model", "gauge", "user-key", "chatbot",
-                                                  "message", "session-total")]
+    places = [_position(order, name) for name in ("chats-sidebar", "chatbot", "message", "model", "gauge",
+                                                  "session-total", "user-key")]
     assert -1 not in places and places == sorted(places), order
     assert "demo-banner" not in order and "loginbutton" not in order
 
@@ -55,7 +56,7 @@ def test_the_settings_add_the_demo_banner_and_take_the_key_box_away() -> None:
     no_key = _shown(_page(CHATBOT_ALLOW_USER_KEY="0"))
     assert "user-key" not in no_key and "accordion" not in no_key
     demo = _shown(_page(Settings.load([], environ={"CHATBOT_LIVE_MODELS": "0"}, env_file=None)))
-    assert demo[0] == "markdown" and demo[1] == "demo-banner"
+    assert demo[0] == "sb-header" and demo[1] == "demo-banner"
     assert "user-key" not in demo and "accordion" not in demo  # the offline demo takes no key
 
 

@@ -223,7 +223,7 @@ def test_reply_view_partial_error_keeps_text() -> None:
     view.apply(ErrorEvent(friendly_error(ConnectionResetError()), partial=True))
     messages = view.messages()
     assert messages[0]["content"]["text"] == "half an"
-    assert "cut off" in messages[1]["content"]["text"]
+    assert "cut off" in messages[1]["metadata"]["title"]
 
 
 def test_key_and_system_prompt_absent_from_config_and_api_info(url: str, launch_app) -> None:
@@ -315,7 +315,7 @@ async def test_thinking_title_and_errors_in_the_visitors_language(fake: FakeUpst
     final = [u async for u in ui.respond("¿Por qué?", [], "fast", request=Spanish())][-1]  # type: ignore[arg-type]
     assert final[0]["metadata"]["title"] == "Pensando" and "tokens de entrada" in final[-1]["metadata"]["title"]
     final = [u async for u in ui.respond("otra", [], "fast", request=Spanish())][-1]  # type: ignore[arg-type]
-    assert "no tiene saldo" in final[-1]["content"]["text"]
+    assert "no tiene saldo" in final[-1]["metadata"]["title"]
 
 
 def test_the_message_box_is_gradios_own_and_builds_its_schema_once(url: str) -> None:

@@ -84,7 +84,8 @@ async def test_usage_chunk_gives_tokens_and_a_catalogue_price(fake: FakeUpstream
     model = ui.upstream.catalogue.info("gpt-4.1-mini")
     assert usage.cost == pytest.approx(model.cost(usage.prompt_tokens, usage.completion_tokens))
     note = _cost_note(shown)
-    assert note["metadata"]["title"] == reply_line(usage) and note["metadata"]["status"] == "done"
+    assert note["metadata"]["title"] == reply_line(usage, model="gpt-4.1-mini") and note["metadata"]["status"] == "done"
+    assert note["metadata"]["title"].startswith("`gpt-4.1-mini` · ")  # which model wrote the reply
     assert "list prices of gpt-4.1-mini" in note["content"]["text"]
     totals, session, _, finished = await ui.after_reply("Hello there", [], shown, "fast", view, None, "en")
     assert totals["replies"] == 1 and totals["prompt_tokens"] == usage.prompt_tokens
@@ -111,12 +112,13 @@ async def test_a_model_without_a_price_says_so(fake: FakeUpstream) -> None:
     assert _cost_note(shown)["metadata"]["title"].endswith("price unknown")
 
 
-async def test_no_usage_reported_means_no_cost_line(fake: FakeUpstream) -> None:
+async def test_no_usage_reported_means_no_cost_line_only_the_model(fake: FakeUpstream) -> None:
     fake.push(Behaviour(usage=False))
     settings = make_settings(fake.base_url)
     ui = ChatUI(settings, Upstream(settings))
     view, shown = await _reply(ui, "Hi")
-    assert view.usage is None and all((m.get("metadata") or {}).get("id") != COST_ID for m in shown)
+    notes = [m for m in shown if (m.get("metadata") or {}).get("id") == COST_ID]
+    assert view.usage is None and [n["metadata"]["title"] for n in notes] == ["`gpt-4.1-mini`"]
 
 
 async def test_the_gauge_grows_with_the_conversation_and_follows_the_model(fake: FakeUpstream) -> None:

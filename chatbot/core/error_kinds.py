@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chatbot.core.reader_kinds import READER_KINDS
+
 
 @dataclass(frozen=True)
 class ErrorKind:
@@ -338,6 +340,8 @@ _TABLE: tuple[ErrorKind, ...] = (
         "pt": "O servidor está reiniciando, então a resposta parou aqui. Envie a mensagem de novo em um momento.",
     }),
 )
+
+_TABLE += tuple(ErrorKind(kind, status, messages, code) for kind, (status, messages, code) in READER_KINDS.items())
 
 #: Every error kind with a message, by kind.
 KINDS: dict[str, ErrorKind] = {k.kind: k for k in _TABLE}

@@ -17,7 +17,7 @@ import httpx2
 import openai
 
 from chatbot.core.error_kinds import API_STATUS, KINDS, NOTES
-from chatbot.core.i18n import DEFAULT_LANGUAGE
+from chatbot.core.i18n import DEFAULT_LANGUAGE, local_numbers
 from chatbot.core.i18n import duration as _localized_duration
 
 #: The English of every error kind and note (the table, with the other languages, is :mod:`chatbot.core.error_kinds`).
@@ -93,7 +93,7 @@ def _rendered(kind: str, lang: str, params: Mapping[str, object]) -> str:
         params = {**params, "wait": _localized_duration(wait, lang)}
     template = _template(kind, lang)
     try:
-        return template.format(**params)
+        return template.format(**local_numbers(dict(params), lang))
     except (KeyError, IndexError, ValueError):
         if lang == DEFAULT_LANGUAGE:
             raise

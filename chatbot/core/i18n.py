@@ -59,6 +59,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "thinking": "Thinking",
         "usage_line": "{prompt:,} tokens in · {completion:,} out · {price}",
         "price_unknown": "price unknown",
+        "simulated": "simulated, no cost",
+        "stopped": "Stopped",
         "cost_upstream": "Price as reported by the provider for this reply.",
         "cost_catalogue": "Estimated from the list prices of {model}: {input} in and {output} out per "
         "million tokens.",
@@ -88,6 +90,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "thinking": "Pensando",
         "usage_line": "{prompt:,} tokens de entrada · {completion:,} de salida · {price}",
         "price_unknown": "precio desconocido",
+        "simulated": "simulado, sin costo",
+        "stopped": "Detenida",
         "cost_upstream": "Precio informado por el proveedor para esta respuesta.",
         "cost_catalogue": "Estimado con los precios de lista de {model}: {input} de entrada y {output} de "
         "salida por millón de tokens.",
@@ -117,6 +121,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "thinking": "Pensando",
         "usage_line": "{prompt:,} tokens de entrada · {completion:,} de saída · {price}",
         "price_unknown": "preço desconhecido",
+        "simulated": "simulado, sem custo",
+        "stopped": "Interrompida",
         "cost_upstream": "Preço informado pelo provedor para esta resposta.",
         "cost_catalogue": "Estimado com os preços de tabela de {model}: {input} de entrada e {output} de "
         "saída por milhão de tokens.",
@@ -148,13 +154,47 @@ TEXTS: dict[str, dict[str, str]] = {
 
 
 def text(key: str, lang: str = DEFAULT_LANGUAGE, **params: object) -> str:
-    """A server-written string in ``lang`` (English when the language or the key is missing there)."""
+    """A server-written string in ``lang`` (English when the language or the key is missing there), its
+    numbers written the way ``lang`` writes them (see :func:`local_numbers`)."""
     table = TEXTS.get(lang) or TEXTS[DEFAULT_LANGUAGE]
     template = table.get(key) or TEXTS[DEFAULT_LANGUAGE][key]
     try:
-        return template.format(**params)
+        return template.format(**local_numbers(params, lang))
     except (KeyError, IndexError, ValueError):
         return TEXTS[DEFAULT_LANGUAGE][key].format(**params)
+
+
+#: The languages that group thousands with "." and write decimals with "," (6.144; 1,5).
+_COMMA_DECIMALS = frozenset({"es", "pt"})
+_SWAP = str.maketrans({",": ".", ".": ","})
+
+
+class LocalNumber:
+    """A number that formats the way a language writes it: ``format(LocalNumber(6144, "es"), ",")`` is
+    ``6.144``; English keeps ``6,144``. Any format spec a number takes works the same way."""
+
+    __slots__ = ("lang", "value")
+
+    def __init__(self, value: int | float, lang: str) -> None:
+        self.value = value
+        self.lang = lang
+
+    def __format__(self, spec: str) -> str:
+        written = format(self.value, spec)
+        return written.translate(_SWAP) if self.lang in _COMMA_DECIMALS else written
+
+    def __str__(self) -> str:
+        return format(self, "")
+
+
+def local_numbers(params: dict[str, object], lang: str) -> dict[str, object]:
+    """``params`` with every number (not a bool) written the way ``lang`` writes numbers."""
+    if lang not in _COMMA_DECIMALS:
+        return params
+    return {
+        name: LocalNumber(value, lang) if isinstance(value, int | float) and not isinstance(value, bool) else value
+        for name, value in params.items()
+    }
 
 
 _UNITS: dict[str, tuple[tuple[str, str], tuple[str, str], tuple[str, str]]] = {

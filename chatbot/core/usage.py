@@ -28,10 +28,15 @@ def format_usd(amount: float) -> str:
     return f"${amount:.{decimals}f}"
 
 
-def reply_line(usage: Any, lang: str = "en") -> str:
-    """``1,234 tokens in · 56 out · $0.0012`` for one reply (``price unknown`` without a price)."""
-    price = format_usd(usage.cost) if usage.cost is not None else text("price_unknown", lang)
-    return text("usage_line", lang, prompt=usage.prompt_tokens, completion=usage.completion_tokens, price=price)
+def reply_line(usage: Any, lang: str = "en", model: str | None = None, simulated: bool = False) -> str:
+    """``1,234 tokens in · 56 out · $0.0012`` for one reply (``price unknown`` without a price; no price for
+    a ``simulated`` reply), after the ``model`` that wrote it (in code: ```gpt-4o` · 1,234 tokens in …``)."""
+    if simulated:
+        price = text("simulated", lang)
+    else:
+        price = format_usd(usage.cost) if usage.cost is not None else text("price_unknown", lang)
+    line = text("usage_line", lang, prompt=usage.prompt_tokens, completion=usage.completion_tokens, price=price)
+    return f"`{model}` · {line}" if model else line
 
 
 def reply_detail(usage: Any, model: Model | None, lang: str = "en") -> str:
@@ -87,11 +92,13 @@ class Totals:
             unpriced=self.unpriced + (0 if priced else 1),
         )
 
-    def render(self, lang: str = "en") -> str:
-        """The session line (Markdown)."""
+    def render(self, lang: str = "en", simulated: bool = False) -> str:
+        """The session line (Markdown); no price for ``simulated`` replies (demo mode)."""
         if not self.replies:
             return text("session_empty", lang)
-        if self.unpriced == self.replies:
+        if simulated:
+            price = text("simulated", lang)
+        elif self.unpriced == self.replies:
             price = text("price_unknown", lang)
         else:
             price = format_usd(self.cost)

@@ -13,6 +13,8 @@ UI: dict[str, dict[str, str]] = {
         "demo_banner": "> **Demo mode**: no API key is configured, so replies come from a built-in offline "
         "simulator. To talk to real models, set `OPENAI_API_KEY` (or `LEMONDATA_API_KEY`, "
         "`OPENROUTER_API_KEY`, …) in the environment or in a `.env` file and restart; see README.md.",
+        "demo_banner_public": "> **Demo mode**: replies come from a built-in offline simulator; no real model is "
+        "called and nothing is charged.",
         "model": "Model",
         "model_info": "Type to search; configured aliases first, then every model the provider lists.",
         "chat": "Chat",
@@ -30,6 +32,10 @@ UI: dict[str, dict[str, str]] = {
         "user_key": "Your API key",
         "user_key_label": "Your API key (optional)",
         "user_key_info": "Used for your requests only, in this browser tab; never stored or shown again.",
+        "welcome": "### Welcome\nAsk anything, or start from an example below. Pick the model under the message box.",
+        "message_label": "Message",
+        "common.complete": "Complete",
+        "common.error": "Error",
     },
     "es": {
         "header": "## Switchboard\nUn chat para todos los modelos detrás de tu API compatible con OpenAI.",
@@ -37,6 +43,8 @@ UI: dict[str, dict[str, str]] = {
         "un simulador integrado sin conexión. Para hablar con modelos reales, define `OPENAI_API_KEY` (o "
         "`LEMONDATA_API_KEY`, `OPENROUTER_API_KEY`, …) en el entorno o en un archivo `.env` y reinicia; "
         "consulta README.md.",
+        "demo_banner_public": "> **Modo demo**: las respuestas vienen de un simulador integrado sin conexión; no se "
+        "llama a ningún modelo real y no se cobra nada.",
         "model": "Modelo",
         "model_info": "Escribe para buscar; primero los alias configurados, luego todos los modelos del proveedor.",
         "chat": "Chat",
@@ -54,6 +62,11 @@ UI: dict[str, dict[str, str]] = {
         "user_key": "Tu clave API",
         "user_key_label": "Tu clave API (opcional)",
         "user_key_info": "Se usa solo para tus solicitudes, en esta pestaña; nunca se guarda ni se vuelve a mostrar.",
+        "welcome": "### Te damos la bienvenida\nPregunta lo que quieras o empieza con un ejemplo. Elige el modelo "
+        "debajo del cuadro de mensaje.",
+        "message_label": "Mensaje",
+        "common.complete": "Completado",
+        "common.error": "Error",
     },
     "pt": {
         "header": "## Switchboard\nUm chat para todos os modelos por trás da sua API compatível com OpenAI.",
@@ -61,6 +74,8 @@ UI: dict[str, dict[str, str]] = {
         "simulador embutido que funciona offline. Para conversar com modelos reais, defina `OPENAI_API_KEY` "
         "(ou `LEMONDATA_API_KEY`, `OPENROUTER_API_KEY`, …) no ambiente ou em um arquivo `.env` e reinicie; "
         "veja o README.md.",
+        "demo_banner_public": "> **Modo demo**: as respostas vêm de um simulador embutido que funciona offline; nenhum "
+        "modelo real é chamado e nada é cobrado.",
         "model": "Modelo",
         "model_info": "Digite para buscar; primeiro os apelidos configurados, depois todos os modelos do provedor.",
         "chat": "Chat",
@@ -78,7 +93,26 @@ UI: dict[str, dict[str, str]] = {
         "user_key": "Sua chave de API",
         "user_key_label": "Sua chave de API (opcional)",
         "user_key_info": "Usada só para as suas solicitações, nesta aba; nunca é guardada nem mostrada de novo.",
+        "welcome": "### Boas-vindas\nPergunte o que quiser ou comece com um exemplo. Escolha o modelo abaixo da "
+        "caixa de mensagem.",
+        "message_label": "Mensagem",
+        "common.complete": "Concluído",
+        "common.error": "Erro",
     },
+}
+
+#: The example prompts of an empty chat (the server sends them in the visitor's language; a click puts one in
+#: the message box).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "en": ("Explain this like I'm new to it: how do vaccines work?",
+           "Write a short, friendly email declining a meeting.",
+           "Give me three dinner ideas with what's usually in a fridge."),
+    "es": ("Explícamelo como si fuera nuevo en el tema: ¿cómo funcionan las vacunas?",
+           "Escribe un correo breve y amable para rechazar una reunión.",
+           "Dame tres ideas de cena con lo que suele haber en una nevera."),
+    "pt": ("Explique como se eu fosse iniciante: como funcionam as vacinas?",
+           "Escreva um e-mail curto e gentil recusando uma reunião.",
+           "Me dê três ideias de jantar com o que costuma ter na geladeira."),
 }
 
 # The session line before any reply is shown by the browser (as a label), after that by the server.

@@ -15,16 +15,18 @@ from typing import Any
 
 import gradio as gr
 
-from chatbot.compat import uploaded_by_gradio
+from chatbot.compat import hide_progress, uploaded_by_gradio
 from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
 from chatbot.core.settings import Settings
 from chatbot.core.usage import Totals
 from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
+from chatbot.web.first_screen import chat_height, wire_first_screen
 from chatbot.web.labels import ui
 from chatbot.web.message_box import MessageBox
-from chatbot.web.ui import ChatUI, ReplyView
+from chatbot.web.stopped import wire_stopped
+from chatbot.web.ui import ChatUI
 
 log = logging.getLogger("switchboard.ui")
 
@@ -36,22 +38,28 @@ def build_page(chat: ChatUI) -> gr.Blocks:
     with gr.Blocks(
         title="Switchboard", analytics_enabled=False, fill_height=True, delete_cache=(3_600, 86_400)
     ) as demo:
-        gr.Markdown(ui("header"))
+        gr.Markdown(ui("header"), elem_id="sb-header")
         if settings.demo:
-            gr.Markdown(ui("demo_banner"), elem_id="demo-banner")
+            # a visitor of a public demo can set no variable: the banner tells them only what it is
+            gr.Markdown(ui("demo_banner_public" if settings.public else "demo_banner"), elem_id="demo-banner")
         chat.files.uploaded = uploaded_by_gradio(demo)
         panel = ChatsPanel(browser_secret(settings), chat.gauge, chat.model_update, chat.files, chat.replying)
         with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
             panel.render()
         if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
             gr.LoginButton()
-        model = _model_picker(settings, chat.upstream.catalogue)
-        gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
-        chatbot, textbox = _chat_area()
+        # The model picker, the gauge and the session line sit under the message box (rendered there,
+        # after the chat; made here because the chat takes the picker as an input).
+        with gr.Row(render=False, elem_id="sb-controls", equal_height=False) as controls:
+            model = _model_picker(settings, chat.upstream.catalogue)
+            with gr.Column(scale=2, min_width=240):
+                gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
+                session = gr.Markdown(ui("session_empty"), elem_id="session-total")
+            with gr.Column(scale=1, min_width=240, visible=_key_shown(settings)):
+                user_key = _user_key_box(settings)
+        chatbot, textbox = _chat_area(chat_height(banner=settings.demo))
         totals = gr.State(Totals().as_dict())
         finished = gr.State(None)
-        session = gr.Markdown(ui("session_empty"), elem_id="session-total", render=False)
-        user_key = _user_key_box(settings)
         chat_interface = gr.ChatInterface(
             _respond(chat),
             multimodal=True,
@@ -63,14 +71,20 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             cache_examples=False,
             api_visibility="private",
             fill_height=True,
+            show_progress="hidden",  # no overlay or timer over the chat and the box (the reply streams)
         )
-        session.render()
+        controls.render()
         _wire_side_views(chat, model=model, chatbot=chatbot, gauge=gauge, finished=finished, session=session)
+        wire_first_screen(chat, demo, model=model, chatbot=chatbot, textbox=textbox, gauge=gauge,
+                          session=session, totals=totals)
+        wire_stopped(chat, textbox=textbox, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state,
+                     model=model, totals=totals, session=session)
         panel.wire(
             demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
         )
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
+    hide_progress(demo, [chatbot, textbox])  # no overlay or timer on the chat and its box, whichever event
     return demo
 
 
@@ -86,23 +100,30 @@ def _model_picker(settings: Settings, catalogue: Catalogue) -> gr.Dropdown:
     )
 
 
-def _chat_area() -> tuple[gr.Chatbot, MessageBox]:
+def _chat_area(height: str) -> tuple[gr.Chatbot, MessageBox]:
     chatbot = gr.Chatbot(
-        label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
+        label=ui("chat"), elem_id="chatbot", height=height, buttons=["copy"], layout="bubble",
         sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
+        placeholder=ui("welcome"),  # an empty chat: a short welcome (and the example prompts)
     )
+    # autofocus off: the page's script focuses the box without scrolling the page (chatbot/web/assets.py)
     textbox = MessageBox(
-        placeholder=ui("placeholder"), file_count="multiple", sources=["upload"], show_label=False,
-        autofocus=True, submit_btn=True, stop_btn=True, elem_id="message",
+        placeholder=ui("placeholder"), label=ui("message_label"), file_count="multiple", sources=["upload"],
+        show_label=False, autofocus=False, submit_btn=True, stop_btn=True, elem_id="message",
     )
     return chatbot, textbox
+
+
+def _key_shown(settings: Settings) -> bool:
+    """Whether the page offers the visitor's own key (never in the offline demo: the simulator takes none)."""
+    return settings.allow_user_key and not settings.demo
 
 
 def _user_key_box(settings: Settings) -> gr.Textbox:
     """The visitor's own API key box, an input of the chat either way: shown in an accordion when the
     settings allow a key, else rendered hidden (an input left unrendered, ChatInterface would show in an
     "Additional inputs" accordion of its own; the core ignores the value then anyway)."""
-    shown = settings.allow_user_key and not settings.demo
+    shown = _key_shown(settings)
     user_key = gr.Textbox(
         value="", type="password", label=ui("user_key_label"), max_lines=1, render=False,
         info=ui("user_key_info"),
@@ -125,7 +146,7 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
         chat_id: str | None, request: gr.Request,
     ) -> AsyncIterator[tuple]:
         lang = language_of(request)
-        view = ReplyView(lang)
+        view = chat.view(lang, user_key)
         update: list[dict] = []
         # A browser tab's saved-chats list waits for this reply (see chatbot/web/replying.py) until it is
         # saved to chat `chat_id`, the chat on screen when it started (panel.saved, or Stop, ends it).

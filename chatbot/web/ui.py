@@ -23,10 +23,11 @@ from typing import Any
 
 import gradio as gr
 
+from chatbot.core.advice import Reader, for_reader
 from chatbot.core.attachments import AttachmentRefused, compose, display_name, read_part
 from chatbot.core.catalogue import Model
 from chatbot.core.conversation import turn
-from chatbot.core.errors import Friendly, friendly, render, store_failure
+from chatbot.core.errors import Friendly, failure_text, friendly, render, store_failure
 from chatbot.core.events import Event, Idle, Usage
 from chatbot.core.history import History, clean_history
 from chatbot.core.i18n import DEFAULT_LANGUAGE, language_of, text
@@ -68,9 +69,12 @@ class ReplyView:
     :class:`ReplyState` (the thinking block, open while the model thinks and closed when the answer starts;
     the answer; the cost line, when the upstream reports usage; and any notes)."""
 
-    def __init__(self, lang: str = DEFAULT_LANGUAGE, model: Model | None = None) -> None:
+    def __init__(self, lang: str = DEFAULT_LANGUAGE, model: Model | None = None, *, simulated: bool = False,
+                 reader: Reader | None = None) -> None:
         self.lang = lang
-        self.model = model  # for the cost line's list prices
+        self.model = model  # for the cost line's list prices and its name
+        self.simulated = simulated  # demo mode: the cost line shows no price
+        self.reader = reader or Reader()  # whom the failure's advice is for
         self.state = ReplyState()
 
     def apply(self, event: Event) -> bool:
@@ -90,7 +94,7 @@ class ReplyView:
         out: list[dict[str, Any]] = []
         if state.trimmed:
             note = render("trimmed_note", self.lang, turns=state.trimmed)
-            out.append(_note(f"ℹ️ {note}", note, status="done"))
+            out.append(_note(f"ℹ️ {note}", "", status="done"))
         if state.reasoning:
             status = "done" if (state.text or state.finished) else "pending"
             out.append(
@@ -103,18 +107,29 @@ class ReplyView:
         reply = state.reply
         if reply:
             out.append({"role": "assistant", "content": _text(reply)})
-        if state.usage is not None:
-            line = reply_line(state.usage, self.lang)
-            out.append(_note(line, reply_detail(state.usage, self.model, self.lang), "done", COST_ID))
-        failure = state.failure(self.lang)
-        if failure is not None:
-            out.append(_note(f"⚠️ {failure}", failure))
+        name = self.model.id if self.model is not None else None
+        if state.usage is not None:  # one light line (which model, tokens, price); where the price came from inside
+            line = reply_line(state.usage, self.lang, name, self.simulated)
+            detail = "" if self.simulated else reply_detail(state.usage, self.model, self.lang)
+            out.append(_note(line, detail, "done", COST_ID))
+        elif name and reply and state.finished:  # no usage reported: still which model wrote it
+            out.append(_note(f"`{name}`", "", "done", COST_ID))
+        failure = self.failure()
+        if failure is not None:  # one notice: the whole message in its title, shown as a warning
+            out.append(_note(f"⚠️ {failure}", "", "done"))
         return out
+
+    def failure(self) -> str | None:
+        """What the reply's failure says to this view's reader, or None."""
+        error = self.state.error
+        if error is None:
+            return None
+        return failure_text(for_reader(error.error, self.reader), error.partial, self.lang)
 
     def as_text(self) -> str:
         """The reply for API callers: the text, then any notes."""
         parts = [self.reply] if self.reply else []
-        failure = self.state.failure(self.lang)
+        failure = self.failure()
         if failure is not None:
             parts.append(f"⚠️ {failure}")
         return "\n\n".join(parts)
@@ -186,6 +201,10 @@ class ChatUI:
         # The attachments each session may have read (build() tells it which files Gradio's upload wrote).
         self.files = SessionFiles(upload_root, browser_secret(settings, purpose=ATTACHMENT_SEAL).encode())
         self.replying = Replying()  # tabs with a reply in progress: their saved-chats list waits for it
+
+    def view(self, lang: str, user_key: object = None) -> ReplyView:
+        """A reply's view for a visitor in ``lang`` who sent ``user_key`` (demo mode: no price)."""
+        return ReplyView(lang, simulated=self.settings.demo, reader=Reader.of(self.settings, user_key))
 
     def history_for_upstream(self, history: object, model: Model | None = None, images: str = "",
                              session: str | None = None) -> list[dict]:
@@ -280,7 +299,7 @@ class ChatUI:
         conversation = [*(history or []), _user_message(message), *shown]
         gauge = await asyncio.to_thread(self.gauge, model, conversation, lang, session_hash)
         finished = {"messages": conversation, "at": time.time()}
-        return session.as_dict(), session.render(lang), gauge, finished
+        return session.as_dict(), session.render(lang, self.settings.demo), gauge, finished
 
     def visitor(self, request: gr.Request | None, own_key: bool = False) -> Visitor:
         """Whom a request's limits count: the signed-in user, else the client address (see limits.py)."""
@@ -304,7 +323,7 @@ class ChatUI:
     ) -> AsyncIterator[list[dict]]:
         """The ChatInterface function (also behind retry, edit and every internal route to it). ``message``
         is text, or the multimodal box's ``{"text", "files"}``."""
-        view = view if view is not None else ReplyView(language_of(request))
+        view = view if view is not None else self.view(language_of(request), user_key)
         try:
             view.model = self.upstream.resolve(model)
             key = getattr(request, "session_hash", None)
@@ -335,7 +354,7 @@ class ChatUI:
         request: gr.Request | None = None,
     ) -> AsyncIterator[str]:
         """Programmatic chat: the reply text (streamed when called with ``submit``)."""
-        view = ReplyView(language_of(request))
+        view = self.view(language_of(request), api_key)
         try:
             plain = History.of(history or [], self.settings)  # text only
             events = turn(self.upstream, message, plain, model, visitor=self.visitor(request), api_key=api_key,

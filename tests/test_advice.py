@@ -1,0 +1,46 @@
+"""Advice that fits its reader (chatbot/core/advice.py): a visitor of a public instance is never told to set
+OPENAI_API_KEY and restart; the variants keep the API's code."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_settings
+
+from chatbot.core.advice import Reader, for_reader
+from chatbot.core.error_kinds import KINDS
+from chatbot.core.errors import friendly
+from chatbot.core.i18n import LANGUAGES
+
+OPERATOR_WORDS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "restart", "reinicia")
+
+
+@pytest.mark.parametrize(
+    ("kind", "reader", "told"),
+    [
+        ("auth", Reader(), "auth"),  # the operator reads it on a private instance
+        ("auth", Reader(own_key=True, byok=True), "auth_own_key"),
+        ("auth", Reader(public=True, byok=True, own_key=True), "auth_own_key"),
+        ("auth", Reader(public=True, byok=True), "auth_public_byok"),
+        ("auth", Reader(public=True), "auth_operator"),
+        ("connection", Reader(public=True), "connection_operator"),
+        ("not_event_stream", Reader(public=True, byok=True), "not_event_stream_operator"),
+        ("connection", Reader(), "connection"),
+        ("rate_limited_soon", Reader(public=True), "rate_limited_soon"),
+    ],
+)
+def test_each_reader_gets_advice_they_can_follow(kind: str, reader: Reader, told: str) -> None:
+    error = friendly(kind)
+    fitted = for_reader(error, reader)
+    assert fitted.kind == told and KINDS[told].code == KINDS[kind].code  # the API's code stays
+    if reader.public or reader.own_key:
+        for lang in LANGUAGES:
+            assert not any(word in fitted.localized(lang) for word in OPERATOR_WORDS), (told, lang)
+
+
+def test_the_reader_of_a_page_follows_the_settings() -> None:
+    public = make_settings("http://127.0.0.1:9/v1", GRADIO_SERVER_NAME="0.0.0.0")  # noqa: S104 - a public bind
+    assert Reader.of(public) == Reader(public=True, byok=True, own_key=False)
+    assert Reader.of(public, "sk-visitor") == Reader(public=True, byok=True, own_key=True)
+    closed = make_settings("http://127.0.0.1:9/v1", CHATBOT_ALLOW_USER_KEY="0", CHATBOT_SHARE="1")
+    assert Reader.of(closed, "sk-visitor") == Reader(public=True, byok=False, own_key=False)
+    assert Reader.of(make_settings("http://127.0.0.1:9/v1"), "  ") == Reader(public=False, byok=True)
