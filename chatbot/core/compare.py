@@ -222,6 +222,14 @@ class Comparison:
         self.columns = [Column(i, name, m.id, ReplyState(m.id)) for i, (name, m) in enumerate(pairs)]
         return None
 
+    async def release(self) -> None:
+        """Free the admissions and end the columns of a compare that did not run (idempotent)."""
+        for admission in self._admissions or []:
+            await self.upstream.release(admission)
+        for column in self.columns:
+            if column.task is None:
+                await column.state.end()
+
     def stop(self, index: int) -> bool:
         """Stop one column (its upstream connection closes; the others go on). False when it had ended."""
         if not 0 <= index < len(self.columns):
@@ -302,6 +310,7 @@ class Comparison:
             queue.put_nowait(ColumnEvent(column.index, column.model, column.state.fail(friendly("internal"))))
         finally:
             await self.upstream.release(admission)
+            await column.state.end()  # a column cancelled before its turn started: its end callbacks still run
             queue.put_nowait(-1)
 
     async def _settled(self) -> None:

@@ -37,6 +37,7 @@ from chatbot.core.settings import Settings
 from chatbot.core.store import Store, StoreError
 from chatbot.core.upstream import Upstream
 from chatbot.http.access import LoginChecker, login_checker
+from chatbot.http.compare_api import COMPARE_RESPONSES, compare_stream
 from chatbot.http.gate import ApiGate, Gate
 from chatbot.http.metrics import metrics_router
 from chatbot.http.problems import ApiError, body_too_large, printable, store_down, validation_error
@@ -192,6 +193,10 @@ def _add_routes(app: FastAPI, max_body_bytes: int) -> None:
     )
     app.delete("/conversations/{conversation_id}", status_code=204, **conversations)(delete_conversation)
     app.websocket("/chat/ws")(chat_ws)
+    app.post(  # Compare (chatbot.http.compare_api): the response model is documented, the route answers either way
+        "/compare/stream", tags=["compare"], **SECURED, responses=COMPARE_RESPONSES, max_body_size=max_body_bytes,
+        summary="Send a message to several models, stream their replies together", response_model=None,
+    )(compare_stream)
 
 
 # ----------------------------------------------------------------------------------------------- routes
