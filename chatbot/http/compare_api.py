@@ -303,10 +303,8 @@ COMPARE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": 'Server-sent events `data: {"type", "column", "model", ...}`: start, then per column delta, '
         "reasoning, usage, error, stopped and stats; summary; done. With format=json: one CompareReply.",
-        "content": {
-            "text/event-stream": {"schema": {"type": "object", "properties": {"data": {"type": "string"}}}},
-            "application/json": {"schema": {"$ref": "#/components/schemas/CompareReply"}},
-        },
+        "model": CompareReply,
+        "content": {"text/event-stream": {"schema": {"type": "object", "properties": {"data": {"type": "string"}}}}},
         "headers": {"X-Conversation-ID": {"schema": {"type": "string"}}},
     },
     **CHAT_ERROR_RESPONSES,
