@@ -9,12 +9,13 @@ import json
 
 import httpx
 import pytest
-from conftest import make_settings, wait_until
+from conftest import make_settings, predict, wait_until
 from fake_upstream import Behaviour, FakeUpstream
 
 from chatbot.core.compare import Batch, Comparison, Stopped, compare
 from chatbot.core.conversation import turn
 from chatbot.core.events import ErrorEvent, ReasoningDelta, TextDelta
+from chatbot.core.history import History
 from chatbot.core.limits import Visitor
 from chatbot.core.reply import ReplyState
 from chatbot.core.tokens import counter_for
@@ -307,3 +308,68 @@ def test_http_compare_client_that_leaves_closes_every_upstream_connection(fake: 
                 break
     wait_until(lambda: len(fake.requests) == 3 and all(r.disconnected_at for r in fake.requests),
                timeout=WAIT, what="every column's upstream connection closed")
+
+
+# ---------------------------------------------------------------------------------------- the Gradio face
+
+
+def test_gradio_client_compare_endpoint(fake: FakeUpstream, serve) -> None:
+    from gradio_client import Client
+
+    four_models(fake)
+    url = serve(CHATBOT_MODELS=",".join(MODELS))
+    client = Client(url, verbose=False)
+    answer = predict(client, "What is the answer?", MODELS, api_name="/compare")
+    columns = {c["model"]: c for c in answer["columns"]}
+    assert list(columns) == MODELS
+    assert columns["fake/thinker"]["reply"] == "Forty-two." and columns["fake/thinker"]["cost"] == pytest.approx(0.0042)
+    assert columns["fake/broken"]["error"] and not columns["fake/fast"]["error"]
+    assert answer["summary"]["cheapest"] == "fake/thinker"
+    refused = predict(client, "Hi", ["fake/fast"], api_name="/compare")
+    assert refused["code"] == "compare_columns" and "2" in refused["error"]
+
+
+async def test_page_compare_streams_columns_and_picking_continues_with_that_model(fake: FakeUpstream) -> None:
+    from chatbot.web.compare_view import CompareView
+    from chatbot.web.ui import ChatUI
+
+    fake.by_model = {m: Behaviour(reply=f"Answer of {m}.", delay=0.01) for m in MODELS[:3]}
+    upstream = upstream_for(fake)
+    view = CompareView(ChatUI(upstream.settings, upstream))
+    earlier = [{"role": "user", "content": "Earlier"}, {"role": "assistant", "content": "Before."}]
+    updates = [u async for u in view.run("Pick me", MODELS[:3], earlier, "", None)]  # type: ignore[arg-type]
+    most = 4
+    first = updates[0]
+    assert [u["visible"] for u in first[:most]] == [True, True, True, False]
+    result = updates[-1][-1]
+    assert result["columns"][1] == {"name": "fake/slow", "model": "fake/slow", "reply": "Answer of fake/slow."}
+    assert "Cheapest" in updates[-1][-2]  # the summary line
+    # one update carries several columns' new text
+    bodies = [u[2 * most: 3 * most] for u in updates[1:]]
+    assert any(sum(isinstance(b, str) for b in body) >= 2 for body in bodies)
+
+    messages, state, model, finished = view._picker(1)(result, "chat-1", None)  # type: ignore[arg-type]
+    assert model == "fake/slow" and messages == state == finished["messages"] and finished["chat"] == "chat-1"
+    assert messages[-1] == {"role": "assistant", "content": "Answer of fake/slow."}
+    assert sum(1 for m in messages if m.get("metadata")) == 2  # the other columns, as notes
+    reply = ReplyState()
+    async for _ in turn(upstream, "And then?", History.of(messages, upstream.settings), model, state=reply):
+        pass
+    assert [m["content"] for m in fake.last.messages if m["role"] != "system"] == [
+        "Earlier", "Before.", "Pick me", "Answer of fake/slow.", "And then?",
+    ]
+    assert fake.last.model == "fake/slow"
+
+
+def test_messages_have_the_same_placeholders_in_every_language() -> None:
+    import string
+
+    from chatbot.web.compare_view import LABELS, TEXTS
+
+    def fields(template: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+    for table in (TEXTS, LABELS):
+        assert set(table) == {"en", "es", "pt"}
+        for key, template in table["en"].items():
+            assert all(fields(table[lang][key]) == fields(template) for lang in ("es", "pt")), key

@@ -22,6 +22,7 @@ from chatbot.core.settings import Settings
 from chatbot.core.usage import Totals
 from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
+from chatbot.web.compare_view import CompareView, compare_api
 from chatbot.web.labels import ui
 from chatbot.web.message_box import MessageBox
 from chatbot.web.ui import ChatUI, ReplyView
@@ -65,12 +66,15 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             fill_height=True,
         )
         session.render()
+        CompareView(chat).render(chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model,
+                                 user_key=user_key, finished=finished, shown=panel.shown)
         _wire_side_views(chat, model=model, chatbot=chatbot, gauge=gauge, finished=finished, session=session)
         panel.wire(
             demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
         )
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
+        gr.api(compare_api(chat), api_name="compare", concurrency_limit=None)  # Compare: chatbot.web.compare_view
     return demo
 
 
