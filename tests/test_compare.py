@@ -373,3 +373,19 @@ def test_messages_have_the_same_placeholders_in_every_language() -> None:
         assert set(table) == {"en", "es", "pt"}
         for key, template in table["en"].items():
             assert all(fields(table[lang][key]) == fields(template) for lang in ("es", "pt")), key
+
+
+@pytest.mark.bench
+def test_compare_benchmark_runs_and_reports_its_ratio() -> None:
+    """``python -m bench.compare_core`` runs end to end (no timing assertion: the target is its own output)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "bench.compare_core", '{"reps": 1, "tokens": 20}'], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["target"] == 1.1 and isinstance(report["pass"], bool) and report["median_ratio"] > 0
+    assert report["reps"][0]["text_deltas"] == 4 * 20 and report["reps"][0]["updates"] < 4 * 20
