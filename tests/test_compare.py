@@ -389,3 +389,37 @@ def test_compare_benchmark_runs_and_reports_its_ratio() -> None:
     report = json.loads(done.stdout)
     assert report["target"] == 1.1 and isinstance(report["pass"], bool) and report["median_ratio"] > 0
     assert report["reps"][0]["text_deltas"] == 4 * 20 and report["reps"][0]["updates"] < 4 * 20
+
+
+def test_websocket_compare_stops_one_column_then_all(fake: FakeUpstream, serve) -> None:
+    from websockets.sync.client import connect
+
+    fake.default = Behaviour(endless=True, delay=0.02)
+    url = serve(CHATBOT_MODELS=",".join(MODELS))
+    with connect(url.replace("http://", "ws://") + "compare/ws", open_timeout=10) as ws:
+        ws.send(json.dumps({"message": "Go on", "models": MODELS[:3]}))
+        start = json.loads(ws.recv(timeout=WAIT))
+        assert start["type"] == "start" and [c["model"] for c in start["columns"]] == MODELS[:3]
+        seen: set[int] = set()
+        while len(seen) < 3:
+            event = json.loads(ws.recv(timeout=WAIT))
+            seen |= {event["column"]} if event["type"] == "delta" else set()
+        ws.send(json.dumps({"type": "stop", "column": 1}))
+        wait_until(lambda: record_of(fake, "fake/slow").disconnected_at is not None, timeout=WAIT,
+                   what="the stopped column's upstream connection closed")
+        others = [record_of(fake, m) for m in ("fake/fast", "fake/broken")]
+        sent = [r.chunks_sent for r in others]
+        wait_until(lambda: all(r.chunks_sent > n + 5 for r, n in zip(others, sent, strict=True)), timeout=WAIT,
+                   what="the other columns streaming on")
+        assert all(r.disconnected_at is None for r in others)
+        ws.send(json.dumps({"type": "stop"}))
+        events = []
+        while not events or events[-1]["type"] != "done":
+            events.append(json.loads(ws.recv(timeout=WAIT)))
+        assert [e["column"] for e in events if e["type"] == "stopped"][0] == 1  # stopped first, alone
+        assert sorted(e["column"] for e in events if e["type"] == "stopped") == [0, 1, 2]
+        wait_until(lambda: all(r.disconnected_at is not None for r in others), timeout=WAIT,
+                   what="every upstream connection closed")
+        stored = httpx.get(f"{url}conversations/{start['conversation_id']}", timeout=WAIT).json()["messages"]
+        ended = [(m["status"], m["error"]) for m in stored if m["role"] == "assistant"]
+        assert ended == [("interrupted", "stopped")] * 3

@@ -8,6 +8,7 @@ Routes (all JSON unless said otherwise; the OpenAPI schema is at ``/openapi.json
   with ``"\\n"``, as EventSource does), failures are ``data: [ERROR] <message>``, ``data: [DONE]`` is last.
   With ``?format=json`` each event is ``data: {"type": "delta" | "reasoning" | "usage" | "error" | "done"}``.
 - ``GET /models``, ``GET /conversations/{id}``, ``DELETE /conversations/{id}``.
+- ``POST /compare/stream`` and ``WS /compare/ws``: one message to several models (:mod:`chatbot.http.compare_api`).
 - ``WS /chat/ws``: send ``{"message", "model", "conversation_id"}``, receive the JSON events (after a
   ``start`` event), send ``{"type": "stop"}`` to stop a reply midway (:mod:`chatbot.http.websocket`).
 
@@ -38,6 +39,7 @@ from chatbot.core.store import Store, StoreError
 from chatbot.core.upstream import Upstream
 from chatbot.http.access import LoginChecker, login_checker
 from chatbot.http.compare_api import COMPARE_RESPONSES, compare_stream
+from chatbot.http.compare_ws import compare_ws
 from chatbot.http.gate import ApiGate, Gate
 from chatbot.http.metrics import metrics_router
 from chatbot.http.problems import ApiError, body_too_large, printable, store_down, validation_error
@@ -197,6 +199,7 @@ def _add_routes(app: FastAPI, max_body_bytes: int) -> None:
         "/compare/stream", tags=["compare"], **SECURED, responses=COMPARE_RESPONSES, max_body_size=max_body_bytes,
         summary="Send a message to several models, stream their replies together", response_model=None,
     )(compare_stream)
+    app.websocket("/compare/ws")(compare_ws)
 
 
 # ----------------------------------------------------------------------------------------------- routes
