@@ -352,6 +352,13 @@ async def test_page_compare_streams_columns_and_picking_continues_with_that_mode
     assert model == "fake/slow" and messages == state == finished["messages"] and finished["chat"] == "chat-1"
     assert messages[-1] == {"role": "assistant", "content": "Answer of fake/slow."}
     assert sum(1 for m in messages if m.get("metadata")) == 2  # the other columns, as notes
+    from chatbot.web import chats
+    from chatbot.web.chat_files import export_markdown
+
+    saved = chats.current(chats.save(chats.empty_store(), messages, model, None))  # the saved chat keeps them
+    exported = export_markdown(saved)
+    assert "> **🔀 fake/fast (compared)**" in exported and "> Answer of fake/fast." in exported
+    assert "> **🔀 fake/broken (compared)**" in exported and "Answer of fake/slow." in exported
     reply = ReplyState()
     async for _ in turn(upstream, "And then?", History.of(messages, upstream.settings), model, state=reply):
         pass
