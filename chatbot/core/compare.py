@@ -275,7 +275,7 @@ class Comparison:
 
     async def _merged(self) -> AsyncGenerator[Batch, None]:
         loop = asyncio.get_running_loop()
-        running, last = len(self.columns), loop.time()
+        running, last = len(self.columns), loop.time() - self.tick  # the first update at once
         while running:
             items = [await self._queue.get()]
             deadline = last + self.tick
