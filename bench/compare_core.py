@@ -11,6 +11,8 @@ the benchmark's GIL. Each rep times, in this process and the same run:
 
 ``ratio`` = compare_s / slowest_single_s per rep; the target is a median ratio of at most 1.10 (``pass``).
 ``updates`` counts the batches a face would render against the text deltas the columns received.
+``stop_all_s``: once every column of a compare of endless replies streams, from ``stop_all()`` to the end of
+the compare (every column's task done: its upstream stream closed); the issue's bound is 1 s.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def serve_fake(spec: dict) -> None:
         model: Behaviour(reply=reply_text(spec["tokens"], 4), chunk_size=4, tokens_per_second=rate)
         for model, rate in zip(_models(spec["tps"]), spec["tps"], strict=True)
     }
+    fake.by_model.update({f"endless/{m}": Behaviour(reply="word ", endless=True, delay=0.02) for m in "abcd"})
     fake.start()
     print(fake.base_url, flush=True)
     sys.stdin.read()
@@ -76,13 +79,26 @@ async def _compare(upstream, models: list[str]) -> tuple[float, int, int]:  # no
     return elapsed, batches, deltas
 
 
+async def _stop_all(upstream) -> float:  # noqa: ANN001
+    from chatbot.core.compare import compare
+
+    comparison = compare(upstream, "bench", [], [f"endless/{m}" for m in "abcd"])
+    stopped_at = 0.0
+    async for _ in comparison:
+        if not stopped_at and all(c.state.text for c in comparison.columns):
+            stopped_at = time.perf_counter()
+            comparison.stop_all()
+    return time.perf_counter() - stopped_at
+
+
 async def measure(base_url: str, spec: dict) -> dict:
     from chatbot.core.settings import Settings
     from chatbot.core.upstream import Upstream
 
     models = _models(spec["tps"])
     settings = Settings.load([], environ={
-        "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": base_url, "CHATBOT_MODELS": ",".join(models),
+        "OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": base_url,
+        "CHATBOT_MODELS": ",".join([*models, *(f"endless/{m}" for m in "abcd")]),
         "CHATBOT_LIVE_MODELS": "0", "CHATBOT_MAX_RETRIES": "0", "CHATBOT_COMPARE_MAX_COLUMNS": str(len(models)),
     }, env_file=None)
     upstream = Upstream(settings)
@@ -96,10 +112,11 @@ async def measure(base_url: str, spec: dict) -> dict:
         slowest = max(singles.values())
         reps.append({"single_s": singles, "slowest_single_s": slowest, "compare_s": compare_s,
                      "ratio": compare_s / slowest, "updates": batches, "text_deltas": deltas})
+    stop_all = [await _stop_all(upstream) for _ in range(spec["reps"])]
     await upstream.client.close()
     ratio = statistics.median(r["ratio"] for r in reps)
     return {"spec": spec, "reps": reps, "median_ratio": ratio, "max_ratio": max(r["ratio"] for r in reps),
-            "target": TARGET, "pass": ratio <= TARGET}
+            "target": TARGET, "pass": ratio <= TARGET, "stop_all_s": stop_all, "stop_all_max_s": max(stop_all)}
 
 
 def main(argv: list[str]) -> None:
