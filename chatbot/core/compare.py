@@ -76,7 +76,8 @@ class ColumnStats:
 
     @property
     def cut_by_length(self) -> bool:
-        return self.finish_reason == "length" or self.error in ("reply_too_long", "reply_bytes", "reply_time")
+        """The provider stopped at the token cap, or the app cut the reply at its size caps."""
+        return self.finish_reason == "length" or self.error in ("reply_cap", "reply_too_large")
 
 
 @dataclass(frozen=True, slots=True)
