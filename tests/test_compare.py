@@ -94,10 +94,12 @@ async def test_four_models_stream_together_each_in_its_column(fake: FakeUpstream
 
 
 async def test_cut_by_length_is_in_the_summary(fake: FakeUpstream) -> None:
-    fake.by_model = {"fake/fast": Behaviour(finish_reason="length"), "fake/slow": Behaviour()}
-    comparison = compare(upstream_for(fake), "Hi", [], ["fake/fast", "fake/slow"], visitor=VISITOR)
+    fake.by_model = {"fake/fast": Behaviour(finish_reason="length"), "fake/slow": Behaviour(),
+                     "fake/broken": Behaviour(reply="many words " * 2000)}  # past the app's own cap
+    comparison = compare(upstream_for(fake, CHATBOT_MAX_TOKENS="64"), "Hi", [], MODELS[:3], visitor=VISITOR)
     batches = await run(comparison)
-    assert batches[-1].summary is not None and batches[-1].summary.cut_by_length == ("fake/fast",)
+    assert comparison.columns[2].state.cut
+    assert batches[-1].summary is not None and batches[-1].summary.cut_by_length == ("fake/fast", "fake/broken")
 
 
 async def test_stop_one_column_closes_only_its_connection_and_stop_all_closes_all(fake: FakeUpstream) -> None:
