@@ -432,3 +432,13 @@ def test_websocket_compare_stops_one_column_then_all(fake: FakeUpstream, serve) 
         stored = httpx.get(f"{url}conversations/{start['conversation_id']}", timeout=WAIT).json()["messages"]
         ended = [(m["status"], m["error"]) for m in stored if m["role"] == "assistant"]
         assert ended == [("interrupted", "stopped")] * 3
+
+
+async def test_a_visitors_own_key_goes_to_every_column_and_spends_no_quota(fake: FakeUpstream) -> None:
+    upstream = upstream_for(fake, CHATBOT_RATE_LIMIT="1/minute", CHATBOT_STREAMS_PER_VISITOR="1")
+    for _ in range(2):  # with the owner's key the second compare would be over the message limit
+        comparison = compare(upstream, "Hi", [], MODELS[:2], visitor=VISITOR, api_key="sk-visitor-0123456789")
+        await run(comparison)
+        assert comparison.refused is None and all(c.state.complete for c in comparison.columns)
+    assert len(fake.requests) == 4
+    assert {r.headers["authorization"] for r in fake.requests} == {"Bearer sk-visitor-0123456789"}
