@@ -69,11 +69,15 @@ def test_compare_in_the_browser(browser: Browser, served: str, fake: FakeUpstrea
     assert all(r.disconnected_at is None for r in fake.requests if r.model != "fake/slow")
     expect(page.locator("#compare-summary")).to_contain_text("Cheapest: fake/thinker")
     expect(page.locator("#compare-head-1")).to_contain_text("stopped")
-    page.screenshot(path=str(SHOT), full_page=True)
+    page.locator("#compare").screenshot(path=str(SHOT))  # the README shows it
 
-    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the columns stack
-    first, second = page.locator("#compare-col-0").bounding_box(), page.locator("#compare-col-1").bounding_box()
-    assert first is not None and second is not None and second["y"] >= first["y"] + first["height"] - 1
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the columns stack (once laid out again)
+
+    def stacked() -> bool:
+        boxes = [page.locator(f"#compare-col-{i}").bounding_box() for i in range(3)]
+        return all(a and b and b["y"] >= a["y"] + a["height"] - 1 for a, b in zip(boxes, boxes[1:], strict=False))
+
+    wait_until(stacked, timeout=WAIT_MS / 1000, what="the columns stacked on a phone")
     page.set_viewport_size({"width": 1280, "height": 1000})
 
     page.locator("#compare-pick-2").click()
@@ -83,7 +87,8 @@ def test_compare_in_the_browser(browser: Browser, served: str, fake: FakeUpstrea
     expect(page.locator("#model input")).to_have_value("fake/thinker")
     send(page, "And why?")
     reply_ended(page)
-    last = fake.requests[-1]
+    last = wait_until(lambda: next((r for r in fake.requests if "And why?" in str(r.messages)), None),
+                      timeout=WAIT_MS / 1000, what="the next message sent upstream")
     assert last.model == "fake/thinker"
     assert [m["content"] for m in last.messages if m["role"] != "system"] == [
         "What is the answer?", "Thought it through: 42.", "And why?",

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.compare")
 
+#: Shortest stretch between a column's first and last token that gives it a speed (a reply that arrives in one
+#: burst has none: its tokens per second would only measure the network).
+MIN_STREAM = 0.05
 #: Seconds a stopped column's task may take to close its upstream connection before it is left behind.
 STOP_WAIT = 5.0
 
@@ -132,7 +135,7 @@ class Column:
         else:  # live, until the provider reports: about four characters a token
             tokens_out = (self.chars + 3) // 4
         speed = None
-        if self.first_at is not None and self.last_at is not None and self.last_at > self.first_at:
+        if self.first_at is not None and self.last_at is not None and self.last_at - self.first_at >= MIN_STREAM:
             speed = max(tokens_out - 1, 0) / (self.last_at - self.first_at)
         cost = usage.cost if usage is not None else None
         if cost is None and usage is not None:
