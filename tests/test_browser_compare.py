@@ -43,7 +43,7 @@ def pick_models(page: Page, models: list[str]) -> None:
 
 def test_compare_in_the_browser(browser: Browser, served: str, fake: FakeUpstream) -> None:  # noqa: F811
     fake.by_model = {
-        "fake/fast": Behaviour(reply="The fast answer: forty-two.", delay=0.01),
+        "fake/fast": Behaviour(reply='The fast answer: forty-two. <img src=x onerror="window.__pwn=1">', delay=0.01),
         "fake/slow": Behaviour(reply="slow words ", endless=True, delay=0.05),
         "fake/thinker": Behaviour(reply="Thought it through: 42.", reasoning="Hmm, let me see.", cost=0.0031),
     }
@@ -63,6 +63,7 @@ def test_compare_in_the_browser(browser: Browser, served: str, fake: FakeUpstrea
     expect(page.locator("#compare-head-0")).to_contain_text("first token")
     expect(page.locator("#compare-col-3")).to_be_hidden()  # three models, three columns
 
+    assert page.evaluate("window.__pwn") is None  # model output is sanitized in the columns too
     page.locator("#compare-stop-1").click()
     slow = next(r for r in fake.requests if r.model == "fake/slow")
     wait_until(lambda: slow.disconnected_at is not None, timeout=WAIT_MS / 1000, what="the slow column closed")
