@@ -314,3 +314,21 @@ async def test_a_visitors_own_key_goes_to_every_column_and_spends_no_quota(fake:
         assert comparison.refused is None and all(c.state.complete for c in comparison.columns)
     assert len(fake.requests) == 4
     assert {r.headers["authorization"] for r in fake.requests} == {"Bearer sk-visitor-0123456789"}
+
+
+async def test_a_column_stopped_before_its_task_ran_still_ends_the_compare(fake: FakeUpstream) -> None:
+    upstream = upstream_for(fake, CHATBOT_STREAMS_PER_VISITOR="1")
+    comparison = compare(upstream, "Hi", [], MODELS[:2], visitor=VISITOR)
+    batches = comparison.batches()
+    first = asyncio.ensure_future(batches.__anext__())
+    await asyncio.sleep(0)  # the compare has created its columns' tasks; none has run yet
+    assert comparison.stop(0)
+
+    async def rest() -> list[Batch]:
+        return [await first] + [batch async for batch in batches]  # ends: the stopped column counts as ended
+
+    seen = await asyncio.wait_for(rest(), WAIT)
+    assert comparison.columns[0].stopped and comparison.columns[0].state.ended
+    assert comparison.columns[1].state.complete and [r.model for r in fake.requests] == ["fake/slow"]
+    assert seen[-1].summary is not None
+    assert upstream.guard is not None and not upstream.guard._active  # the shared stream slot is free

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -184,6 +185,7 @@ class Comparison:
         self._admissions: list[Admission] | None = None
         self._client: openai.AsyncOpenAI | None = None
         self._queue: asyncio.Queue[ColumnEvent | int] = asyncio.Queue()  # an int: that column ended
+        self._ending: set[asyncio.Task] = set()
 
     async def admit(self) -> Friendly | None:
         """Check the models and admit every column (all or none); why not, or None. Idempotent."""
@@ -270,6 +272,7 @@ class Comparison:
         for column, admission in zip(self.columns, self._admissions, strict=True):
             column.started = time.monotonic()
             column.task = asyncio.ensure_future(self._run(column, admission))
+            column.task.add_done_callback(functools.partial(self._unstarted, column, admission))
         try:
             async for batch in self._merged():
                 yield batch
@@ -317,10 +320,27 @@ class Comparison:
             await column.state.end()  # a column cancelled before its turn started: its end callbacks still run
             queue.put_nowait(-1)
 
+    def _unstarted(self, column: Column, admission: Admission, task: asyncio.Task) -> None:
+        """A column stopped before its task ran (:meth:`_run` never started): it ends as stopped all the same."""
+        if not task.cancelled():
+            return
+        column.stopped = True
+        self._queue.put_nowait(ColumnEvent(column.index, column.model, Stopped()))
+        self._queue.put_nowait(-1)
+        ending = asyncio.ensure_future(self._abandon(column, admission))
+        self._ending.add(ending)
+        ending.add_done_callback(self._ending.discard)
+
+    async def _abandon(self, column: Column, admission: Admission) -> None:
+        await self.upstream.release(admission)
+        await column.state.end()
+
     async def _settled(self) -> None:
         tasks = [column.task for column in self.columns if column.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_WAIT)
+        if self._ending:
+            await asyncio.wait(set(self._ending), timeout=STOP_WAIT)
         if self._client is not None:
             await self._client.close()
 
