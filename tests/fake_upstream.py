@@ -378,13 +378,16 @@ class FakeUpstream:
     Use as ``with FakeUpstream() as fake:`` or ``fake = FakeUpstream().start()`` ... ``fake.stop()``.
     Attributes tests may set at any time: ``default`` (Behaviour), ``models`` (list of dicts with at
     least ``id``; or plain id strings), ``models_delay`` (seconds), ``models_status`` (error status),
-    ``shape`` (None: an aggregator's list, or one of `SERVER_SHAPES`) and ``window`` (what that server reports).
+    ``shape`` (None: an aggregator's list, or one of `SERVER_SHAPES`) and ``window`` (what that server reports),
+    ``by_model`` (model id -> Behaviour: that model's requests get it, before the queue; for concurrent
+    requests to several models, whose order a FIFO queue cannot tell apart).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port
         self.default = Behaviour()
+        self.by_model: dict[str, Behaviour] = {}
         self.models: list[dict[str, Any] | str] = [copy.deepcopy(m) for m in DEFAULT_MODELS]
         self.models_delay: float = 0.0
         self.models_status: int | None = None
@@ -524,6 +527,7 @@ class FakeUpstream:
             self._queue.clear()
             self.requests.clear()
             self.default = Behaviour()
+            self.by_model = {}
             self.models = [copy.deepcopy(m) for m in DEFAULT_MODELS]
             self.models_delay = 0.0
             self.models_status = None
@@ -660,7 +664,11 @@ class FakeUpstream:
             body = raw.decode(errors="replace")
         with self._lock:
             self._seq += 1
-            behaviour = self._queue.popleft() if self._queue else copy.deepcopy(self.default)
+            asked = body.get("model") if isinstance(body, dict) else None
+            if isinstance(asked, str) and asked in self.by_model:
+                behaviour = copy.deepcopy(self.by_model[asked])
+            else:
+                behaviour = self._queue.popleft() if self._queue else copy.deepcopy(self.default)
             record = Record(index=self._seq, body=body, headers=headers, received_at=received)
             record.client_port = request.client.port if request.client else None
             self.requests.append(record)

@@ -830,7 +830,7 @@ def test_schema_driven_fuzz_finds_no_server_error(start, fake: FakeUpstream) -> 
     seen: dict[str, int] = {}
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 6  # /chat, /chat/stream, /models, GET and DELETE a conversation, /metrics
+    assert len(operations) == 7  # /chat, /chat/stream, /models, GET and DELETE a conversation, /metrics, /compare
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 

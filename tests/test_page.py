@@ -60,8 +60,10 @@ def test_the_settings_add_the_demo_banner_and_take_the_key_box_away() -> None:
     assert "user-key" not in demo and "accordion" not in demo  # the offline demo takes no key
 
 
-def test_chat_is_the_only_public_endpoint_and_documents_its_parameters() -> None:
+def test_chat_and_compare_are_the_only_public_endpoints_and_document_their_parameters() -> None:
     info = _page().get_api_info()
-    assert list(info["named_endpoints"]) == ["/chat"] and not info.get("unnamed_endpoints")
+    assert list(info["named_endpoints"]) == ["/chat", "/compare"] and not info.get("unnamed_endpoints")
     chat = info["named_endpoints"]["/chat"]
     assert [p["parameter_name"] for p in chat["parameters"]] == ["message", "model", "history", "api_key"]
+    compare = info["named_endpoints"]["/compare"]  # Compare (chatbot/web/compare_view.py)
+    assert [p["parameter_name"] for p in compare["parameters"]] == ["message", "models", "history", "api_key"]

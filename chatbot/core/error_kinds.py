@@ -140,6 +140,16 @@ _TABLE: tuple[ErrorKind, ...] = (
             "modelo.",
         "pt": "O provedor rejeitou a solicitação como inválida. Tente reformular ou escolha outro modelo.",
     }),
+    ErrorKind("compare_off", 403, {  # Compare (chatbot.core.compare)
+        "en": "Comparing models is turned off on this server.",
+        "es": "La comparación de modelos está desactivada en este servidor.",
+        "pt": "A comparação de modelos está desativada neste servidor.",
+    }),
+    ErrorKind("compare_columns", 422, {
+        "en": "Pick between 2 and {limit} different models to compare (got {count}).",
+        "es": "Elige entre 2 y {limit} modelos distintos para comparar (se recibieron {count}).",
+        "pt": "Escolha entre 2 e {limit} modelos diferentes para comparar (foram recebidos {count}).",
+    }),
     ErrorKind("unknown_model", 422, {
         "en": "“{model}” is not one of the models offered here. Pick one from the list.",
         "es": "«{model}» no es uno de los modelos que se ofrecen aquí. Elige uno de la lista.",

@@ -129,6 +129,8 @@ class Ticket:
     reserved_micro: int
     counted: bool  # counted against the owner's quotas
     settled: bool = False
+    #: Tickets still holding the stream slot this one shares (a compare's columns: :meth:`Guard.admit_group`).
+    holders: list[int] | None = None
 
 
 class Guard:
@@ -186,15 +188,28 @@ class Guard:
         return self._redis
 
     # -- admission ---------------------------------------------------------------------------------------
-    async def admit(self, visitor: Visitor, max_cost_usd: float | None) -> Ticket | Friendly:
-        """Admit one request (reserving its worst-case cost) or say which limit refuses it."""
+    async def admit_group(self, visitor: Visitor, costs: list[float | None]) -> list[Ticket] | Friendly:
+        """Admit the requests of one compare all or none: one stream slot (one action of the visitor's),
+        every request counted as a message and every worst-case cost reserved up front; one ticket each."""
+        known = [cost for cost in costs if cost is not None]
+        first = await self.admit(visitor, sum(known) if known else None, messages=len(costs))
+        if isinstance(first, Friendly):
+            return first
+        holders = [len(costs)]
+        tickets = [Ticket(visitor, first.stream_id, math.ceil((cost or 0.0) * MICRO) if first.reserved_micro else 0,
+                          first.counted, holders=holders) for cost in costs]
+        tickets[0].reserved_micro += first.reserved_micro - sum(t.reserved_micro for t in tickets)
+        return tickets
+
+    async def admit(self, visitor: Visitor, max_cost_usd: float | None, messages: int = 1) -> Ticket | Friendly:
+        """Admit one request (reserving its worst-case cost, counting ``messages``) or say which limit refuses it."""
         ticket = Ticket(visitor, uuid.uuid4().hex, 0, counted=not visitor.own_key)
         refused = await self._acquire_stream(visitor, ticket.stream_id)
         if refused is not None:
             return refused
         try:
             if ticket.counted:
-                refused = await self._check_quotas(ticket, max_cost_usd)
+                refused = await self._check_quotas(ticket, max_cost_usd, messages)
         except Exception:
             await self._release_stream(visitor)
             raise
@@ -236,7 +251,7 @@ class Guard:
             return friendly("limit_budget", wait=_until_midnight())
         return None
 
-    async def _check_quotas(self, ticket: Ticket, max_cost_usd: float | None) -> Friendly | None:
+    async def _check_quotas(self, ticket: Ticket, max_cost_usd: float | None, messages: int = 1) -> Friendly | None:
         visitor, policy = ticket.visitor, self.policy
         for item in policy.tokens_for(visitor):
             if not await self._sliding.test(item, NAMESPACE, "tokens", visitor.key):
@@ -247,7 +262,7 @@ class Guard:
             if spent + reserve > policy.daily_budget_usd * MICRO:
                 return friendly("limit_budget", wait=_until_midnight())
         for item in policy.rate_for(visitor):  # last, and atomic: a request refused above does not use up a message
-            if not await self._moving.hit(item, NAMESPACE, "messages", visitor.key):
+            if not await self._moving.hit(item, NAMESPACE, "messages", visitor.key, cost=messages):
                 return await self._refusal("limit_messages", self._moving, item, visitor.key, "messages")
         if policy.daily_budget_usd is not None:
             ticket.reserved_micro = math.ceil((max_cost_usd or 0.0) * MICRO)
@@ -282,7 +297,10 @@ class Guard:
                     if actual != ticket.reserved_micro:
                         await self.storage.incr(_spend_key(), 2 * 86_400, actual - ticket.reserved_micro)
         finally:
-            await self._release_stream(ticket.visitor)
+            if ticket.holders is not None:  # a compare's column: the last one to end frees the shared slot
+                ticket.holders[0] -= 1
+            if ticket.holders is None or ticket.holders[0] <= 0:
+                await self._release_stream(ticket.visitor)
 
     async def spent_today(self) -> float:
         return await self.storage.get(_spend_key()) / MICRO

@@ -49,6 +49,8 @@ PUBLIC_DEFAULTS = {
     "CHATBOT_STREAMS_PER_VISITOR": "1",
     "CHATBOT_MAX_CONCURRENT_STREAMS": "100",
 }
+#: Most models one compare may ask on a public URL unless CHATBOT_COMPARE_MAX_COLUMNS says otherwise.
+PUBLIC_COMPARE_COLUMNS = 2
 LOOPBACK_DEFAULTS = {
     "CHATBOT_RATE_LIMIT": "none",
     "CHATBOT_TOKEN_LIMIT": "none",
@@ -184,6 +186,7 @@ class Settings(BaseSettings):
     max_upload_mb: float = _env("CHATBOT_MAX_UPLOAD_MB", 20.0, ge=0.01)
     browser_secret: Annotated[SecretStr | None, BeforeValidator(_browser_secret)] = _env("CHATBOT_BROWSER_SECRET")
     session_grace: float = _env("CHATBOT_SESSION_GRACE", 600.0, ge=0)
+    compare_max_columns: int = _env("CHATBOT_COMPARE_MAX_COLUMNS", 4, ge=0, le=8)  # 0: Compare off; 2 public
     # caps without a variable of their own
     max_retry_wait: float = 5.0
     max_message_chars: int = 200_000
@@ -241,6 +244,8 @@ def _derive(raw: Mapping[str, str]) -> dict[str, Any]:
                    hf_oauth=bool(raw.get("SPACE_ID") and raw.get("OAUTH_CLIENT_ID")))  # a Space with hf_oauth
     if "CHATBOT_MAX_TOKENS" not in raw:
         derived["max_tokens"] = PUBLIC_MAX_TOKENS if public else 4_096
+    if "CHATBOT_COMPARE_MAX_COLUMNS" not in raw:  # a compare of N costs N replies: fewer on a public URL
+        derived["compare_max_columns"] = PUBLIC_COMPARE_COLUMNS if public else 4
     if "CHATBOT_TRUSTED_PROXIES" not in raw and raw.get("SPACE_ID"):
         derived["trusted_proxies"] = 1
     if require_user_key:

@@ -8,6 +8,7 @@ Routes (all JSON unless said otherwise; the OpenAPI schema is at ``/openapi.json
   with ``"\\n"``, as EventSource does), failures are ``data: [ERROR] <message>``, ``data: [DONE]`` is last.
   With ``?format=json`` each event is ``data: {"type": "delta" | "reasoning" | "usage" | "error" | "done"}``.
 - ``GET /models``, ``GET /conversations/{id}``, ``DELETE /conversations/{id}``.
+- ``POST /compare/stream`` and ``WS /compare/ws``: one message to several models (:mod:`chatbot.http.compare_api`).
 - ``WS /chat/ws``: send ``{"message", "model", "conversation_id"}``, receive the JSON events (after a
   ``start`` event), send ``{"type": "stop"}`` to stop a reply midway (:mod:`chatbot.http.websocket`).
 
@@ -37,6 +38,8 @@ from chatbot.core.settings import Settings
 from chatbot.core.store import Store, StoreError
 from chatbot.core.upstream import Upstream
 from chatbot.http.access import LoginChecker, login_checker
+from chatbot.http.compare_api import COMPARE_RESPONSES, compare_stream
+from chatbot.http.compare_ws import compare_ws
 from chatbot.http.gate import ApiGate, Gate
 from chatbot.http.metrics import metrics_router
 from chatbot.http.problems import ApiError, body_too_large, printable, store_down, validation_error
@@ -192,6 +195,11 @@ def _add_routes(app: FastAPI, max_body_bytes: int) -> None:
     )
     app.delete("/conversations/{conversation_id}", status_code=204, **conversations)(delete_conversation)
     app.websocket("/chat/ws")(chat_ws)
+    app.post(  # Compare (chatbot.http.compare_api): the response model is documented, the route answers either way
+        "/compare/stream", tags=["compare"], **SECURED, responses=COMPARE_RESPONSES, max_body_size=max_body_bytes,
+        summary="Send a message to several models, stream their replies together", response_model=None,
+    )(compare_stream)
+    app.websocket("/compare/ws")(compare_ws)
 
 
 # ----------------------------------------------------------------------------------------------- routes

@@ -22,6 +22,7 @@ from chatbot.core.settings import Settings
 from chatbot.core.usage import Totals
 from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
+from chatbot.web.compare_view import CompareView, compare_api
 from chatbot.web.first_screen import chat_height, wire_first_screen
 from chatbot.web.labels import ui
 from chatbot.web.message_box import MessageBox
@@ -74,6 +75,8 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             show_progress="hidden",  # no overlay or timer over the chat and the box (the reply streams)
         )
         controls.render()
+        CompareView(chat).render(chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model,
+                                 user_key=user_key, finished=finished, shown=panel.shown)
         _wire_side_views(chat, model=model, chatbot=chatbot, gauge=gauge, finished=finished, session=session)
         wire_first_screen(chat, demo, model=model, chatbot=chatbot, textbox=textbox, gauge=gauge,
                           session=session, totals=totals)
@@ -84,6 +87,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
         )
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
+        gr.api(compare_api(chat), api_name="compare", concurrency_limit=None)  # Compare: chatbot.web.compare_view
     hide_progress(demo, [chatbot, textbox])  # no overlay or timer on the chat and its box, whichever event
     return demo
 

@@ -1,0 +1,144 @@
+"""Compare over the HTTP API (POST /compare/stream, WS /compare/ws) and gradio_client's /compare, served for real
+(``app.build_server`` against the fake upstream); the core's behaviours are in test_compare.py."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from conftest import predict, wait_until
+from fake_upstream import Behaviour, FakeUpstream
+from test_compare import MODELS, WAIT, four_models, record_of
+
+# ------------------------------------------------------------------------------------------ the HTTP face
+
+TOKEN = "compare-token-0123456789abcdef"
+
+
+def sse_payloads(raw: bytes) -> list[dict]:
+    return [json.loads(line[len("data: "):]) for line in raw.decode().splitlines() if line.startswith("data: ")]
+
+
+def test_http_compare_streams_tagged_events_and_stores_every_column(fake: FakeUpstream, serve) -> None:
+    four_models(fake)
+    url = serve(CHATBOT_MODELS=",".join(MODELS), CHATBOT_API_TOKENS=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"message": "What is the answer?", "models": MODELS}
+    with httpx.Client(timeout=WAIT) as client:
+        assert client.post(url + "compare/stream", json=body).status_code == 401  # the gate, as every route
+        assert fake.requests == []
+        response = client.post(url + "compare/stream", json=body, headers=auth)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        events = sse_payloads(response.content)
+        assert events[0]["type"] == "start" and [c["model"] for c in events[0]["columns"]] == MODELS
+        assert events[-1] == {"type": "done", "conversation_id": events[0]["conversation_id"], "saved": True}
+        text = {m: "".join(e["text"] for e in events if e["type"] == "delta" and e["model"] == m) for m in MODELS}
+        assert text["fake/thinker"] == "Forty-two." and text["fake/slow"].startswith("Slowly")
+        errors = [e for e in events if e["type"] == "error"]
+        assert [(e["column"], e["model"], e["code"]) for e in errors] == [(2, "fake/broken", "upstream_error")]
+        stats = {e["model"]: e for e in events if e["type"] == "stats"}
+        assert set(stats) == set(MODELS) and stats["fake/thinker"]["cost"] == pytest.approx(0.0042)
+        thinker = record_of(fake, "fake/thinker")
+        assert stats["fake/thinker"]["tokens_out"] == thinker.chunks_sent + thinker.reasoning_chunks_sent
+        summary = next(e for e in events if e["type"] == "summary")
+        assert summary["cheapest"] == "fake/thinker" and summary["fastest_stream"] == "fake/fast"
+
+        cid = events[0]["conversation_id"]
+        stored = client.get(f"{url}conversations/{cid}", headers=auth).json()["messages"]
+        assert [(m["role"], m["model"] if m["role"] == "assistant" else None) for m in stored] == [
+            x for m in MODELS for x in (("user", None), ("assistant", m))
+        ]
+        assert [m["status"] for m in stored if m["role"] == "assistant"] == [
+            "complete", "complete", "interrupted", "complete"
+        ]
+
+        one = client.post(url + "compare/stream?format=json", json={**body, "models": MODELS[:2]}, headers=auth)
+        assert one.status_code == 200, one.text
+        answer = one.json()
+        assert [c["model"] for c in answer["columns"]] == MODELS[:2] and answer["saved"] is True
+        assert answer["columns"][0]["reply"].startswith("Quick") and answer["summary"]["cut_by_length"] == []
+
+        bad = client.post(url + "compare/stream", json={**body, "models": ["fake/fast", "no/such"]}, headers=auth)
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "unknown_model"
+
+
+def test_http_compare_refused_as_a_whole_by_the_limits(fake: FakeUpstream, serve) -> None:
+    url = serve(CHATBOT_MODELS=",".join(MODELS), CHATBOT_API_TOKENS=TOKEN, CHATBOT_API_RATE_LIMIT="3/minute")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(timeout=WAIT) as client:
+        response = client.post(url + "compare/stream", json={"message": "Hi", "models": MODELS}, headers=auth)
+        assert response.status_code == 429, response.text
+        assert response.json()["error"]["code"] == "limit_messages" and "Retry-After" in response.headers
+        assert fake.requests == []
+        ok = client.post(url + "compare/stream?format=json", json={"message": "Hi", "models": MODELS[:3]}, headers=auth)
+        assert ok.status_code == 200 and len(fake.requests) == 3
+
+
+def test_http_compare_client_that_leaves_closes_every_upstream_connection(fake: FakeUpstream, serve) -> None:
+    fake.default = Behaviour(endless=True, delay=0.02)
+    url = serve(CHATBOT_MODELS=",".join(MODELS))
+    with httpx.Client(timeout=WAIT) as client, client.stream(
+        "POST", url + "compare/stream", json={"message": "Go on", "models": MODELS[:3]}
+    ) as response:
+        assert response.status_code == 200
+        seen = 0
+        for line in response.iter_lines():
+            seen += line.startswith("data: ") and '"delta"' in line
+            if seen >= 6:
+                break
+    wait_until(lambda: len(fake.requests) == 3 and all(r.disconnected_at for r in fake.requests),
+               timeout=WAIT, what="every column's upstream connection closed")
+
+
+# ------------------------------------------------------------------------------ gradio_client's /compare
+
+
+def test_gradio_client_compare_endpoint(fake: FakeUpstream, serve) -> None:
+    from gradio_client import Client
+
+    four_models(fake)
+    url = serve(CHATBOT_MODELS=",".join(MODELS))
+    client = Client(url, verbose=False)
+    answer = predict(client, "What is the answer?", MODELS, api_name="/compare")
+    columns = {c["model"]: c for c in answer["columns"]}
+    assert list(columns) == MODELS
+    assert columns["fake/thinker"]["reply"] == "Forty-two." and columns["fake/thinker"]["cost"] == pytest.approx(0.0042)
+    assert columns["fake/broken"]["error"] and not columns["fake/fast"]["error"]
+    assert answer["summary"]["cheapest"] == "fake/thinker"
+    refused = predict(client, "Hi", ["fake/fast"], api_name="/compare")
+    assert refused["code"] == "compare_columns" and "2" in refused["error"]
+
+
+def test_websocket_compare_stops_one_column_then_all(fake: FakeUpstream, serve) -> None:
+    from websockets.sync.client import connect
+
+    fake.default = Behaviour(endless=True, delay=0.02)
+    url = serve(CHATBOT_MODELS=",".join(MODELS))
+    with connect(url.replace("http://", "ws://") + "compare/ws", open_timeout=10) as ws:
+        ws.send(json.dumps({"message": "Go on", "models": MODELS[:3]}))
+        start = json.loads(ws.recv(timeout=WAIT))
+        assert start["type"] == "start" and [c["model"] for c in start["columns"]] == MODELS[:3]
+        seen: set[int] = set()
+        while len(seen) < 3:
+            event = json.loads(ws.recv(timeout=WAIT))
+            seen |= {event["column"]} if event["type"] == "delta" else set()
+        ws.send(json.dumps({"type": "stop", "column": 1}))
+        wait_until(lambda: record_of(fake, "fake/slow").disconnected_at is not None, timeout=WAIT,
+                   what="the stopped column's upstream connection closed")
+        others = [record_of(fake, m) for m in ("fake/fast", "fake/broken")]
+        sent = [r.chunks_sent for r in others]
+        wait_until(lambda: all(r.chunks_sent > n + 5 for r, n in zip(others, sent, strict=True)), timeout=WAIT,
+                   what="the other columns streaming on")
+        assert all(r.disconnected_at is None for r in others)
+        ws.send(json.dumps({"type": "stop"}))
+        events = []
+        while not events or events[-1]["type"] != "done":
+            events.append(json.loads(ws.recv(timeout=WAIT)))
+        assert [e["column"] for e in events if e["type"] == "stopped"][0] == 1  # stopped first, alone
+        assert sorted(e["column"] for e in events if e["type"] == "stopped") == [0, 1, 2]
+        wait_until(lambda: all(r.disconnected_at is not None for r in others), timeout=WAIT,
+                   what="every upstream connection closed")
+        stored = httpx.get(f"{url}conversations/{start['conversation_id']}", timeout=WAIT).json()["messages"]
+        ended = [(m["status"], m["error"]) for m in stored if m["role"] == "assistant"]
+        assert ended == [("interrupted", "stopped")] * 3
