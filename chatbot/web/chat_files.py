@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.core.i18n import text
-from chatbot.web.chats import (
-    MAX_TITLE, VERSION, clean_messages, clip, current_time, new_id, title_of, with_settings,
-)
+from chatbot.web import chats
+from chatbot.web.chats import MAX_TITLE, VERSION, clean_messages, clip, current_time, new_id, title_of
 
 EXPORT_FORMAT = "switchboard.conversation"
 
@@ -95,7 +94,7 @@ def import_json(data: str | bytes, lang: str = "en") -> dict[str, Any]:
         "model": clip(model, 200) if model else None,
         "messages": messages,
     }
-    return with_settings(chat, payload.get("settings"))
+    return chats.with_settings(chat, payload.get("settings"))
 
 
 def export_markdown(chat: Mapping[str, Any], lang: str = "en") -> str:

@@ -25,7 +25,7 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 _LINE_MARKS = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-*+]\s+(?:\[[ xX]\]\s+)?|\d{1,9}[.)]\s+)+")
 _IMAGE_OR_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _TAG = re.compile(r"</?[A-Za-z][^>]*>")
-_EMPHASIS = re.compile(r"(\*{1,3}|_{1,3}|~~|`+)(?=\S)(.+?)(?<=\S)\1")
+_EMPHASIS = re.compile(r"(\*{1,3}|~~|`+)(?=\S)(.+?)(?<=\S)\1|(?<!\w)(_{1,3})(?=\S)(.+?)(?<=\S)\3(?!\w)")
 _LEFT_MARKS = re.compile(r"[`*]+|(?<!\w)_+|_+(?!\w)")
 
 
@@ -38,7 +38,7 @@ def plain_title(text: str) -> str:
         line = _IMAGE_OR_LINK.sub(r"\1", line)
         line = _TAG.sub("", line)
         for _ in range(3):  # nested emphasis: ***a*** or **_a_**
-            line = _EMPHASIS.sub(r"\2", line)
+            line = _EMPHASIS.sub(lambda m: m.group(2) or m.group(4) or "", line)
         line = " ".join(_LEFT_MARKS.sub("", line).split())
         if line:
             return line

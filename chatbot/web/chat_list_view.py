@@ -39,4 +39,4 @@ class ChatList:
 
     def chosen(self, shown: str | None) -> list[Any]:
         """The groups with the chat on screen chosen again (their choices as they are)."""
-        return [gr.Radio(value=shown) for _ in self.groups]
+        return [gr.Radio(value=shown) for _ in GROUPS]

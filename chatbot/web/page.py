@@ -20,6 +20,7 @@ from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
 from chatbot.core.settings import Settings
 from chatbot.core.usage import Totals
+from chatbot.web.chat_settings import ChatSettings
 from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
 from chatbot.web.labels import ui
@@ -41,8 +42,10 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             gr.Markdown(ui("demo_banner"), elem_id="demo-banner")
         chat.files.uploaded = uploaded_by_gradio(demo)
         panel = ChatsPanel(browser_secret(settings), chat.gauge, chat.model_update, chat.files, chat.replying)
+        chat_settings = ChatSettings(settings)  # the chat's own system prompt, temperature, reply length
         with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
             panel.render()
+            chat_settings.render()
         if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
             gr.LoginButton()
         model = _model_picker(settings, chat.upstream.catalogue)
@@ -57,19 +60,21 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             multimodal=True,
             chatbot=chatbot,
             textbox=textbox,
-            additional_inputs=[model, user_key, totals, panel.shown],
+            additional_inputs=[model, user_key, totals, panel.shown, *chat_settings.inputs],
             additional_outputs=[totals, finished],
             concurrency_limit=None,
             cache_examples=False,
             api_visibility="private",
             fill_height=True,
+            editable=True,  # a sent message is edited in place, and answered again
         )
         session.render()
         _wire_side_views(chat, model=model, chatbot=chatbot, gauge=gauge, finished=finished, session=session)
         panel.wire(
             demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
-            finished=finished, textbox=textbox, sent=chat_interface.saved_input,
+            finished=finished, textbox=textbox, sent=chat_interface.saved_input, settings=chat_settings.inputs,
         )
+        chat_settings.wire()
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
     return demo
 
@@ -88,7 +93,7 @@ def _model_picker(settings: Settings, catalogue: Catalogue) -> gr.Dropdown:
 
 def _chat_area() -> tuple[gr.Chatbot, MessageBox]:
     chatbot = gr.Chatbot(
-        label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
+        label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble", editable="user",
         sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
     )
     textbox = MessageBox(
@@ -122,9 +127,11 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
 
     async def respond(
         message: dict, history: list[dict], model: str | None, user_key: str | None, totals: dict,
-        chat_id: str | None, request: gr.Request,
+        chat_id: str | None, system: str | None, temperature: float | None, max_tokens: int | None,
+        request: gr.Request,
     ) -> AsyncIterator[tuple]:
         lang = language_of(request)
+        params = ChatSettings.params(system, temperature, max_tokens)  # the chat's own (saved with it)
         view = ReplyView(lang)
         update: list[dict] = []
         # A browser tab's saved-chats list waits for this reply (see chatbot/web/replying.py) until it is
@@ -133,7 +140,7 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
         chat.replying.mark(tab)
         # While streaming only the chat changes: a gr.skip() sent to a component output makes
         # Gradio build a new component and its config on every update (to a State it costs nothing).
-        async for update in chat.respond(message, history, model, user_key, request, view=view):
+        async for update in chat.respond(message, history, model, user_key, request, view=view, params=params):
             chat.replying.mark(tab)
             yield update, gr.skip(), gr.skip()
         try:
@@ -146,7 +153,8 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
             yield update, gr.skip(), gr.skip()
             return
         # the session line and the gauge follow from `finished` (see _wire_side_views)
-        yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id}
+        yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id,
+                                       "settings": params.as_dict()}
 
     return respond
 
