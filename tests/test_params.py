@@ -3,6 +3,8 @@ what reaches the provider over real HTTP (the fake upstream records each request
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import make_settings
 from fake_upstream import FakeUpstream
@@ -64,3 +66,27 @@ async def test_the_chat_tab_sends_them_unless_the_operator_fixed_them(fake: Fake
         pass
     assert "temperature" not in fake.last.body and fake.last.body["messages"][0]["content"] != "Rhyme."
     assert fake.last.body["max_tokens"] > 64
+
+
+async def test_the_http_api_passes_them_too(fake: FakeUpstream, tmp_path) -> None:
+    """POST /chat's optional system, temperature and max_tokens (the request schema, then the turn)."""
+    from chatbot.core.limits import Visitor
+    from chatbot.core.store import open_store
+    from chatbot.http.schemas import ChatRequest
+    from chatbot.http.service import ChatService
+
+    settings = make_settings(fake.base_url, CHATBOT_DB=str(tmp_path / "api.db"), CHATBOT_MAX_TOKENS="300")
+    service = ChatService(settings, Upstream(settings), open_store(settings))
+    try:
+        body = {"message": "Hi", "system": "Talk like a robot.", "temperature": 0.9, "max_tokens": 9_999}
+        reply = await service.begin("", ChatRequest.model_validate_json(json.dumps(body)), Visitor("ip:127.0.0.1"))
+        async for _ in reply.events():
+            pass
+        sent = fake.last.body
+        assert sent["messages"][0]["content"] == "Talk like a robot." and sent["temperature"] == 0.9
+        assert sent["max_tokens"] == 300  # the owner's cap holds
+        with pytest.raises(ValueError):
+            ChatRequest.model_validate({"message": "Hi", "temperature": 3})
+    finally:
+        await service.drain()
+        await service.store.close()
