@@ -51,8 +51,11 @@ def questions(page: Page) -> list[str]:
 
 
 def ask(page: Page, question: str) -> None:
+    """Send ``question`` and wait for its (echoed) answer to end."""
+    answers = page.locator('#chatbot [data-testid="bot"]', has_text="you said")
+    before = answers.count()
     send(page, question)
-    expect(page.locator("#chatbot")).to_contain_text(f"you said {question.splitlines()[-1]}")
+    expect(answers).to_have_count(before + 1)
     reply_ended(page)
 
 

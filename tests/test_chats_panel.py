@@ -17,7 +17,8 @@ from chatbot.web import chats
 from chatbot.web.chats_panel import SHOWN, VIEW, ChatsPanel
 
 # Where the handlers' outputs are (see ChatsPanel._view and ChatsPanel._shown).
-TITLE, MD, JSON = 5, 6, 7
+TITLE, MD, JSON = VIEW - 6, VIEW - 5, VIEW - 4
+ACTIONS = TITLE - 1
 CHAT, GAUGE, ID = VIEW, VIEW + 3, VIEW + 4
 NO_SETTINGS = (None, None, None)
 
@@ -182,7 +183,7 @@ def test_changes_to_the_list_wait_while_a_reply_is_in_progress() -> None:
     ]
     for outputs in refused:  # the list's choice goes back to the chat on screen; the store is not written
         assert all(group.value == on_screen for group in outputs[1:4]) and len(outputs) in (VIEW, VIEW + SHOWN)
-        assert all(o == gr.skip() for i, o in enumerate(outputs) if i not in (1, 2, 3))
+        assert all(o == gr.skip() for i, o in enumerate(outputs) if i not in (1, 2, 3))  # the 3 age groups
     assert ui.open(other, chat_id, None, "fast", Tab("tab-2"))[0]["current"] == chat_id  # another tab: no wait
     ui.saved(other, {"messages": [ANSWER], "chat": on_screen}, "fast", tab)
     assert ui.open(other, chat_id, on_screen, "fast", tab)[0]["current"] == chat_id
@@ -200,7 +201,7 @@ def test_a_failed_attempt_is_listed_then_not_kept_by_itself() -> None:
     assert chats.find(started, "try1") is not None
     failed = {"messages": [QUESTION, FAILED_NOTE], "chat": "try1", "at": 1.0}
     outputs = ui.saved(started, failed, "fast", Tab())
-    assert outputs[0]["chats"] == [] and not outputs[4].visible  # no chat selected: no per-chat actions
+    assert outputs[0]["chats"] == [] and not outputs[ACTIONS].visible  # no chat selected: no per-chat actions
     answered = {"messages": [QUESTION, FAILED_NOTE, QUESTION, ANSWER], "chat": "try1", "at": 2.0}
     assert chats.find(ui.saved(outputs[0], answered, "fast", Tab())[0], "try1") is not None
 
@@ -213,7 +214,7 @@ def test_delete_and_clear_can_be_undone() -> None:
     assert gone[0]["chats"] == [] and gone[UNDO].visible and gone[REMOVED]["id"] == "c1"
     back = ui.restored(gone[0], gone[REMOVED], gone[ID], "fast", None)
     assert back[0]["current"] == "c1" and back[CHAT] == [QUESTION, ANSWER] and back[ID] == "c1"
-    assert not back[UNDO].visible and back[REMOVED] is None and back[4].visible
+    assert not back[UNDO].visible and back[REMOVED] is None and back[ACTIONS].visible
     cleared = ui.cleared(back[0], "c1", "fast", None)
     assert cleared[0]["current"] is None and cleared[CHAT] == [] and cleared[UNDO].visible
     again = ui.restored(cleared[0], cleared[REMOVED], cleared[ID], "fast", None)

@@ -11,6 +11,7 @@ from chatbot.web.labels import UI
 LABELS: dict[str, dict[str, str]] = {
     "en": {
         "search_chats": "Search chats",
+        "no_chats_yet": "No saved chats yet.",
         "chats_today": "Today",
         "chats_week": "Previous 7 days",
         "chats_older": "Older",
@@ -32,6 +33,7 @@ LABELS: dict[str, dict[str, str]] = {
     },
     "es": {
         "search_chats": "Buscar chats",
+        "no_chats_yet": "Todavía no hay chats guardados.",
         "chats_today": "Hoy",
         "chats_week": "Últimos 7 días",
         "chats_older": "Anteriores",
@@ -53,6 +55,7 @@ LABELS: dict[str, dict[str, str]] = {
     },
     "pt": {
         "search_chats": "Buscar chats",
+        "no_chats_yet": "Ainda não há chats salvos.",
         "chats_today": "Hoje",
         "chats_week": "Últimos 7 dias",
         "chats_older": "Mais antigos",

@@ -32,7 +32,6 @@ from chatbot.compat import upload_folder
 from chatbot.core.i18n import language_of, text
 from chatbot.web import chat_files, chats
 from chatbot.web.answers import keep_previous
-from chatbot.web.chat_list import GROUPS
 from chatbot.web.chat_list_view import ChatList
 from chatbot.web.chat_settings import ChatSettings
 from chatbot.web.labels import ui
@@ -47,10 +46,10 @@ EXPORT_DIR = Path(tempfile.gettempdir()) / f"switchboard-exports-{os.getuid() if
 MAX_EXPORTS = 500
 #: The panel's events (and the gauge's) share this many workers: cheap for a person, bounded for a script.
 SIDE_CONCURRENCY: dict[str, Any] = {"concurrency_limit": 4, "concurrency_id": "switchboard-side-panels"}
-#: How many outputs :meth:`ChatsPanel._view` has (the store, a radio group per age group, 8 more), how many of
-#: them follow the groups, and how many :meth:`ChatsPanel._shown` has (5, and the 3 chat settings).
+#: How many outputs :meth:`ChatsPanel._view` has (the store, the list's, 7 more), how many of them follow the
+#: list's, and how many :meth:`ChatsPanel._shown` has (5, and the 3 chat settings).
 VIEW_REST = 7
-VIEW = 1 + len(GROUPS) + VIEW_REST
+VIEW = 1 + ChatList.size + VIEW_REST
 SHOWN = 8
 
 
@@ -155,7 +154,7 @@ class ChatsPanel:
     # --- what every handler returns -------------------------------------------------------------------
 
     def _view(self, store: dict[str, Any], lang: str, removed: dict[str, Any] | None = None) -> tuple[Any, ...]:
-        """(store, *list groups, actions, title, export_md, export_json, search, undo button, removed)."""
+        """(store, *list (groups, note), actions, title, export_md, export_json, search, undo button, removed)."""
         chat = chats.current(store)
         md = json_path = None
         if chat is not None:
@@ -370,8 +369,8 @@ class ChatsPanel:
     ) -> None:
         """``sent``: the ChatInterface's state holding the message just sent (the box is cleared by then);
         ``settings``: the chat settings panel's inputs (:attr:`ChatSettings.inputs`)."""
-        view = [self.store, *self.list.groups, self.actions, self.title, self.export_md, self.export_json,
-                self.list.search, self.restore_button, self.removed]
+        view = [self.store, *self.list.groups, self.list.empty, self.actions, self.title, self.export_md,
+                self.export_json, self.list.search, self.restore_button, self.removed]
         shown = [chatbot, chatbot_state, model, gauge, self.shown, *settings]
         quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
         demo.load(self.restore, [self.store, model], view + shown, **quiet)
@@ -381,7 +380,7 @@ class ChatsPanel:
         chatbot.undo(self.undone, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
         for group in self.list.groups:
             group.input(self.open, [self.store, group, self.shown, model], view + shown, **quiet)
-        self.list.search.input(self.searched, [self.store, self.list.search], self.list.groups,
+        self.list.search.input(self.searched, [self.store, self.list.search], [*self.list.groups, self.list.empty],
                                trigger_mode="always_last", **quiet)
         self.new.click(self.start_new, [self.store, self.shown, model], view + shown, **quiet)
         chatbot.clear(self.cleared, [self.store, self.shown, model], view + shown, **quiet)
