@@ -59,6 +59,11 @@ def ask(page: Page, question: str) -> None:
     reply_ended(page)
 
 
+def new_chat(page: Page) -> None:
+    page.locator("#new-chat").click()
+    expect(page.locator('#chatbot [data-testid="bot"]')).to_have_count(0)
+
+
 def test_the_chat_list_a_person_can_live_with(page: Page, fake: FakeUpstream) -> None:
     """15.2: no actions without a chat; a plain-text title under "Today"; search; Undo of Delete and of the
     chat box's Clear; a failed first attempt leaves no saved chat."""
@@ -70,7 +75,7 @@ def test_the_chat_list_a_person_can_live_with(page: Page, fake: FakeUpstream) ->
     assert listed(page) == ["Trip to Lima"]  # plain text, first line
     expect(page.locator("#saved-chats-today")).to_contain_text("Today")
     expect(page.locator("#delete-chat")).to_be_visible()
-    page.locator("#new-chat").click()
+    new_chat(page)
     ask(page, "Tax forms")
     expect(chats_labels).to_have_count(2)
 
@@ -93,7 +98,7 @@ def test_the_chat_list_a_person_can_live_with(page: Page, fake: FakeUpstream) ->
     expect(page.locator("#chatbot")).to_contain_text("you said Tax forms")
     expect(page.locator("#saved-chats label:has(input:checked)")).to_have_text("Tax forms")
 
-    page.locator("#new-chat").click()
+    new_chat(page)
     fake.push(Behaviour(status=500))
     send(page, "this one fails")
     expect(page.locator("#chatbot")).to_contain_text("⚠️")
@@ -118,7 +123,7 @@ def test_edit_retry_and_each_chats_settings(page: Page, fake: FakeUpstream) -> N
     assert body["messages"][0] == {"role": "system", "content": concise}
     assert body["temperature"] == 0.3 and body["max_tokens"] == 123
 
-    page.locator("#new-chat").click()
+    new_chat(page)
     expect(system).to_have_value("")  # a new chat starts with the app's defaults
     ask(page, "other chat")
     assert "temperature" not in fake.last.body and fake.last.body["max_tokens"] > 123
@@ -147,5 +152,5 @@ def test_edit_retry_and_each_chats_settings(page: Page, fake: FakeUpstream) -> N
     expect(page.locator("#chatbot")).to_contain_text("you said edited question")
     page.reload()
     page.wait_for_selector("#chatbot", timeout=WAIT_MS)
-    page.locator("#saved-chats label", has_text="edited question").click()
+    page.locator("#saved-chats label", has_text="first question").click()  # (its title stays)
     expect(page.locator("#chatbot").get_by_text(text("previous_answer"))).to_be_visible()

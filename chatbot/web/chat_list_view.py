@@ -22,11 +22,11 @@ class ChatList:
     size = len(GROUPS) + 1
 
     def render(self) -> None:
+        self.search = gr.Textbox(
+            label=ui("search_chats"), placeholder=ui("search_chats"), max_lines=1, show_label=False,
+            elem_id="chat-search",
+        )
         with gr.Column(elem_id="saved-chats"):
-            self.search = gr.Textbox(
-                label=ui("search_chats"), placeholder=ui("search_chats"), max_lines=1, show_label=False,
-                elem_id="chat-search",
-            )
             self.groups = [
                 gr.Radio(choices=[], value=None, label=ui(label), visible=False, elem_id=f"saved-chats-{key}")
                 for key, label, _ in GROUPS

@@ -380,7 +380,7 @@ class ChatsPanel:
         chatbot.undo(self.undone, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
         for group in self.list.groups:
             group.input(self.open, [self.store, group, self.shown, model], view + shown, **quiet)
-        self.list.search.input(self.searched, [self.store, self.list.search], [*self.list.groups, self.list.empty],
+        self.list.search.change(self.searched, [self.store, self.list.search], [*self.list.groups, self.list.empty],
                                trigger_mode="always_last", **quiet)
         self.new.click(self.start_new, [self.store, self.shown, model], view + shown, **quiet)
         chatbot.clear(self.cleared, [self.store, self.shown, model], view + shown, **quiet)
