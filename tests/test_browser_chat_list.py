@@ -6,6 +6,7 @@ One server and one browser for the module (the settings are equal); each test is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from browser_kit import WAIT_MS, browser, needs_chromium, open_page, reply_ended
 from conftest import make_settings
 from fake_upstream import Behaviour, FakeUpstream
 from playwright.sync_api import Browser, Page, expect
+from test_browser import ROOT, SHOTS_ENV, screenshot
 
 import app as switchboard
 from chatbot.core.i18n import text
@@ -97,6 +99,8 @@ def test_the_chat_list_a_person_can_live_with(page: Page, fake: FakeUpstream) ->
     page.locator("#restore-chat").click()
     expect(page.locator("#chatbot")).to_contain_text("you said Tax forms")
     expect(page.locator("#saved-chats label:has(input:checked)")).to_have_text("Tax forms")
+    if os.environ.get(SHOTS_ENV):  # the README's picture of the list (on purpose only, see test_browser.py)
+        screenshot(page, ROOT / os.environ[SHOTS_ENV], "chat-list.png")
 
     new_chat(page)
     fake.push(Behaviour(status=500))
