@@ -46,7 +46,7 @@ def test_attachments_export_by_name_and_import_as_a_note(tmp_path: Path) -> None
 def test_markdown_export_is_readable() -> None:
     chat = chats.current(chats.save(chats.empty_store(), conversation(), "fast", None))
     markdown = chat_files.export_markdown(chat)
-    assert markdown.startswith("# Write a haiku about tabs\n")
+    assert markdown.startswith("# Write a haiku\n")  # the first line (issue 15.2)
     assert "**You:**\n\nWrite   a haiku\nabout tabs" in markdown
     assert "<details>\n<summary>Thinking</summary>\n\nLet me count syllables.\n\n</details>" in markdown
     assert "def f():\n\treturn 1\n\n  indented" in markdown
@@ -73,10 +73,27 @@ def test_write_export_names_the_file_after_the_title_in_a_folder_per_content(tmp
     chat = chats.current(chats.save(chats.empty_store(), conversation(), "fast", None))
     md = Path(chat_files.write_export(chat, "md", tmp_path))
     as_json = Path(chat_files.write_export(chat, "json", tmp_path))
-    assert (md.name, as_json.name) == ("write-a-haiku-about-tabs.md", "write-a-haiku-about-tabs.json")
+    assert (md.name, as_json.name) == ("write-a-haiku.md", "write-a-haiku.json")
     assert md.read_text(encoding="utf-8") == chat_files.export_markdown(chat)
     assert json.loads(as_json.read_text(encoding="utf-8")) == json.loads(chat_files.export_json(chat))
     assert md.parent != as_json.parent and md.parent.parent == tmp_path
     assert chat_files.write_export(chat, "md", tmp_path) == str(md)  # the same content: the same file
     renamed = chats.current(chats.rename({"version": 1, "current": chat["id"], "chats": [chat]}, chat["id"], "¿?"))
     assert Path(chat_files.write_export(renamed, "md", tmp_path)).name == "chat.md"  # nothing left of the title
+
+
+def test_a_chats_settings_are_saved_exported_and_imported_with_it() -> None:
+    """Issue 15.4: the chat's own system prompt, temperature and reply length travel with it (bounded)."""
+    mine = {"system": "Answer as a pirate.", "temperature": 0.4, "max_tokens": 300}
+    store = chats.save(chats.empty_store(), conversation(), "fast", None, settings=mine)
+    chat = chats.current(store)
+    assert chat["settings"] == mine
+    assert chats.normalize_store(store, None)["chats"][0]["settings"] == mine  # survives the browser
+    exported = chat_files.export_json(chat)
+    assert json.loads(exported)["settings"] == mine
+    assert chat_files.import_json(exported)["settings"] == mine
+    forged = json.loads(exported) | {"settings": {"system": 7, "temperature": 99, "max_tokens": True}}
+    assert chat_files.import_json(json.dumps(forged))["settings"] == {"temperature": 2.0}
+    plain = chats.save(chats.empty_store(), conversation(), "fast", None)
+    assert "settings" not in chats.current(plain) and "settings" not in json.loads(
+        chat_files.export_json(chats.current(plain)))

@@ -31,7 +31,7 @@ def conversation() -> list[dict]:
 def test_save_creates_then_updates_the_current_chat() -> None:
     store = chats.save(chats.empty_store(), conversation()[:3], "fast", None)
     chat = chats.current(store)
-    assert chat["title"] == "Write a haiku about tabs" and chat["model"] == "fast"
+    assert chat["title"] == "Write a haiku" and chat["model"] == "fast"  # the first line (issue 15.2)
     assert chat["messages"] == conversation()[:3]
     store = chats.save(store, conversation(), "smart", None)
     assert len(store["chats"]) == 1 and chats.current(store)["messages"] == conversation()

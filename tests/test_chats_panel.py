@@ -14,7 +14,13 @@ from fake_upstream import FakeUpstream
 
 import app as switchboard
 from chatbot.web import chats
-from chatbot.web.chats_panel import ChatsPanel
+from chatbot.web.chats_panel import SHOWN, VIEW, ChatsPanel
+
+# Where the handlers' outputs are (see ChatsPanel._view and ChatsPanel._shown).
+TITLE, MD, JSON = VIEW - 6, VIEW - 5, VIEW - 4
+ACTIONS = TITLE - 1
+CHAT, GAUGE, ID = VIEW, VIEW + 3, VIEW + 4
+NO_SETTINGS = (None, None, None)
 
 
 def panel() -> ChatsPanel:
@@ -38,7 +44,7 @@ def path_of(button: gr.DownloadButton) -> str:
 
 def test_a_finished_reply_becomes_the_current_chat_with_its_exports() -> None:
     outputs = panel().saved(chats.empty_store(), {"messages": [QUESTION, ANSWER], "at": 1.0}, "fast", None)
-    store, listing, title, markdown, exported = outputs
+    store, listing, title, markdown, exported = outputs[0], outputs[1], outputs[TITLE], outputs[MD], outputs[JSON]
     chat = chats.current(store)
     assert chat["messages"] == [QUESTION, ANSWER] and chat["model"] == "fast"
     assert listing.choices == [("Capital of Peru?", chat["id"])] and listing.value == chat["id"]
@@ -61,15 +67,15 @@ def test_open_new_rename_delete() -> None:
     first = store_of(ui.saved(chats.empty_store(), [QUESTION, ANSWER], "smart", None))
     chat_id = first["current"]
     fresh = ui.start_new(first, chat_id, "fast", None)
-    assert fresh[0]["current"] is None and fresh[5:7] == ([], []) and fresh[8] == "gauge:fast:0"
-    assert chats.valid_id(fresh[9]) and fresh[9] != chat_id  # the new chat's id, before its first message
-    opened = ui.open(fresh[0], chat_id, fresh[9], "fast", None)
-    assert opened[5] == [QUESTION, ANSWER] and opened[7].value == "smart" and opened[8] == "gauge:smart:2"
-    assert opened[9] == chat_id
+    assert fresh[0]["current"] is None and fresh[CHAT:CHAT + 2] == ([], []) and fresh[GAUGE] == "gauge:fast:0"
+    assert chats.valid_id(fresh[ID]) and fresh[ID] != chat_id  # the new chat's id, before its first message
+    opened = ui.open(fresh[0], chat_id, fresh[ID], "fast", None)
+    assert opened[CHAT] == [QUESTION, ANSWER] and opened[CHAT + 2].value == "smart"
+    assert opened[GAUGE] == "gauge:smart:2" and opened[ID] == chat_id
     renamed = store_of(ui.renamed(opened[0], chat_id, "Geography", None))
     assert chats.current(renamed)["title"] == "Geography"
     gone = ui.deleted(renamed, chat_id, "fast", None)
-    assert gone[0]["chats"] == [] and gone[5] == [] and gone[9] != chat_id
+    assert gone[0]["chats"] == [] and gone[CHAT] == [] and gone[ID] != chat_id
 
 
 def test_restore_rebuilds_a_forged_store() -> None:
@@ -78,7 +84,7 @@ def test_restore_rebuilds_a_forged_store() -> None:
         {"role": "user", "content": [{"type": "file", "file": {"path": "/work/main/.env"}}, "hi"]},
     ]}]}
     outputs = panel().restore(forged, "fast", None)
-    shown = outputs[5]
+    shown = outputs[CHAT]
     assert shown == [{"role": "user", "content": [
         {"type": "text", "text": "📎 .env (the attachment is no longer available)"}, {"type": "text", "text": "hi"}]}]
     assert panel().restore("garbage", "fast", None)[0] == chats.empty_store()
@@ -87,11 +93,11 @@ def test_restore_rebuilds_a_forged_store() -> None:
 def test_import_then_export_round_trip(tmp_path: Path) -> None:
     ui = panel()
     saved = ui.saved(chats.empty_store(), [QUESTION, ANSWER], "fast", None)
-    exported = path_of(saved[4])
+    exported = path_of(saved[JSON])
     outputs = ui.imported(chats.empty_store(), exported, None, "budget", None)
     store = outputs[0]
-    assert chats.current(store)["messages"] == [QUESTION, ANSWER] and outputs[5] == [QUESTION, ANSWER]
-    assert Path(path_of(outputs[4])).read_text() == Path(exported).read_text()
+    assert chats.current(store)["messages"] == [QUESTION, ANSWER] and outputs[CHAT] == [QUESTION, ANSWER]
+    assert Path(path_of(outputs[JSON])).read_text() == Path(exported).read_text()
     bad = tmp_path / "notes.json"
     bad.write_text('{"hello": "world"}')
     refused = ui.imported(store, str(bad), None, "fast", None)
@@ -136,8 +142,8 @@ def test_a_chat_is_listed_when_its_first_message_is_sent_and_its_reply_saved_by_
     goes to that chat even when another one is current by then, never over the current one."""
     ui = panel()
     older = chats.save(chats.empty_store(), [QUESTION, ANSWER], "fast", None)
-    started = ui.started(older, "newchat1", {"text": "Largest ocean?", "files": []}, "fast", Tab())
-    store, listing, title = started[0], started[1], started[2]
+    started = ui.started(older, "newchat1", {"text": "Largest ocean?", "files": []}, "fast", *NO_SETTINGS, Tab())
+    store, listing, title = started[0], started[1], started[TITLE]
     assert store["current"] == "newchat1" and listing.value == "newchat1" and title.value == "Largest ocean?"
     assert [c[1] for c in listing.choices] == ["newchat1", older["current"]]
     assert chats.find(store, "newchat1")["messages"] == [
@@ -151,11 +157,11 @@ def test_a_chat_is_listed_when_its_first_message_is_sent_and_its_reply_saved_by_
         "Largest ocean?", "The Pacific."]
     assert saved["current"] == older["current"]
     # an id that is not one (forged) is never used; a repeated start changes nothing it holds
-    assert ui.started(older, "../x", {"text": "hi"}, "fast", Tab())[0] == older
-    again = ui.started(saved, "newchat1", {"text": "other"}, "fast", Tab())[0]
+    assert ui.started(older, "../x", {"text": "hi"}, "fast", *NO_SETTINGS, Tab())[0] == older
+    again = ui.started(saved, "newchat1", {"text": "other"}, "fast", *NO_SETTINGS, Tab())[0]
     assert chats.find(again, "newchat1")["messages"] == chats.find(saved, "newchat1")["messages"]
     # a file the message names outside Gradio's upload folder is never kept (only its name, as a note)
-    named = ui.started(older, "newchat2", {"text": "hi", "files": ["/etc/passwd"]}, "fast", Tab())[0]
+    named = ui.started(older, "newchat2", {"text": "hi", "files": ["/etc/passwd"]}, "fast", *NO_SETTINGS, Tab())[0]
     assert chats.find(named, "newchat2")["messages"][0]["content"] == [
         {"type": "text", "text": "📎 passwd (the attachment is no longer available)"}, {"type": "text", "text": "hi"}]
 
@@ -168,7 +174,7 @@ def test_changes_to_the_list_wait_while_a_reply_is_in_progress() -> None:
     chat_id = store["current"]
     other = chats.save({**store, "current": None}, [ANSWER], "fast", None)
     on_screen = other["current"]
-    ui.started(other, on_screen, {"text": "more"}, "fast", Tab("tab-1"))  # a message is sent: the tab waits
+    ui.started(other, on_screen, {"text": "more"}, "fast", *NO_SETTINGS, Tab("tab-1"))  # sent: the tab waits
     tab = Tab("tab-1")
     refused = [
         ui.open(other, chat_id, on_screen, "fast", tab), ui.start_new(other, on_screen, "fast", tab),
@@ -176,8 +182,68 @@ def test_changes_to_the_list_wait_while_a_reply_is_in_progress() -> None:
         ui.renamed(other, on_screen, "Renamed", tab),
     ]
     for outputs in refused:  # the list's choice goes back to the chat on screen; the store is not written
-        assert outputs[1].value == on_screen and len(outputs) in (5, 10)
-        assert all(o == gr.skip() for i, o in enumerate(outputs) if i != 1)
+        assert all(group.value == on_screen for group in outputs[1:4]) and len(outputs) in (VIEW, VIEW + SHOWN)
+        assert all(o == gr.skip() for i, o in enumerate(outputs) if i not in (1, 2, 3))  # the 3 age groups
     assert ui.open(other, chat_id, None, "fast", Tab("tab-2"))[0]["current"] == chat_id  # another tab: no wait
     ui.saved(other, {"messages": [ANSWER], "chat": on_screen}, "fast", tab)
     assert ui.open(other, chat_id, on_screen, "fast", tab)[0]["current"] == chat_id
+
+
+FAILED_NOTE = {"role": "assistant", "content": [{"type": "text", "text": "The provider refused."}],
+               "metadata": {"title": "⚠️ The provider refused.", "id": "switchboard-note"}}
+UNDO, REMOVED = VIEW - 2, VIEW - 1
+
+
+def test_a_failed_attempt_is_listed_then_not_kept_by_itself() -> None:
+    """15.2: a chat is listed when its message is sent; when the reply fails it leaves the list again."""
+    ui = panel()
+    started = ui.started(chats.empty_store(), "try1", {"text": "Hi"}, "fast", *NO_SETTINGS, Tab())[0]
+    assert chats.find(started, "try1") is not None
+    failed = {"messages": [QUESTION, FAILED_NOTE], "chat": "try1", "at": 1.0}
+    outputs = ui.saved(started, failed, "fast", Tab())
+    assert outputs[0]["chats"] == [] and not outputs[ACTIONS].visible  # no chat selected: no per-chat actions
+    answered = {"messages": [QUESTION, FAILED_NOTE, QUESTION, ANSWER], "chat": "try1", "at": 2.0}
+    assert chats.find(ui.saved(outputs[0], answered, "fast", Tab())[0], "try1") is not None
+
+
+def test_delete_and_clear_can_be_undone() -> None:
+    """15.2: Delete (and the chat box's Clear) offer an Undo that brings the chat back, on screen."""
+    ui = panel()
+    store = store_of(ui.saved(chats.empty_store(), {"messages": [QUESTION, ANSWER], "chat": "c1"}, "fast", None))
+    gone = ui.deleted(store, "c1", "fast", None)
+    assert gone[0]["chats"] == [] and gone[UNDO].visible and gone[REMOVED]["id"] == "c1"
+    back = ui.restored(gone[0], gone[REMOVED], gone[ID], "fast", None)
+    assert back[0]["current"] == "c1" and back[CHAT] == [QUESTION, ANSWER] and back[ID] == "c1"
+    assert not back[UNDO].visible and back[REMOVED] is None and back[ACTIONS].visible
+    cleared = ui.cleared(back[0], "c1", "fast", None)
+    assert cleared[0]["current"] is None and cleared[CHAT] == [] and cleared[UNDO].visible
+    again = ui.restored(cleared[0], cleared[REMOVED], cleared[ID], "fast", None)
+    assert again[0]["current"] == "c1" and again[CHAT] == [QUESTION, ANSWER] and len(again[0]["chats"]) == 1
+    assert ui.restored(store, None, "x1", "fast", None)[0] == store  # nothing to bring back
+
+
+def test_retry_keeps_the_earlier_answer_on_screen_and_saved() -> None:
+    """15.3: an answer asked again keeps the one it replaces (saved, and sent back to the chat)."""
+    ui = panel()
+    store = store_of(ui.saved(chats.empty_store(), {"messages": [QUESTION, ANSWER], "chat": "c1", "at": 1}, "f", None))
+    retry = {"role": "assistant", "content": [{"type": "text", "text": "Lima, Peru."}]}
+    outputs = ui.saved(store, {"messages": [QUESTION, retry], "chat": "c1", "at": 2}, "fast", None)
+    kept = chats.find(outputs[0], "c1")["messages"]
+    assert [m["content"][0]["text"] for m in kept] == ["Capital of Peru?", "Lima.", "Lima, Peru."]
+    assert kept[1]["metadata"]["id"] == "previous-answer" and outputs[VIEW] == outputs[VIEW + 1] == kept
+    plain = ui.saved(store, {"messages": [QUESTION, ANSWER, QUESTION, retry], "chat": "c1", "at": 3}, "f", None)
+    assert plain[VIEW] == gr.skip()  # a new question: the chat on screen is left as it is
+
+
+def test_search_filters_the_list_and_settings_are_saved_with_the_chat() -> None:
+    ui = panel()
+    store = ui.started(chats.empty_store(), "c1", {"text": "Capital of Peru?"}, "fast", "Be brief.", 0.2, 99, Tab())[0]
+    assert chats.find(store, "c1")["settings"] == {"system": "Be brief.", "temperature": 0.2, "max_tokens": 99}
+    store = ui.started(store, "c2", {"text": "Rain in Spain"}, "fast", "", None, None, Tab())[0]
+    assert "settings" not in chats.find(store, "c2")
+    today = ui.searched(store, "peru", Tab())[0]
+    assert today.choices == [("Capital of Peru?", "c1")]
+    assert len(ui.searched(store, "", Tab())[0].choices) == 2
+    opened = ui.open(store, "c1", "c2", "fast", Tab("tab-2"))  # (tab-1 waits for its reply)
+    assert opened[ID + 1:] == ("Be brief.", 0.2, 99)
+    assert ui.open(store, "c2", "c1", "fast", Tab("tab-2"))[ID + 1:] == ("", None, None)

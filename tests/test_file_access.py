@@ -21,6 +21,7 @@ from fake_upstream import FakeUpstream
 
 import app as switchboard
 from chatbot.core.errors import render
+from chatbot.web.chats_panel import VIEW
 
 
 class Attack:
@@ -283,7 +284,7 @@ def _say(attack: Attack, client: httpx.Client, session: str, text: str, *paths: 
     """One message through the chat box's event (with files named by path); what the session was shown."""
     files = [{"path": p, "orig_name": os.path.basename(p), "meta": {"_type": "gradio.FileData"}} for p in paths]
     messages = attack.call(client, session, _dependency(attack, "respond"),
-                           [{"text": text, "files": files}, None, "fast", "", None, None])
+                           [{"text": text, "files": files}, None, "fast", "", None, None, "", None, None])
     return json.dumps(messages)
 
 
@@ -326,7 +327,7 @@ def test_a_saved_chats_attachment_needs_the_apps_seal(attack: Attack, fake: Fake
             for seal in ("0" * 64, None, part["file"]["seal"][::-1])]}]}
 
         restored = attack.call(client, later, _dependency(attack, "restore"), [store, "fast"])
-        assert mine in json.dumps(restored[-1]["output"]["data"][5])  # the chat shows the attachment
+        assert mine in json.dumps(restored[-1]["output"]["data"][VIEW])  # the chat shows the attachment
         _say(attack, client, later, "and again?")
         assert f"{attack.canary}-upload" in json.dumps(fake.last.body)  # and the model sees it
 

@@ -23,6 +23,7 @@ from chatbot.core.errors import Friendly, friendly, store_failure
 from chatbot.core.events import Done, ErrorEvent, Event, HistoryTrimmed
 from chatbot.core.history import History
 from chatbot.core.limits import UNKNOWN_PRICE, Ticket, Visitor
+from chatbot.core.params import Params
 from chatbot.core.provider import Prepared, make_client, reply_events
 from chatbot.core.reply import ReplyState
 from chatbot.core.reply_limits import ReplyCounter, ReplyLimits
@@ -38,7 +39,7 @@ LOCAL_VISITOR = Visitor("local")
 UNDER_REPORT_BYTES = 8
 
 Message = str | list[dict]
-Request = tuple[Message, History | list[dict], str | None]
+Request = tuple[Message, History | list[dict], str | None, Params | None]
 
 
 async def turn(
@@ -54,6 +55,7 @@ async def turn(
     attempts: int = 1,
     client: openai.AsyncOpenAI | None = None,
     tick: float = 0.04,
+    params: Params | None = None,
 ) -> AsyncGenerator[Event, None]:
     """One reply's events, each applied to ``state`` before it is passed on; always ends with
     :class:`Done` or :class:`ErrorEvent`, then :meth:`ReplyState.end` (however the turn ends: complete,
@@ -64,9 +66,11 @@ async def turn(
     used for this request only through a client of its own (never stored, never shared), which also
     exempts it from the owner's quotas. ``admission`` is one from :meth:`Upstream.admit` (the limits were
     checked already). A failure of the app's own store (the limits' Redis) before anything streamed is tried
-    again, up to ``attempts`` times in all (each of its clients reconnects after its first failure)."""
+    again, up to ``attempts`` times in all (each of its clients reconnects after its first failure).
+    ``params`` are the chat's own settings (system prompt, temperature, reply length; see
+    :mod:`chatbot.core.params`)."""
     state = state if state is not None else ReplyState()
-    request: Request = (message, history, model_name)
+    request: Request = (message, history, model_name, params)
     try:
         for attempt in range(1, attempts + 1):
             started = False

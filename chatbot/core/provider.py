@@ -56,6 +56,7 @@ class Prepared:
     dropped_turns: int
     prompt_tokens: int
     max_tokens: int
+    temperature: float | None = None  # None: not sent (the provider's default)
 
 
 def make_client(settings: Settings, api_key: str | None = None, **kwargs: object) -> openai.AsyncOpenAI:
@@ -148,7 +149,9 @@ async def _read(
     client: openai.AsyncOpenAI, prepared: Prepared, mailbox: _Mailbox, counter: ReplyCounter
 ) -> None:
     model = prepared.model
-    cap = {"max_completion_tokens" if model.reasoning else "max_tokens": prepared.max_tokens}
+    cap: dict[str, float] = {"max_completion_tokens" if model.reasoning else "max_tokens": prepared.max_tokens}
+    if prepared.temperature is not None:
+        cap["temperature"] = prepared.temperature
     try:
         # The request, its retries, time-outs and HTTP status errors are the SDK's (``client.post``,
         # its documented way to send a request it has no method for, keeps the client's options); the

@@ -18,7 +18,7 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError
@@ -165,6 +165,8 @@ class Settings(BaseSettings):
     system_prompt: str = _env("CHATBOT_SYSTEM_PROMPT", "You are a helpful assistant. Be concise and direct.")
     context_tokens: int | None = _env("CHATBOT_CONTEXT_TOKENS", ge=256)
     max_tokens: int = _env("CHATBOT_MAX_TOKENS", 4_096, ge=1)
+    temperature: float | None = _env("CHATBOT_TEMPERATURE", ge=0, le=2)  # None: the provider's default
+    chat_settings: Literal["edit", "fixed", "hidden"] = _env("CHATBOT_CHAT_SETTINGS", "edit")  # per chat
     connect_timeout: Seconds = _env("CHATBOT_CONNECT_TIMEOUT", 10.0)
     first_token_timeout: Seconds = _env("CHATBOT_FIRST_TOKEN_TIMEOUT", 120.0)
     idle_timeout: Seconds = _env("CHATBOT_IDLE_TIMEOUT", 60.0)

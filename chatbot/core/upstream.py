@@ -23,6 +23,7 @@ from chatbot.core.events import Event
 from chatbot.core.history import History, MessageTooLong, clean_text, fit_history, small_history
 from chatbot.core.limits import Guard, Ticket, Visitor
 from chatbot.core.metrics import Metrics
+from chatbot.core.params import Params, effective, reply_cap
 from chatbot.core.provider import Prepared, make_client
 from chatbot.core.settings import Settings
 from chatbot.core.tokens import counter_for, encoding_loaded
@@ -101,12 +102,14 @@ class Upstream:
         message: str | list[dict],
         history: History | list[dict],
         model_name: str | None,
+        params: Params | None = None,
         *,
         prompt_budget: int | None = None,
     ) -> Prepared | Friendly:
         """The messages to send (system prompt, trimmed history, new message), or why nothing is sent.
         ``message`` is text, or OpenAI content parts (text and ``image_url``) when images are attached.
-        ``prompt_budget`` lowers the model's prompt budget (a retry after a length refusal).
+        ``prompt_budget`` lowers the model's prompt budget (a retry after a length refusal). ``params`` are
+        the chat's own settings (:func:`chatbot.core.params.effective`: the reply cap is only ever lowered).
 
         ``history`` is the client's history as a :class:`History` (a list stands for one with the settings'
         caps); it is cleaned, counted and trimmed in one walk from the newest message back, which stops
@@ -126,9 +129,11 @@ class Upstream:
                 return friendly("input_too_long", chars=len(message), limit=limit)
             content = clean_text(message, self.settings.max_message_chars)
         budget, reply = self.budget(model)
+        chosen = effective(params, self.settings)
+        reply = reply_cap(reply, chosen)
         if prompt_budget is not None or model.id in self.learned_budget:
             budget = max(1, min(budget, prompt_budget or budget, self.learned_budget.get(model.id, budget)))
-        system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
+        system = [{"role": "system", "content": chosen.system}] if chosen.system else []
         newest = {"role": "user", "content": content}
         counter = counter_for(model.id)
         if not isinstance(history, History):
@@ -137,7 +142,8 @@ class Upstream:
             trimmed = fit_history(history, budget, counter.count, system=system, newest=newest)
         except MessageTooLong as exc:
             return friendly("message_too_long", model=model.id, tokens=exc.tokens, budget=exc.budget)
-        return Prepared(model, trimmed.messages, trimmed.dropped_turns, trimmed.tokens, reply)
+        temperature = None if model.reasoning else chosen.temperature
+        return Prepared(model, trimmed.messages, trimmed.dropped_turns, trimmed.tokens, reply, temperature)
 
     async def admit(self, visitor: Visitor, model_name: str | None) -> Admission | Friendly:
         """Admit a request before anything of it is stored or tokenised (the HTTP API's order): every limit
@@ -189,13 +195,14 @@ class Upstream:
 
     async def prepared(
         self, message: str | list[dict], history: History | list[dict],
-        model_name: str | None, prompt_budget: int | None = None,
+        model_name: str | None, params: Params | None = None, prompt_budget: int | None = None,
     ) -> Prepared | Friendly:
         """:meth:`prepare` on the event loop when it is cheap, else in a worker thread."""
         try:
             if prepares_inline(message, history) and self._counter_ready(model_name):  # a hop costs more
-                return self.prepare(message, history, model_name, prompt_budget=prompt_budget)
-            return await asyncio.to_thread(self.prepare, message, history, model_name, prompt_budget=prompt_budget)
+                return self.prepare(message, history, model_name, params, prompt_budget=prompt_budget)
+            return await asyncio.to_thread(self.prepare, message, history, model_name, params,
+                                           prompt_budget=prompt_budget)
         except Exception:  # pragma: no cover - prepare is total, this is a safety net
             log.exception("could not prepare a request")
             return friendly("internal")

@@ -24,6 +24,10 @@ class ChatRequest(BaseModel):
     conversation_id: StrictStr | None = Field(
         None, description="Continue this conversation; leave out to start a new one (its id is returned)."
     )
+    system: StrictStr | None = Field(None, description="A system prompt for this request instead of the server's "
+                                     "(ignored when the operator fixed the settings).")
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature; leave out for the default.")
+    max_tokens: int | None = Field(None, ge=1, description="Most reply tokens; never more than the server's cap.")
 
 
 class UsageOut(BaseModel):

@@ -19,6 +19,7 @@ from chatbot.core.errors import Friendly, friendly, render, store_failure
 from chatbot.core.events import Done, ErrorEvent, Event, Usage
 from chatbot.core.history import History, clean_text
 from chatbot.core.limits import Visitor, visitor_from
+from chatbot.core.params import Params
 from chatbot.core.reply import ReplyState
 from chatbot.core.settings import Settings
 from chatbot.core.store import Conversation, Store, StoreError, Turn
@@ -39,9 +40,10 @@ class Reply:
 
     def __init__(
         self, service: ChatService, turn: Turn, message: str, model_name: str, visitor: Visitor,
-        admission: Admission | None = None,
+        admission: Admission | None = None, params: Params | None = None,
     ) -> None:
         self.service = service
+        self.params = params  # the request's own system prompt, temperature, reply length
         self.turn = turn
         self.message = message
         self.model_name = model_name
@@ -90,7 +92,7 @@ class Reply:
         history = History.of(self.turn.history, self.service.settings)  # the stored context, text only
         events = turn(
             self.service.upstream, self.message, history, self.model_name, visitor=self.visitor,
-            admission=self.admission, state=self.state, attempts=STORE_ATTEMPTS,
+            admission=self.admission, state=self.state, attempts=STORE_ATTEMPTS, params=self.params,
         )
         async with contextlib.aclosing(events):
             async for event in events:
@@ -223,7 +225,8 @@ class ChatService:
                 f"There is no conversation “{printable(request.conversation_id, 40)}” for this token "
                 "(unknown, deleted, or started with another token). Leave out conversation_id to start one.",
             )
-        return Reply(self, turn, message, name, visitor, admission)
+        params = Params.of(request.model_dump(include={"system", "temperature", "max_tokens"}))
+        return Reply(self, turn, message, name, visitor, admission, params)
 
     async def _admit(self, visitor: Visitor, name: str) -> Admission | Friendly:
         """The limits' admission, tried again when their Redis failed (each of its clients reconnects on its

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.core.i18n import text
+from chatbot.web import chats
 from chatbot.web.chats import MAX_TITLE, VERSION, clean_messages, clip, current_time, new_id, title_of
 
 EXPORT_FORMAT = "switchboard.conversation"
@@ -63,6 +64,8 @@ def export_json(chat: Mapping[str, Any]) -> str:
         "updated": _iso(chat["updated"]),
         "messages": [_portable(m) for m in chat["messages"]],
     }
+    if chat.get("settings"):  # the chat's own settings travel with it
+        payload["settings"] = dict(chat["settings"])
     return json.dumps(payload, ensure_ascii=False, indent=2) + "\n"
 
 
@@ -83,7 +86,7 @@ def import_json(data: str | bytes, lang: str = "en") -> dict[str, Any]:
     created = _epoch(payload.get("created")) or current_time()
     title = payload.get("title") if isinstance(payload.get("title"), str) and payload["title"].strip() else None
     model = payload.get("model") if isinstance(payload.get("model"), str) else None
-    return {
+    chat = {
         "id": new_id(),
         "title": clip(" ".join((title or title_of(messages, lang)).split()), MAX_TITLE),
         "created": created,
@@ -91,6 +94,7 @@ def import_json(data: str | bytes, lang: str = "en") -> dict[str, Any]:
         "model": clip(model, 200) if model else None,
         "messages": messages,
     }
+    return chats.with_settings(chat, payload.get("settings"))
 
 
 def export_markdown(chat: Mapping[str, Any], lang: str = "en") -> str:

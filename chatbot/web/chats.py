@@ -8,7 +8,8 @@ and kept in ``data/browser-secret``; the setting itself never reaches the page.
 The store is a plain JSON value::
 
     {"version": 1, "current": "<id or null>", "chats": [{"id", "title", "created", "updated", "model",
-     "messages": [{"role", "content": [parts], "metadata"?}]}]}
+     "settings"?: {"system"?, "temperature"?, "max_tokens"?}, "messages": [{"role", "content": [parts],
+     "metadata"?}]}]}
 
 Everything coming back from the browser (the store, an imported file) is untrusted: :func:`normalize_store`
 and :func:`clean_messages` rebuild it with bounded sizes, and keep a file attachment only when its path is
@@ -33,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.core.i18n import text
+from chatbot.core.params import Params
 from chatbot.core.settings import Settings
+from chatbot.web.chat_list import plain_title
 
 log = logging.getLogger("switchboard.chats")
 
@@ -181,12 +184,10 @@ def clean_messages(messages: object, root: Root, lang: str = "en") -> list[dict[
 
 
 def title_of(messages: Iterable[Mapping[str, Any]], lang: str = "en") -> str:
-    """A chat's title: the start of its first user message."""
+    """A chat's title: the start of its first user message's first line, in plain text (no Markdown)."""
     for message in messages:
         if message.get("role") == "user" and not message.get("metadata"):
-            words = " ".join(
-                " ".join(p["text"].split()) for p in message.get("content", []) if p.get("type") == "text"
-            ).strip()
+            words = plain_title("\n".join(p["text"] for p in message.get("content", []) if p.get("type") == "text"))
             if words:
                 return clip(words, MAX_TITLE)
     return text("untitled", lang)
@@ -206,10 +207,24 @@ def _chat(raw: object, root: Root) -> dict[str, Any] | None:
     given = raw.get("title")
     title = given if isinstance(given, str) and given.strip() else title_of(messages)
     model = raw.get("model") if isinstance(raw.get("model"), str) else None
-    return {
+    chat = {
         "id": raw["id"], "title": clip(" ".join(title.split()), MAX_TITLE), "created": float(created),
         "updated": float(updated), "model": clip(model, 200) if model else None, "messages": messages,
     }
+    return with_settings(chat, raw.get("settings"))
+
+
+def with_settings(chat: dict[str, Any], raw: object) -> dict[str, Any]:
+    """``chat`` with its own settings (cleaned, see :class:`chatbot.core.params.Params`), if it has any."""
+    chat.pop("settings", None)
+    settings = Params.of(raw).as_dict()
+    return {**chat, "settings": settings} if settings else chat
+
+
+def answered(messages: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether a conversation holds an answer (an assistant message that is not an app note): a chat made
+    only of failed attempts is not kept by itself."""
+    return any(m.get("role") == "assistant" and not m.get("metadata") for m in messages)
 
 
 def empty_store() -> dict[str, Any]:
@@ -264,7 +279,7 @@ def valid_id(chat_id: object) -> str | None:
 
 
 def save(store: Mapping[str, Any], messages: object, model: str | None, root: Root,
-         lang: str = "en", chat_id: str | None = None) -> dict[str, Any]:
+         lang: str = "en", chat_id: str | None = None, settings: object = None) -> dict[str, Any]:
     """The store with chat ``chat_id``'s messages replaced (created when the store does not hold it yet).
     Without ``chat_id``: the current chat, or a new one when none is current. The current chat stays
     current (the saved one becomes current only when none was)."""
@@ -273,6 +288,8 @@ def save(store: Mapping[str, Any], messages: object, model: str | None, root: Ro
     target = valid_id(chat_id) or store.get("current")
     chat = next((c for c in chats if c["id"] == target), None)
     current = store.get("current") if any(c["id"] == store.get("current") for c in chats) else None
+    if settings is not None and chat is not None:  # the chat's settings, saved even with no message
+        chat.update(with_settings(chat, settings))
     if not cleaned:
         return {"version": VERSION, "current": current, "chats": chats}
     now = max(current_time(), max((c.get("updated", 0.0) for c in chats), default=0.0) + 0.001)  # newest on top
@@ -280,19 +297,21 @@ def save(store: Mapping[str, Any], messages: object, model: str | None, root: Ro
         chat = {"id": target or new_id(), "title": title_of(cleaned, lang), "created": now}
         chats.append(chat)
     chat.update(messages=cleaned, updated=now, model=model or chat.get("model"))
+    if settings is not None:
+        chat.update(with_settings(chat, settings))
     current = current or chat["id"]
     return {"version": VERSION, "current": current, "chats": _fit(chats, current)}
 
 
 def begin(store: Mapping[str, Any], chat_id: str | None, messages: object, model: str | None,
-          root: Root, lang: str = "en") -> dict[str, Any]:
+          root: Root, lang: str = "en", settings: object = None) -> dict[str, Any]:
     """A chat starts: the store with chat ``chat_id`` listed and current, holding ``messages`` (its first
     question); a chat the store already holds is only made current (its reply saves it whole)."""
     chat_id = valid_id(chat_id)
     if chat_id is None:
         return dict(store)
     if find(store, chat_id) is None:
-        store = save({**store, "current": None}, messages, model, root, lang, chat_id=chat_id)
+        store = save({**store, "current": None}, messages, model, root, lang, chat_id=chat_id, settings=settings)
     return select(store, chat_id)
 
 

@@ -31,6 +31,9 @@ import gradio as gr
 from chatbot.compat import upload_folder
 from chatbot.core.i18n import language_of, text
 from chatbot.web import chat_files, chats
+from chatbot.web.answers import keep_previous
+from chatbot.web.chat_list_view import ChatList
+from chatbot.web.chat_settings import ChatSettings
 from chatbot.web.labels import ui
 from chatbot.web.replying import Replying
 from chatbot.web.uploads import SessionFiles
@@ -43,6 +46,11 @@ EXPORT_DIR = Path(tempfile.gettempdir()) / f"switchboard-exports-{os.getuid() if
 MAX_EXPORTS = 500
 #: The panel's events (and the gauge's) share this many workers: cheap for a person, bounded for a script.
 SIDE_CONCURRENCY: dict[str, Any] = {"concurrency_limit": 4, "concurrency_id": "switchboard-side-panels"}
+#: How many outputs :meth:`ChatsPanel._view` has (the store, the list's, 7 more), how many of them follow the
+#: list's, and how many :meth:`ChatsPanel._shown` has (5, and the 3 chat settings).
+VIEW_REST = 7
+VIEW = 1 + ChatList.size + VIEW_REST
+SHOWN = 8
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -95,7 +103,11 @@ def _one_at_a_time(handler: Callable[..., tuple[Any, ...]]) -> Callable[..., tup
 
 
 class ChatsPanel:
-    """Renders the panel (call :meth:`render` inside the sidebar) and wires its events (:meth:`wire`)."""
+    """Renders the panel (call :meth:`render` inside the sidebar) and wires its events (:meth:`wire`).
+
+    Every handler returns :meth:`_view`'s outputs (the store, the list, the selected chat's actions, the
+    search box, the undo button and what it would bring back), and those that change the chat on screen
+    also :meth:`_shown`'s (the chat, the model, the gauge, the chat's id and its settings)."""
 
     def __init__(
         self,
@@ -110,6 +122,7 @@ class ChatsPanel:
         self.model_update = model_update  # (saved model, current) -> (dropdown update, model chosen)
         self.files = files  # which attachments a session may have read; None: any in Gradio's upload folder
         self.replying = replying if replying is not None else Replying()  # marked by the chat function
+        self.list = ChatList()
 
     def _root(self, request: gr.Request | None, *, saving: bool = False) -> chats.Root:
         """Where a store's attachments may be, for this request's session (see SessionFiles.keeper)."""
@@ -122,14 +135,17 @@ class ChatsPanel:
     def render(self) -> None:
         self.store = gr.BrowserState(chats.empty_store(), storage_key=chats.STORAGE_KEY, secret=self.secret)
         self.shown = gr.State(None)  # the id of the chat on screen (also one not saved yet)
+        self.removed = gr.State(None)  # the chat the last Delete or Clear took away (its Undo brings it back)
         self.new = gr.Button(ui("new_chat"), variant="primary", size="md", elem_id="new-chat")
-        self.list = gr.Radio(choices=[], value=None, label=ui("saved_chats"), elem_id="saved-chats")
-        with gr.Row():
-            self.title = gr.Textbox(label=ui("title"), max_lines=1, scale=3, elem_id="chat-title")
-            self.rename = gr.Button(ui("rename"), size="sm", scale=1, elem_id="rename-chat")
-        self.delete = gr.Button(ui("delete"), variant="stop", size="sm", elem_id="delete-chat")
-        self.export_md = gr.DownloadButton(ui("export_markdown"), value=None, size="sm", elem_id="export-md")
-        self.export_json = gr.DownloadButton(ui("export_json"), value=None, size="sm", elem_id="export-json")
+        self.restore_button = gr.Button(ui("restore_chat"), size="sm", visible=False, elem_id="restore-chat")
+        self.list.render()
+        with gr.Column(visible=False, elem_id="chat-actions") as self.actions:  # the selected chat's
+            with gr.Row():
+                self.title = gr.Textbox(label=ui("title"), max_lines=1, scale=3, elem_id="chat-title")
+                self.rename = gr.Button(ui("rename"), size="sm", scale=1, elem_id="rename-chat")
+            self.delete = gr.Button(ui("delete"), variant="stop", size="sm", elem_id="delete-chat")
+            self.export_md = gr.DownloadButton(ui("export_markdown"), value=None, size="sm", elem_id="export-md")
+            self.export_json = gr.DownloadButton(ui("export_json"), value=None, size="sm", elem_id="export-json")
         self.import_json = _schema_once(gr.UploadButton(
             ui("import_json"), file_types=[".json"], file_count="single", size="sm", elem_id="import-json"
         ))
@@ -137,8 +153,8 @@ class ChatsPanel:
 
     # --- what every handler returns -------------------------------------------------------------------
 
-    def _view(self, store: dict[str, Any], lang: str) -> tuple[Any, ...]:
-        """(store, list, title, export_md, export_json) for a store."""
+    def _view(self, store: dict[str, Any], lang: str, removed: dict[str, Any] | None = None) -> tuple[Any, ...]:
+        """(store, *list (groups, note), actions, title, export_md, export_json, search, undo button, removed)."""
         chat = chats.current(store)
         md = json_path = None
         if chat is not None:
@@ -150,20 +166,27 @@ class ChatsPanel:
                 log.warning("could not write an export: %s", exc)
         return (
             store,
-            gr.Radio(choices=chats.choices(store), value=store.get("current")),
+            *self.list.updates(store),
+            gr.Column(visible=chat is not None),
             gr.Textbox(value=chat["title"] if chat else ""),
             gr.DownloadButton(value=md),
             gr.DownloadButton(value=json_path),
+            "",  # the search is cleared: the list shows every chat again
+            gr.Button(visible=removed is not None),
+            removed,
         )
 
-    def _shown(self, store: dict[str, Any], model: str | None, lang: str, session: str | None = None
-               ) -> tuple[Any, ...]:
-        """(chatbot, chatbot state, model, gauge) for the store's current chat; the model it was last
-        answered by comes back into the dropdown when it is still offered."""
+    def _shown(self, store: dict[str, Any], model: str | None, lang: str, session: str | None = None,
+               shown: str | None = None) -> tuple[Any, ...]:
+        """(chatbot, chatbot state, model, gauge, chat id, *chat settings) for the store's current chat
+        (none: a new chat, with id ``shown`` or a fresh one); the model it was last answered by comes back
+        into the dropdown when it is still offered."""
         chat = chats.current(store)
         messages = chat["messages"] if chat else []
         update, chosen = self.model_update(chat.get("model") if chat else None, model)
-        return messages, messages, update, self.gauge(chosen, messages, lang, session)
+        chat_id = chat["id"] if chat else (shown or chats.new_id())
+        return (messages, messages, update, self.gauge(chosen, messages, lang, session), chat_id,
+                *ChatSettings.values(chat))
 
     # --- handlers -------------------------------------------------------------------------------------
 
@@ -177,7 +200,7 @@ class ChatsPanel:
     def _refused(self, shown: str | None, skipped: int) -> tuple[Any, ...]:
         """The list's choice back on the chat on screen; nothing else changes (the store the browser sent
         may be older than the one it holds by now, so it is never written back)."""
-        return (gr.skip(), gr.Radio(value=shown), *[gr.skip()] * (3 + skipped))
+        return (gr.skip(), *self.list.chosen(shown), *[gr.skip()] * (VIEW_REST + skipped))
 
     @_one_at_a_time
     def restore(self, raw: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -188,30 +211,44 @@ class ChatsPanel:
         if chats.current(store) is None:
             update, _ = self.model_update(None, model)
             return (*self._view(store, lang), gr.skip(), gr.skip(), update, self.gauge(model, [], lang),
-                    chats.new_id())
-        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)), store["current"])
+                    chats.new_id(), gr.skip(), gr.skip(), gr.skip())
+        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)))
 
     @_one_at_a_time
-    def started(self, raw: object, shown: str | None, message: object, model: str | None,
-                request: gr.Request) -> tuple[Any, ...]:
-        """A message is sent: its chat is listed (and chosen) now, with the question, under its id."""
+    def started(self, raw: object, shown: str | None, message: object, model: str | None, system: object,
+                temperature: object, max_tokens: object, request: gr.Request) -> tuple[Any, ...]:
+        """A message is sent: its chat is listed (and chosen) now, with the question and the chat's settings,
+        under its id."""
         lang = language_of(request)
         store = chats.normalize_store(raw, self._root(request))
         if chats.valid_id(shown):
             self.replying.mark(_session(request))  # from now on the list waits for the reply
-        started = chats.begin(store, shown, question(message), model, self._root(request, saving=True), lang)
+        params = ChatSettings.params(system, temperature, max_tokens).as_dict()
+        started = chats.begin(store, shown, question(message), model, self._root(request, saving=True), lang,
+                              settings=params)
         return self._view(started, lang)
 
     @_one_at_a_time
     def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
-        """After a reply: the conversation as it now stands is saved to the chat the reply belongs to."""
+        """After a reply: the conversation as it now stands is saved to the chat the reply belongs to (an
+        answer asked again keeps the one it replaces, see :mod:`chatbot.web.answers`); then (chatbot,
+        chatbot state): the chat with the earlier answer, when one was kept."""
         try:
             lang = language_of(request)
             store = chats.normalize_store(raw, self._root(request))
-            messages = finished.get("messages") if isinstance(finished, dict) else finished
-            chat_id = finished.get("chat") if isinstance(finished, dict) else None
-            store = chats.save(store, messages, model, self._root(request, saving=True), lang, chat_id=chat_id)
-            return self._view(store, lang)
+            given = finished if isinstance(finished, dict) else {"messages": finished}
+            root = self._root(request, saving=True)
+            target = chats.valid_id(given.get("chat")) or store.get("current")
+            messages = chats.clean_messages(given.get("messages"), root, lang)
+            before = chats.find(store, target)
+            kept = keep_previous(before["messages"], messages, lang) if before and "at" in given else None
+            if chats.answered(messages):
+                store = chats.save(store, kept or messages, model, root, lang, chat_id=target,
+                                   settings=given.get("settings"))
+            elif target:  # a failed attempt is not kept by itself
+                store = chats.delete(store, target)
+            shown = (kept, kept) if kept else (gr.skip(), gr.skip())
+            return (*self._view(store, lang), *shown)
         finally:
             self.replying.end(_session(request))
 
@@ -220,7 +257,7 @@ class ChatsPanel:
                 request: gr.Request) -> tuple[Any, ...]:
         """Stop: keep what was shown (the question and the partial answer) in the chat on screen."""
         lang = language_of(request)
-        view = self.saved(raw, {"messages": messages, "chat": shown}, model, request)
+        view = self.saved(raw, {"messages": messages, "chat": shown}, model, request)[:VIEW]
         return (*view, self.gauge(model, messages, lang, _session(request)))
 
     @_one_at_a_time
@@ -237,18 +274,26 @@ class ChatsPanel:
              request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
         if self._busy(request):
-            return self._refused(shown, 5)
+            return self._refused(shown, SHOWN)
         store = chats.select(chats.normalize_store(raw, self._root(request)), chat_id)
-        shown_now = store["current"] or chats.new_id()
-        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)), shown_now)
+        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)))
 
     @_one_at_a_time
-    def start_new(self, raw: object, shown: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    def start_new(self, raw: object, shown: str | None, model: str | None, request: gr.Request,
+                  removed: dict[str, Any] | None = None) -> tuple[Any, ...]:
         lang = language_of(request)
         if self._busy(request):
-            return self._refused(shown, 5)
+            return self._refused(shown, SHOWN)
         store = chats.select(chats.normalize_store(raw, self._root(request)), None)
-        return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang), chats.new_id())
+        return (*self._view(store, lang, removed), *self._shown(store, model, lang))
+
+    @_one_at_a_time
+    def cleared(self, raw: object, shown: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """The chat box's Clear: a new chat; the one that was on screen stays saved, and Undo reopens it."""
+        if self.replying.busy(_session(request)):
+            return self.start_new(raw, shown, model, request)  # refused, with the message
+        chat = chats.find(chats.normalize_store(raw, self._root(request)), shown)
+        return self.start_new(raw, shown, model, request, chat)
 
     @_one_at_a_time
     def renamed(self, raw: object, shown: str | None, title: str, request: gr.Request) -> tuple[Any, ...]:
@@ -260,19 +305,40 @@ class ChatsPanel:
 
     @_one_at_a_time
     def deleted(self, raw: object, shown: str | None, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+        """Delete: the chat leaves the list; Undo brings it back until the next change to the list."""
         lang = language_of(request)
         if self._busy(request):
-            return self._refused(shown, 5)
+            return self._refused(shown, SHOWN)
         store = chats.normalize_store(raw, self._root(request))
+        removed = chats.find(store, shown)
         store = chats.delete(store, shown)
-        return (*self._view(store, lang), [], [], gr.skip(), self.gauge(model, [], lang), chats.new_id())
+        return (*self._view(store, lang, removed), *self._shown(store, model, lang))
+
+    @_one_at_a_time
+    def restored(self, raw: object, removed: object, shown: str | None, model: str | None,
+                 request: gr.Request) -> tuple[Any, ...]:
+        """Undo of a Delete or a Clear: the chat it took away is back in the list, and on screen."""
+        lang = language_of(request)
+        if self._busy(request):
+            return self._refused(shown, SHOWN)
+        store = chats.normalize_store(raw, self._root(request))
+        if isinstance(removed, dict) and chats.valid_id(removed.get("id")):
+            back = chats.normalize_store({"chats": [removed, *store["chats"]], "current": removed["id"]},
+                                         self._root(request))
+            store = back if back["current"] else store
+        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request), shown))
+
+    def searched(self, raw: object, query: object, request: gr.Request) -> list[Any]:
+        """The list with only the chats whose title matches the search."""
+        store = chats.normalize_store(raw, self._root(request))
+        return self.list.updates(store, query if isinstance(query, str) else "")
 
     @_one_at_a_time
     def imported(self, raw: object, file: object, shown: str | None, model: str | None,
                  request: gr.Request) -> tuple[Any, ...]:
         lang = language_of(request)
         if self._busy(request):
-            return self._refused(shown, 5)
+            return self._refused(shown, SHOWN)
         store = chats.normalize_store(raw, self._root(request))
         path = file if isinstance(file, str) else getattr(file, "name", None)
         try:
@@ -281,10 +347,10 @@ class ChatsPanel:
             chat = chat_files.import_json(Path(path).read_bytes(), lang)
         except (ValueError, OSError) as exc:
             gr.Warning(str(exc) if isinstance(exc, ValueError) else text("import_failed", lang))
-            return (*self._view(store, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            return (*self._view(store, lang), *[gr.skip()] * SHOWN)
         store = chats.add(store, chat)
         gr.Info(text("imported", lang, title=html.escape(chat["title"])))  # a toast renders HTML: the title is text
-        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)), chat["id"])
+        return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)))
 
     # --- events ---------------------------------------------------------------------------------------
 
@@ -299,21 +365,30 @@ class ChatsPanel:
         finished: gr.State,
         textbox: gr.MultimodalTextbox,
         sent: gr.State,
+        settings: list[gr.components.Component],
     ) -> None:
-        """``sent``: the ChatInterface's state holding the message just sent (the box is cleared by then)."""
-        view = [self.store, self.list, self.title, self.export_md, self.export_json]
-        shown = [chatbot, chatbot_state, model, gauge, self.shown]
+        """``sent``: the ChatInterface's state holding the message just sent (the box is cleared by then);
+        ``settings``: the chat settings panel's inputs (:attr:`ChatSettings.inputs`)."""
+        view = [self.store, *self.list.groups, self.list.empty, self.actions, self.title, self.export_md,
+                self.export_json, self.list.search, self.restore_button, self.removed]
+        shown = [chatbot, chatbot_state, model, gauge, self.shown, *settings]
         quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
         demo.load(self.restore, [self.store, model], view + shown, **quiet)
-        textbox.submit(self.started, [self.store, self.shown, sent, model], view, **quiet)
-        finished.change(self.saved, [self.store, finished, model], view, **quiet)
+        textbox.submit(self.started, [self.store, self.shown, sent, model, *settings], view, **quiet)
+        finished.change(self.saved, [self.store, finished, model], [*view, chatbot, chatbot_state], **quiet)
         textbox.stop(self.stopped, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
         chatbot.undo(self.undone, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
-        self.list.input(self.open, [self.store, self.list, self.shown, model], view + shown, **quiet)
+        for group in self.list.groups:
+            group.input(self.open, [self.store, group, self.shown, model], view + shown, **quiet)
+        self.list.search.change(self.searched, [self.store, self.list.search], [*self.list.groups, self.list.empty],
+                               trigger_mode="always_last", **quiet)
         self.new.click(self.start_new, [self.store, self.shown, model], view + shown, **quiet)
-        chatbot.clear(self.start_new, [self.store, self.shown, model], view + shown, **quiet)
+        chatbot.clear(self.cleared, [self.store, self.shown, model], view + shown, **quiet)
+        self.restore_button.click(self.restored, [self.store, self.removed, self.shown, model], view + shown,
+                                  **quiet)
         self.rename.click(self.renamed, [self.store, self.shown, self.title], view, **quiet)
         self.title.submit(self.renamed, [self.store, self.shown, self.title], view, **quiet)
         self.delete.click(self.deleted, [self.store, self.shown, model], view + shown, **quiet)
         self.import_json.upload(self.imported, [self.store, self.import_json, self.shown, model], view + shown,
                                 **quiet)
+

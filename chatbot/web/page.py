@@ -20,6 +20,7 @@ from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
 from chatbot.core.settings import Settings
 from chatbot.core.usage import Totals
+from chatbot.web.chat_settings import ChatSettings
 from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
 from chatbot.web.compare_view import CompareView, compare_api
@@ -45,8 +46,10 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             gr.Markdown(ui("demo_banner_public" if settings.public else "demo_banner"), elem_id="demo-banner")
         chat.files.uploaded = uploaded_by_gradio(demo)
         panel = ChatsPanel(browser_secret(settings), chat.gauge, chat.model_update, chat.files, chat.replying)
+        chat_settings = ChatSettings(settings)  # the chat's own system prompt, temperature, reply length
         with gr.Sidebar(label=ui("conversations"), open=True, elem_id="chats-sidebar"):
             panel.render()
+            chat_settings.render()
         if settings.hf_oauth:  # signed-in Hugging Face users get the higher limits
             gr.LoginButton()
         # The model picker, the gauge and the session line sit under the message box (rendered there,
@@ -66,13 +69,14 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             multimodal=True,
             chatbot=chatbot,
             textbox=textbox,
-            additional_inputs=[model, user_key, totals, panel.shown],
+            additional_inputs=[model, user_key, totals, panel.shown, *chat_settings.inputs],
             additional_outputs=[totals, finished],
             concurrency_limit=None,
             cache_examples=False,
             api_visibility="private",
             fill_height=True,
             show_progress="hidden",  # no overlay or timer over the chat and the box (the reply streams)
+            editable=True,  # a sent message is edited in place, and answered again
         )
         controls.render()
         CompareView(chat).render(chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model,
@@ -84,8 +88,9 @@ def build_page(chat: ChatUI) -> gr.Blocks:
                      model=model, totals=totals, session=session)
         panel.wire(
             demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
-            finished=finished, textbox=textbox, sent=chat_interface.saved_input,
+            finished=finished, textbox=textbox, sent=chat_interface.saved_input, settings=chat_settings.inputs,
         )
+        chat_settings.wire()
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
         gr.api(compare_api(chat), api_name="compare", concurrency_limit=None)  # Compare: chatbot.web.compare_view
     hide_progress(demo, [chatbot, textbox])  # no overlay or timer on the chat and its box, whichever event
@@ -106,7 +111,7 @@ def _model_picker(settings: Settings, catalogue: Catalogue) -> gr.Dropdown:
 
 def _chat_area(height: str) -> tuple[gr.Chatbot, MessageBox]:
     chatbot = gr.Chatbot(
-        label=ui("chat"), elem_id="chatbot", height=height, buttons=["copy"], layout="bubble",
+        label=ui("chat"), elem_id="chatbot", height=height, buttons=["copy"], layout="bubble", editable="user",
         sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
         placeholder=ui("welcome"),  # an empty chat: a short welcome (and the example prompts)
     )
@@ -147,9 +152,11 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
 
     async def respond(
         message: dict, history: list[dict], model: str | None, user_key: str | None, totals: dict,
-        chat_id: str | None, request: gr.Request,
+        chat_id: str | None, system: str | None, temperature: float | None, max_tokens: int | None,
+        request: gr.Request,
     ) -> AsyncIterator[tuple]:
         lang = language_of(request)
+        params = ChatSettings.params(system, temperature, max_tokens)  # the chat's own (saved with it)
         view = chat.view(lang, user_key)
         update: list[dict] = []
         # A browser tab's saved-chats list waits for this reply (see chatbot/web/replying.py) until it is
@@ -158,7 +165,7 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
         chat.replying.mark(tab)
         # While streaming only the chat changes: a gr.skip() sent to a component output makes
         # Gradio build a new component and its config on every update (to a State it costs nothing).
-        async for update in chat.respond(message, history, model, user_key, request, view=view):
+        async for update in chat.respond(message, history, model, user_key, request, view=view, params=params):
             chat.replying.mark(tab)
             yield update, gr.skip(), gr.skip()
         try:
@@ -171,7 +178,8 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
             yield update, gr.skip(), gr.skip()
             return
         # the session line and the gauge follow from `finished` (see _wire_side_views)
-        yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id}
+        yield update, session_totals, {**done, "session_line": line, "gauge": gauge_html, "chat": chat_id,
+                                       "settings": params.as_dict()}
 
     return respond
 

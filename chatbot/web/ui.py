@@ -32,6 +32,7 @@ from chatbot.core.events import Event, Idle, Usage
 from chatbot.core.history import History, clean_history
 from chatbot.core.i18n import DEFAULT_LANGUAGE, language_of, text
 from chatbot.core.limits import Visitor, visitor_from
+from chatbot.core.params import Params
 from chatbot.core.reply import ReplyState
 from chatbot.core.settings import Settings
 from chatbot.core.upstream import Upstream
@@ -320,9 +321,10 @@ class ChatUI:
         request: gr.Request | None = None,
         *,
         view: ReplyView | None = None,
+        params: Params | None = None,
     ) -> AsyncIterator[list[dict]]:
         """The ChatInterface function (also behind retry, edit and every internal route to it). ``message``
-        is text, or the multimodal box's ``{"text", "files"}``."""
+        is text, or the multimodal box's ``{"text", "files"}``; ``params`` the chat's own settings."""
         view = view if view is not None else self.view(language_of(request), user_key)
         try:
             view.model = self.upstream.resolve(model)
@@ -333,7 +335,7 @@ class ChatUI:
                 content = await asyncio.to_thread(self.compose, message, view.model, key)
             plain = self.history(history, view.model, key)
             events = turn(self.upstream, content, plain, model, visitor=self.visitor(request), api_key=user_key,
-                          state=view.state, tick=self.pacer.interval())
+                          state=view.state, tick=self.pacer.interval(), params=params)
             async with contextlib.aclosing(events):
                 async for current in coalesce(events, view, self.pacer):
                     yield current.messages()
