@@ -158,7 +158,8 @@ async def begin_compare(service: ChatService, owner: str, body: CompareRequest, 
 
 
 def _as_chat(body: CompareRequest) -> ChatRequest:
-    return ChatRequest(message=body.message, model=body.models[0], conversation_id=None)
+    return ChatRequest(message=body.message, model=body.models[0], conversation_id=None, system=None,
+                       temperature=None, max_tokens=None)
 
 
 # ------------------------------------------------------------------------------------------ the wire
