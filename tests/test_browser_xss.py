@@ -78,8 +78,10 @@ def _poke(page: Page) -> None:
     for i in range(targets.count()):
         target = targets.nth(i)
         try:
-            target.hover(timeout=2_000)
-            target.click(timeout=2_000, no_wait_after=True, modifiers=[])
+            if not target.is_visible():  # nothing a visitor could reach (waiting for it only costs time)
+                continue
+            target.hover(timeout=1_000)
+            target.click(timeout=1_000, no_wait_after=True, modifiers=[])
         except Exception:  # hidden, detached or covered: nothing a visitor could click either
             continue
     page.wait_for_timeout(500)  # let a navigation or a new tab a click started begin (then it is recorded)
