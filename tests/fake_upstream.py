@@ -156,6 +156,10 @@ class Behaviour:
     raw_content_type: str = "text/html; charset=utf-8"
     usage_completion: int | None = None
     """Report this many completion tokens whatever was sent (a provider that under-reports)."""
+    honours_max_tokens: bool = False
+    """Stop at the request's ``max_tokens`` (at most a quarter that many characters of the reply, which are
+    fewer tokens whatever they are) with ``finish_reason`` ``length``, as OpenAI's API does; by default the
+    fake ignores it, like the providers the app's own reply cap is for."""
 
 
 MAGIC_ALIASES: dict[str, str] = {
@@ -712,6 +716,9 @@ class FakeUpstream:
         else:
             shown = said if len(said) <= 200 else said[:200] + "..."
             reply = f"Hello from {model}: you said {shown or 'nothing'}"
+        asked_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        if b.honours_max_tokens and isinstance(asked_tokens, int) and len(reply) > asked_tokens // 4:
+            reply, b = reply[: max(1, asked_tokens // 4)], dataclasses.replace(b, finish_reason="length")
         reasoning = b.reasoning
         if reasoning is not None and b.think_tags:
             reply, reasoning = f"<think>{reasoning}</think>{reply}", None

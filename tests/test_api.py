@@ -823,6 +823,7 @@ def test_schema_driven_fuzz_finds_no_server_error(start, fake: FakeUpstream) -> 
     )
 
     server = start().url
+    fake.default = Behaviour(honours_max_tokens=True)  # a request's own max_tokens is kept, as OpenAI does
     schema = schemathesis.openapi.from_url(server + "openapi.json")
     checks = [
         not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance

@@ -20,7 +20,7 @@ MASK = "[redacted]"
 LOGGERS = (
     "switchboard", "switchboard.api", "switchboard.store", "switchboard.checkpoints", "switchboard.ui",
     "switchboard.upstream", "switchboard.models", "switchboard.chats", "switchboard.sessions",
-    "switchboard.access", "switchboard.events", "switchboard.reply", "switchboard.health",
+    "switchboard.access", "switchboard.events", "switchboard.reply", "switchboard.health", "switchboard.compare",
 )
 
 
