@@ -9,7 +9,7 @@ from chatbot.core.i18n import DEFAULT_LANGUAGE, LANGUAGES, TEXTS
 
 UI: dict[str, dict[str, str]] = {
     "en": {
-        "header": "## Switchboard\nOne chat for every model behind your OpenAI-compatible API.",
+        "header": "# Switchboard\nOne chat for every model behind your OpenAI-compatible API.",
         "demo_banner": "> **Demo mode**: no API key is configured, so replies come from a built-in offline "
         "simulator. To talk to real models, set `OPENAI_API_KEY` (or `LEMONDATA_API_KEY`, "
         "`OPENROUTER_API_KEY`, …) in the environment or in a `.env` file and restart; see README.md.",
@@ -17,6 +17,7 @@ UI: dict[str, dict[str, str]] = {
         "model_info": "Type to search; configured aliases first, then every model the provider lists.",
         "chat": "Chat",
         "placeholder": "Type a message, or attach images and text files…",
+        "message": "Message",
         "conversations": "Conversations",
         "saved_chats": "Saved chats",
         "new_chat": "New chat",
@@ -32,7 +33,7 @@ UI: dict[str, dict[str, str]] = {
         "user_key_info": "Used for your requests only, in this browser tab; never stored or shown again.",
     },
     "es": {
-        "header": "## Switchboard\nUn chat para todos los modelos detrás de tu API compatible con OpenAI.",
+        "header": "# Switchboard\nUn chat para todos los modelos detrás de tu API compatible con OpenAI.",
         "demo_banner": "> **Modo demo**: no hay ninguna clave API configurada, así que las respuestas vienen de "
         "un simulador integrado sin conexión. Para hablar con modelos reales, define `OPENAI_API_KEY` (o "
         "`LEMONDATA_API_KEY`, `OPENROUTER_API_KEY`, …) en el entorno o en un archivo `.env` y reinicia; "
@@ -41,6 +42,7 @@ UI: dict[str, dict[str, str]] = {
         "model_info": "Escribe para buscar; primero los alias configurados, luego todos los modelos del proveedor.",
         "chat": "Chat",
         "placeholder": "Escribe un mensaje o adjunta imágenes y archivos de texto…",
+        "message": "Mensaje",
         "conversations": "Conversaciones",
         "saved_chats": "Chats guardados",
         "new_chat": "Nuevo chat",
@@ -56,7 +58,7 @@ UI: dict[str, dict[str, str]] = {
         "user_key_info": "Se usa solo para tus solicitudes, en esta pestaña; nunca se guarda ni se vuelve a mostrar.",
     },
     "pt": {
-        "header": "## Switchboard\nUm chat para todos os modelos por trás da sua API compatível com OpenAI.",
+        "header": "# Switchboard\nUm chat para todos os modelos por trás da sua API compatível com OpenAI.",
         "demo_banner": "> **Modo demo**: nenhuma chave de API está configurada, então as respostas vêm de um "
         "simulador embutido que funciona offline. Para conversar com modelos reais, defina `OPENAI_API_KEY` "
         "(ou `LEMONDATA_API_KEY`, `OPENROUTER_API_KEY`, …) no ambiente ou em um arquivo `.env` e reinicie; "
@@ -65,6 +67,7 @@ UI: dict[str, dict[str, str]] = {
         "model_info": "Digite para buscar; primeiro os apelidos configurados, depois todos os modelos do provedor.",
         "chat": "Chat",
         "placeholder": "Digite uma mensagem ou anexe imagens e arquivos de texto…",
+        "message": "Mensagem",
         "conversations": "Conversas",
         "saved_chats": "Chats salvos",
         "new_chat": "Novo chat",

@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from chatbot.compat import uploaded_by_gradio
+from chatbot.core.attachments import FILE_TYPES
 from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
 from chatbot.core.settings import Settings
@@ -24,9 +25,16 @@ from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
 from chatbot.web.labels import ui
 from chatbot.web.message_box import MessageBox
+from chatbot.web.pending_files import name_pending_files
 from chatbot.web.ui import ChatUI, ReplyView
 
 log = logging.getLogger("switchboard.ui")
+
+#: Math in replies: $$…$$ and \[…\] as blocks, $…$ and \(…\) inline (KaTeX, in Gradio's Chatbot).
+MATH_DELIMITERS: list[dict[str, str | bool]] = [
+    {"left": "$$", "right": "$$", "display": True}, {"left": "\\[", "right": "\\]", "display": True},
+    {"left": "$", "right": "$", "display": False}, {"left": "\\(", "right": "\\)", "display": False},
+]
 
 
 def build_page(chat: ChatUI) -> gr.Blocks:
@@ -71,6 +79,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
         )
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
+        name_pending_files(textbox)  # browser-only, registered last: the other events keep their indices
     return demo
 
 
@@ -90,10 +99,12 @@ def _chat_area() -> tuple[gr.Chatbot, MessageBox]:
     chatbot = gr.Chatbot(
         label=ui("chat"), elem_id="chatbot", height="70vh", buttons=["copy"], layout="bubble",
         sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
+        latex_delimiters=MATH_DELIMITERS,
     )
     textbox = MessageBox(
         placeholder=ui("placeholder"), file_count="multiple", sources=["upload"], show_label=False,
         autofocus=True, submit_btn=True, stop_btn=True, elem_id="message",
+        label=ui("message"), file_types=list(FILE_TYPES),  # the accessible name; the types the app reads
     )
     return chatbot, textbox
 
