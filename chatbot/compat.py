@@ -275,6 +275,64 @@ def warm_up_gradio() -> threading.Thread:
     return thread
 
 
+# --- Gradio's markup, in the browser ---------------------------------------------------------------------
+
+#: Runs in the browser at page load and on each change of the message box's value (``value.files``:
+#: Gradio's FileData, with ``orig_name`` and ``size`` for a file picked in this page). It names what
+#: Gradio 6.31's MultimodalTextbox leaves unnamed: its textarea (the label, which Gradio renders
+#: as an unassociated ``span[data-testid=block-info]``) and each waiting file (a bare
+#: ``.thumbnail-wrapper`` with an unnamed ``.delete-button``): the file's name and size under it, as its
+#: accessible name, and in its remove button's ("Remove notes.txt"), in the page's language.
+MESSAGE_BOX_JS = """
+(value) => {
+  const box = document.getElementById("message");
+  if (!box) return [];
+  const files = (value && value.files) || [];
+  const lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
+  const remove = {es: "Quitar", pt: "Remover"}[lang] || "Remove";
+  const number = new Intl.NumberFormat(lang, {maximumFractionDigits: 1});
+  const size = (n) => typeof n !== "number" ? "" : n < 1048576
+    ? `${number.format(Math.max(1, Math.round(n / 1024)))} KB` : `${number.format(n / 1048576)} MB`;
+  const paint = () => {
+    const label = box.querySelector('[data-testid="block-info"]');
+    const area = box.querySelector("textarea");
+    if (label && area && label.textContent.trim()) area.setAttribute("aria-label", label.textContent.trim());
+    box.querySelectorAll(".thumbnail-wrapper").forEach((item, i) => {
+      const file = files[i];
+      if (!file) return;
+      const name = file.orig_name || String(file.path || "").split("/").pop() || "file";
+      const shown = size(file.size) ? `${name} · ${size(file.size)}` : name;
+      let caption = item.querySelector(".pending-file");
+      if (!caption) {
+        caption = document.createElement("span");
+        caption.className = "pending-file";
+        item.append(caption);
+      }
+      caption.textContent = shown;
+      item.setAttribute("aria-label", shown);
+      item.title = shown;
+      const button = item.querySelector(".delete-button");
+      if (button) button.setAttribute("aria-label", `${remove} ${name}`);
+    });
+  };
+  requestAnimationFrame(() => requestAnimationFrame(paint));
+  setTimeout(paint, 250);
+  return [];
+}
+"""
+
+
+def name_message_box(demo: gr.Blocks, textbox: gr.MultimodalTextbox) -> None:
+    """Wire :data:`MESSAGE_BOX_JS` to ``textbox`` (its ``elem_id`` must be ``message``): browser-only
+    listeners (no request to the server) on the page's load and the box's changes. Register them last:
+    every event keeps its index.
+
+    Relies on the MultimodalTextbox markup of Gradio 6.31's front end that the script reads."""
+    quiet: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+    demo.load(None, None, None, js=MESSAGE_BOX_JS, **quiet)
+    textbox.change(None, textbox, None, js=MESSAGE_BOX_JS, **quiet)
+
+
 # --- The SDK --------------------------------------------------------------------------------------------
 
 

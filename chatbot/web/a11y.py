@@ -11,15 +11,19 @@ Gradio's own markup that needs more than CSS is changed in :mod:`chatbot.compat`
 
 from __future__ import annotations
 
-from chatbot.web.pending_files import PENDING_FILES_CSS
-
 A11Y_CSS = """
 /* ---- accessibility (chatbot/web/a11y.py) ---- */
 .prose h1:first-child { font-size: var(--text-xxl); }
+/* the name and size of each file waiting to be sent (named by chatbot.compat.MESSAGE_BOX_JS) */
+#message .thumbnail-wrapper { display: inline-flex; flex-direction: column; align-items: center; max-width: 9rem; }
+#message .thumbnail-wrapper .pending-file {
+  font-size: var(--text-sm); color: var(--body-text-color); max-width: 9rem;
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
+}
 /* ---- end accessibility ---- */
 """
 
 
 def page_css() -> str:
-    """The page's custom CSS (Gradio's ``css``): accessibility, then the waiting files' names."""
-    return A11Y_CSS + PENDING_FILES_CSS
+    """The page's custom CSS (Gradio's ``css``)."""
+    return A11Y_CSS

@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from chatbot.compat import uploaded_by_gradio
+from chatbot.compat import name_message_box, uploaded_by_gradio
 from chatbot.core.attachments import FILE_TYPES
 from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
@@ -25,7 +25,6 @@ from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
 from chatbot.web.labels import ui
 from chatbot.web.message_box import MessageBox
-from chatbot.web.pending_files import name_pending_files
 from chatbot.web.ui import ChatUI, ReplyView
 
 log = logging.getLogger("switchboard.ui")
@@ -79,7 +78,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
         )
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
-        name_pending_files(textbox)  # browser-only, registered last: the other events keep their indices
+        name_message_box(demo, textbox)  # browser-only, registered last: the other events keep their indices
     return demo
 
 
