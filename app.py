@@ -57,7 +57,7 @@ from chatbot.core.upstream import Upstream, make_client  # noqa: E402
 from chatbot.http.access import LoginChecker, LoginClient, login_checker  # noqa: E402
 from chatbot.http.health import health_router  # noqa: E402
 from chatbot.http.routes import create_api  # noqa: E402
-from chatbot.web.a11y import page_css  # noqa: E402
+from chatbot.web.a11y import page_css, page_theme  # noqa: E402
 from chatbot.web.labels import gradio_i18n  # noqa: E402
 from chatbot.web.page import build_page  # noqa: E402
 from chatbot.web.sessions import SessionReaper  # noqa: E402
@@ -114,8 +114,10 @@ def hardened(settings: Settings, login: LoginChecker | None = None) -> dict[str,
 
 def presented(settings: Settings) -> dict[str, object]:
     """Options for Gradio's launch / mount that shape the page: the interface's languages (English,
-    Spanish, Portuguese, from the browser's language), the largest file a visitor may attach, the page's CSS."""
-    return {"i18n": gradio_i18n(), "max_file_size": int(settings.max_upload_mb * 1024 * 1024), "css": page_css()}
+    Spanish, Portuguese, from the browser's language), the largest file a visitor may attach, the page's
+    theme and CSS (chatbot/web/a11y.py)."""
+    return {"i18n": gradio_i18n(), "max_file_size": int(settings.max_upload_mb * 1024 * 1024),
+            "css": page_css(), "theme": page_theme()}
 
 
 def exposure_warnings(settings: Settings) -> list[str]:

@@ -1,18 +1,20 @@
-"""The page's own stylesheet for accessibility: contrast, headings and names Gradio 6 leaves short.
+"""The page's look for accessibility: Gradio's default theme with text that reads at WCAG AA contrast
+(4.5:1), in light and dark mode, and the CSS for what the theme has no option for.
 
 axe-core (tests/test_browser_a11y.py) finds no critical or serious violation on the page, before and after a
-reply, in English, Spanish and Portuguese, in light and dark mode. What this CSS fixes (WCAG AA: 4.5:1 for
-text):
-- the header's ``h1`` keeps the size the ``h2`` had;
-- TODO
-
-Gradio's own markup that needs more than CSS is changed in :mod:`chatbot.compat` (each touch tested there).
+reply, in English, Spanish and Portuguese, light and dark. Gradio 6.31's default theme fails it with white text
+on orange-500 primary buttons (New chat, 2.8:1) and on red-500 "stop" buttons (Delete, 3.76:1), and
+gray-400 hints; the theme below darkens those. The message box's and waiting files' names are set by
+:func:`chatbot.compat.name_message_box` (Gradio renders them unnamed).
 """
 
 from __future__ import annotations
 
+import gradio as gr
+
 A11Y_CSS = """
 /* ---- accessibility (chatbot/web/a11y.py) ---- */
+/* the header's title is the page's h1, at the size its h2 had */
 .prose h1:first-child { font-size: var(--text-xxl); }
 /* the name and size of each file waiting to be sent (named by chatbot.compat.MESSAGE_BOX_JS) */
 #message .thumbnail-wrapper { display: inline-flex; flex-direction: column; align-items: center; max-width: 9rem; }
@@ -22,6 +24,20 @@ A11Y_CSS = """
 }
 /* ---- end accessibility ---- */
 """
+
+
+def page_theme() -> gr.themes.Base:
+    """Gradio's default theme, its white-on-colour buttons and subdued text darkened to 4.5:1 or more."""
+    return gr.themes.Default().set(
+        button_primary_background_fill="*primary_700",  # white on orange-700: 5.2:1
+        button_primary_background_fill_dark="*primary_700",
+        button_primary_background_fill_hover="*primary_800",
+        button_primary_background_fill_hover_dark="*primary_800",
+        button_cancel_background_fill="#b91c1c",  # white on red-700: 6.5:1
+        button_cancel_background_fill_hover="#991b1b",
+        body_text_color_subdued="*neutral_600",  # on white 7.6:1, on neutral-100 7:1
+        body_text_color_subdued_dark="*neutral_400",
+    )
 
 
 def page_css() -> str:
