@@ -277,16 +277,44 @@ def warm_up_gradio() -> threading.Thread:
 
 # --- Gradio's markup, in the browser ---------------------------------------------------------------------
 
-#: Runs in the browser at page load and on each change of the message box's value (``value.files``:
-#: Gradio's FileData, with ``orig_name`` and ``size`` for a file picked in this page). It names what
-#: Gradio 6.31's MultimodalTextbox leaves unnamed: its textarea (the label, which Gradio renders
-#: as an unassociated ``span[data-testid=block-info]``) and each waiting file (a bare
-#: ``.thumbnail-wrapper`` with an unnamed ``.delete-button``): the file's name and size under it, as its
-#: accessible name, and in its remove button's ("Remove notes.txt"), in the page's language.
+#: Runs in the browser once, at page load: names what Gradio 6.31's front end leaves unnamed, now and as it
+#: renders more (a MutationObserver on the page). The message box's textarea gets its label's text (Gradio
+#: renders the label as a ``span[data-testid=block-info]`` not tied to it). A collapsible chat message's
+#: title (``.thought-group .title``, a ``role=button`` div: the thinking block, the cost line, notes) holds
+#: an unnamed arrow ``button``, a second control inside the first: it becomes ``inert`` (the title is the
+#: control), and the title says whether it is open (``aria-expanded``, from its ``expanded`` class). A chat
+#: message (``[data-testid=bot|user]``, a ``div`` Gradio gives an ``aria-label`` but no role, which ARIA
+#: prohibits) becomes an ``article``.
+PAGE_JS = """
+() => {
+  const set = (element, name, value) => {
+    if (element.getAttribute(name) !== value) element.setAttribute(name, value);
+  };
+  const name = () => {
+    const box = document.getElementById("message");
+    const label = box && box.querySelector('[data-testid="block-info"]');
+    const area = box && box.querySelector("textarea");
+    if (label && area && label.textContent.trim()) set(area, "aria-label", label.textContent.trim());
+    document.querySelectorAll(".thought-group .title").forEach((title) => {
+      set(title, "aria-expanded", title.classList.contains("expanded") ? "true" : "false");
+      title.querySelectorAll("button").forEach((arrow) => set(arrow, "inert", ""));
+    });
+    document.querySelectorAll('#chatbot [data-testid="bot"][aria-label], #chatbot [data-testid="user"][aria-label]')
+      .forEach((message) => set(message, "role", "article"));
+  };
+  name();
+  new MutationObserver(name).observe(document.body,
+    {childList: true, subtree: true, attributes: true, attributeFilter: ["class"]});
+  return [];
+}
+"""
+
+#: Runs in the browser on each change of the message box's value (``value.files``: Gradio's FileData, with
+#: ``orig_name`` and ``size`` for a file picked in this page). Gradio shows a waiting file as a bare
+#: ``.thumbnail-wrapper`` with an unnamed ``.delete-button``: the file's name and size go under it, into its
+#: accessible name, and into its remove button's ("Remove notes.txt"), in the page's language.
 MESSAGE_BOX_JS = """
 (value) => {
-  const box = document.getElementById("message");
-  if (!box) return [];
   const files = (value && value.files) || [];
   const lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
   const remove = {es: "Quitar", pt: "Remover"}[lang] || "Remove";
@@ -294,10 +322,7 @@ MESSAGE_BOX_JS = """
   const size = (n) => typeof n !== "number" ? "" : n < 1048576
     ? `${number.format(Math.max(1, Math.round(n / 1024)))} KB` : `${number.format(n / 1048576)} MB`;
   const paint = () => {
-    const label = box.querySelector('[data-testid="block-info"]');
-    const area = box.querySelector("textarea");
-    if (label && area && label.textContent.trim()) area.setAttribute("aria-label", label.textContent.trim());
-    box.querySelectorAll(".thumbnail-wrapper").forEach((item, i) => {
+    document.querySelectorAll("#message .thumbnail-wrapper").forEach((item, i) => {
       const file = files[i];
       if (!file) return;
       const name = file.orig_name || String(file.path || "").split("/").pop() || "file";
@@ -322,14 +347,14 @@ MESSAGE_BOX_JS = """
 """
 
 
-def name_message_box(demo: gr.Blocks, textbox: gr.MultimodalTextbox) -> None:
-    """Wire :data:`MESSAGE_BOX_JS` to ``textbox`` (its ``elem_id`` must be ``message``): browser-only
-    listeners (no request to the server) on the page's load and the box's changes. Register them last:
-    every event keeps its index.
+def name_unnamed_controls(demo: gr.Blocks, textbox: gr.MultimodalTextbox) -> None:
+    """Wire :data:`PAGE_JS` (at load) and :data:`MESSAGE_BOX_JS` (on ``textbox``'s changes; its ``elem_id``
+    must be ``message``): browser-only listeners, with no function and no request to the server. Register
+    them last: every other event keeps its index.
 
-    Relies on the MultimodalTextbox markup of Gradio 6.31's front end that the script reads."""
+    Relies on the markup of Gradio 6.31's front end that the scripts read (tested in test_compat)."""
     quiet: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
-    demo.load(None, None, None, js=MESSAGE_BOX_JS, **quiet)
+    demo.load(None, None, None, js=PAGE_JS, **quiet)
     textbox.change(None, textbox, None, js=MESSAGE_BOX_JS, **quiet)
 
 

@@ -34,7 +34,7 @@ from chatbot.compat import (
     gradio_closer,
     held_sessions,
     limit_queue_threads,
-    name_message_box,
+    name_unnamed_controls,
     quiet_event_failures,
     upload_folder,
     uploaded_by_gradio,
@@ -259,17 +259,18 @@ async def test_short_wait_client_gives_up_on_a_long_retry_after_only(fake: FakeU
         await client.close()
 
 
-def test_name_message_box_reads_markup_gradios_front_end_renders_and_runs_only_in_the_browser() -> None:
+def test_name_unnamed_controls_reads_markup_gradios_front_end_renders_and_runs_only_in_the_browser() -> None:
     """The script's selectors are in Gradio's built front end (the MultimodalTextbox and its block title), and
     both listeners are browser-only (no function on the server, so no request)."""
     assets = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
     front = "".join(p.read_text(errors="replace") for p in [*assets.glob("Index-*.js"), *assets.glob("src-*.js")])
     for markup in ('<span data-testid="block-info">', '<textarea data-testid="textbox">',
-                   'class="thumbnail-wrapper', 'class="delete-button', "orig_name"):
+                   'class="thumbnail-wrapper', 'class="delete-button', "orig_name",
+                   '<div class="thought-group', '<span class="arrow', "expanded:"):
         assert markup in front, markup
     with gr.Blocks() as demo:
         box = gr.MultimodalTextbox(elem_id="message", label="Message", show_label=False)
-        name_message_box(demo, box)
+        name_unnamed_controls(demo, box)
     listeners = [fn for fn in demo.fns.values() if fn.js]
     assert len(listeners) == 2 and all(fn.fn is None and not fn.queue for fn in listeners)
     assert {t[1] for fn in listeners for t in fn.targets} == {"load", "change"}

@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from chatbot.compat import name_message_box, uploaded_by_gradio
+from chatbot.compat import name_unnamed_controls, uploaded_by_gradio
 from chatbot.core.attachments import FILE_TYPES
 from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
@@ -78,7 +78,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
         )
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
-        name_message_box(demo, textbox)  # browser-only, registered last: the other events keep their indices
+        name_unnamed_controls(demo, textbox)  # browser-only, registered last: the other events keep their indices
     return demo
 
 
