@@ -105,12 +105,14 @@ def test_the_message_box_takes_only_files_the_app_reads_and_names_each(
     page.context.close()
 
 
-def test_inline_and_block_math_render(browser: Browser, served: str, fake: FakeUpstream) -> None:  # noqa: F811
+def test_inline_and_block_math_render_and_money_stays_text(browser: Browser, served: str, fake: FakeUpstream) -> None:  # noqa: F811
     page = _page(browser, served)
-    fake.push(Behaviour(reply="Inline $x^2 + y^2$ here, and a block:\n\n$$\\int_0^1 t\\,dt$$"))
+    fake.push(Behaviour(reply="Inline $x^2 + y^2$ here; it costs $5 and $10, \\( a^2 \\) too. A block:\n\n"
+                                "$$\\int_0^1 t\\,dt$$"))
     send(page, "Some math, please")
     reply_ended(page)
     answer = page.locator("#chatbot .message.bot").filter(has_text="Inline")
-    expect(answer.locator(".katex")).to_have_count(2)
+    expect(answer.locator(".katex")).to_have_count(3)
+    expect(answer).to_contain_text("it costs $5 and $10,")  # money stays text
     expect(answer).not_to_contain_text("$x^2")
     page.context.close()
