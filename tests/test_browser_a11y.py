@@ -99,7 +99,9 @@ def test_the_message_box_takes_only_files_the_app_reads_and_names_each(
     expect(waiting).to_have_count(1)
     expect(waiting.locator(".pending-file")).to_have_text("notes.txt · 1 KB")
     expect(waiting).to_have_attribute("aria-label", "notes.txt · 1 KB")
-    page.get_by_role("button", name="Quitar notes.txt").click()
+    remove = page.get_by_role("button", name="Quitar notes.txt")
+    expect(remove).to_have_css("opacity", "1")  # shown without hovering (Gradio shows it on hover only)
+    remove.click()
     expect(waiting).to_have_count(0)
     assert fake.requests == []  # nothing was sent
     page.context.close()

@@ -17,11 +17,21 @@ A11Y_CSS = """
 /* the header's title is the page's h1, at the size its h2 had */
 .prose h1:first-child { font-size: var(--text-xxl); }
 /* the name and size of each file waiting to be sent (named by chatbot.compat.MESSAGE_BOX_JS) */
-#message .thumbnail-wrapper { display: inline-flex; flex-direction: column; align-items: center; max-width: 9rem; }
+#message .thumbnail-wrapper {
+  display: inline-flex; flex-direction: column; align-items: center; gap: 2px; max-width: 9rem; margin-right: 6px;
+}
 #message .thumbnail-wrapper .pending-file {
   font-size: var(--text-sm); color: var(--body-text-color); max-width: 9rem;
   overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
 }
+/* each waiting file's remove button always shows, as a badge (Gradio shows it on hover only, and
+   covers the whole thumbnail with it), inside its top right corner */
+#message .thumbnail-item .delete-button {
+  opacity: 1; inset: auto; top: 2px; right: 2px; width: 20px; height: 20px; border-radius: 50%;
+  background: rgba(0, 0, 0, 0.8);
+}
+#message .thumbnail-item .delete-button svg { width: 14px; height: 14px; }
+#message .thumbnail-item .delete-button:focus-visible { outline: 2px solid var(--color-accent); outline-offset: 1px; }
 /* ---- end accessibility ---- */
 """
 

@@ -44,6 +44,7 @@ def _page(browser: Browser, url: str, viewport: dict, locale: str = "en-US", mob
 
 
 def _shot(page: Page, folder: Path, name: str) -> None:
+    page.mouse.move(page.viewport_size["width"] - 2, page.viewport_size["height"] - 2)  # no hover  # type: ignore[index]
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
     page.evaluate("() => { for (const e of [document.scrollingElement, ...document.querySelectorAll('*')]) "
                   "{ if (e && e.scrollTop && !e.closest('#chatbot')) e.scrollTop = 0 } }")
