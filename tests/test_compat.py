@@ -260,13 +260,16 @@ async def test_short_wait_client_gives_up_on_a_long_retry_after_only(fake: FakeU
 
 
 def test_name_unnamed_controls_reads_markup_gradios_front_end_renders_and_runs_only_in_the_browser() -> None:
-    """The script's selectors are in Gradio's built front end (the MultimodalTextbox and its block title), and
-    both listeners are browser-only (no function on the server, so no request)."""
+    """What the scripts read is in Gradio's built front end (the MultimodalTextbox and its block title, the
+    chatbot's collapsible titles and labelled messages, KaTeX's TeX annotation), and both listeners are
+    browser-only (no function on the server, so no request)."""
     assets = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
-    front = "".join(p.read_text(errors="replace") for p in [*assets.glob("Index-*.js"), *assets.glob("src-*.js")])
+    front = "".join(p.read_text(errors="replace") for p in
+                    [*assets.glob("Index-*.js"), *assets.glob("src-*.js"), *assets.glob("katex-*.js")])
     for markup in ('<span data-testid="block-info">', '<textarea data-testid="textbox">',
                    'class="thumbnail-wrapper', 'class="delete-button', "orig_name",
-                   '<div class="thought-group', '<span class="arrow', "expanded:"):
+                   '<div class="thought-group', '<span class="arrow', "expanded:", "'s message: ",
+                   "application/x-tex"):
         assert markup in front, markup
     with gr.Blocks() as demo:
         box = gr.MultimodalTextbox(elem_id="message", label="Message", show_label=False)
