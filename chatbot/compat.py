@@ -290,6 +290,8 @@ def warm_up_gradio() -> threading.Thread:
 #: goes back to its text (Pandoc's rule for ``$``; ``\( x \)``, spaced on both sides, stays math).
 PAGE_JS = """
 () => {
+  const lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
+  const texts = TEXTS[lang] || TEXTS.en;
   const set = (element, name, value) => {
     if (element.getAttribute(name) !== value) element.setAttribute(name, value);
   };
@@ -311,6 +313,13 @@ PAGE_JS = """
       const tex = source.textContent, next = wrap.nextSibling ? wrap.nextSibling.textContent : "";
       if (/^\\S[\\s\\S]*\\s$/.test(tex) || /^\\d/.test(next)) wrap.replaceWith(`$${tex}$`);
     });
+    document.querySelectorAll('[data-testid="toast-text"]').forEach((toast) => {
+      const type = /^Invalid file types?: (.*)\\. Only .* allowed\\.$/s.exec(toast.textContent);
+      const size = /^File\\(s\\) exceed the maximum allowed size of (\\S+ \\S+): (.*)$/s.exec(toast.textContent);
+      if (type) toast.textContent = texts.refused_type.replace("{names}", type[1]);
+      const limit = size && size[1].replace(/b$/, "B");  // Gradio writes kilobytes "Kb"
+      if (size) toast.textContent = texts.refused_size.replace("{names}", size[2]).replace("{limit}", limit);
+    });
   };
   name();
   new MutationObserver(name).observe(document.body,
@@ -327,7 +336,7 @@ MESSAGE_BOX_JS = """
 (value) => {
   const files = (value && value.files) || [];
   const lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
-  const remove = {es: "Quitar", pt: "Remover"}[lang] || "Remove";
+  const remove = (TEXTS[lang] || TEXTS.en).remove;
   const number = new Intl.NumberFormat(lang, {maximumFractionDigits: 1});
   const size = (n) => typeof n !== "number" ? "" : n < 1048576
     ? `${number.format(Math.max(1, Math.round(n / 1024)))} KB` : `${number.format(n / 1048576)} MB`;
@@ -357,15 +366,22 @@ MESSAGE_BOX_JS = """
 """
 
 
-def name_unnamed_controls(demo: gr.Blocks, textbox: gr.MultimodalTextbox) -> None:
+def name_unnamed_controls(demo: gr.Blocks, textbox: gr.MultimodalTextbox, texts: dict[str, dict[str, str]]) -> None:
     """Wire :data:`PAGE_JS` (at load) and :data:`MESSAGE_BOX_JS` (on ``textbox``'s changes; its ``elem_id``
     must be ``message``): browser-only listeners, with no function and no request to the server. Register
-    them last: every other event keeps its index.
+    them last: every other event keeps its index. ``texts``: per language (``en`` at least), ``remove`` (a
+    waiting file's remove button, before its name) and the messages that replace Gradio's English ones for a
+    file it refused: ``refused_type`` (``{names}``) and ``refused_size`` (``{names}``, ``{limit}``).
 
-    Relies on the markup of Gradio 6.31's front end that the scripts read (tested in test_compat)."""
+    Relies on the markup of Gradio 6.31's front end that the scripts read (tested in test_compat), and on the
+    text of its two refusals (``Invalid file type...``, ``File(s) exceed the maximum allowed size...``)."""
+    import json
+
     quiet: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
-    demo.load(None, None, None, js=PAGE_JS, **quiet)
-    textbox.change(None, textbox, None, js=MESSAGE_BOX_JS, **quiet)
+    known = f"const TEXTS = {json.dumps(texts, ensure_ascii=False)};"
+    demo.load(None, None, None, js=PAGE_JS.replace("() => {", "() => {" + known, 1), **quiet)
+    textbox.change(None, textbox, None, js=MESSAGE_BOX_JS.replace("(value) => {", "(value) => {" + known, 1),
+                   **quiet)
 
 
 # --- The SDK --------------------------------------------------------------------------------------------

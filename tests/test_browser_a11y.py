@@ -89,10 +89,11 @@ def test_the_message_box_takes_only_files_the_app_reads_and_names_each(
     assert {".png", ".jpg", "text/*", ".md", ".py"} <= set(accept) and ".pdf" not in accept and "*" not in accept
     waiting = page.locator("#message .thumbnail-wrapper")
 
-    picker.set_input_files([str(report)])  # a type the app does not read: refused in the browser
-    expect(page.locator(".toast-body").filter(has_text="report.pdf")).to_be_visible()
+    picker.set_input_files([str(report)])  # a type the app does not read: refused in the browser, saying so
+    toasts = page.get_by_test_id("toast-text")
+    expect(toasts.filter(has_text="report.pdf: no se puede adjuntar este tipo de archivo")).to_be_visible()
     picker.set_input_files([str(big)])  # too large: refused before it is uploaded
-    expect(page.locator(".toast-body").filter(has_text="big.txt")).to_be_visible()
+    expect(toasts.filter(has_text='"big.txt": supera 51.2 KB')).to_be_visible()
     expect(waiting).to_have_count(0)
 
     picker.set_input_files([str(notes)])  # waiting: its name and size, and a remove button named after it

@@ -273,7 +273,7 @@ def test_name_unnamed_controls_reads_markup_gradios_front_end_renders_and_runs_o
         assert markup in front, markup
     with gr.Blocks() as demo:
         box = gr.MultimodalTextbox(elem_id="message", label="Message", show_label=False)
-        name_unnamed_controls(demo, box)
+        name_unnamed_controls(demo, box, {"en": {"remove": "Remove", "refused_type": "", "refused_size": ""}})
     listeners = [fn for fn in demo.fns.values() if fn.js]
     assert len(listeners) == 2 and all(fn.fn is None and not fn.queue for fn in listeners)
     assert {t[1] for fn in listeners for t in fn.targets} == {"load", "change"}

@@ -36,6 +36,30 @@ A11Y_CSS = """
 """
 
 
+#: Text the page's own script writes (see :func:`chatbot.compat.name_unnamed_controls`): a waiting file's
+#: remove button ("Remove notes.txt"), and what replaces Gradio's English message for a file it refused.
+BROWSER_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "remove": "Remove",
+        "refused_type": "{names}: this type of file cannot be attached. Attach images (PNG, JPEG, WebP, GIF) or "
+        "text files.",
+        "refused_size": "{names}: larger than {limit}, the largest file you can attach.",
+    },
+    "es": {
+        "remove": "Quitar",
+        "refused_type": "{names}: no se puede adjuntar este tipo de archivo. Adjunta imágenes (PNG, JPEG, WebP, "
+        "GIF) o archivos de texto.",
+        "refused_size": "{names}: supera {limit}, el tamaño máximo de un archivo adjunto.",
+    },
+    "pt": {
+        "remove": "Remover",
+        "refused_type": "{names}: este tipo de arquivo não pode ser anexado. Anexe imagens (PNG, JPEG, WebP, GIF) "
+        "ou arquivos de texto.",
+        "refused_size": "{names}: passa de {limit}, o tamanho máximo de um anexo.",
+    },
+}
+
+
 def page_theme() -> gr.themes.Base:
     """Gradio's default theme, its white-on-colour buttons and subdued text darkened to 4.5:1 or more."""
     return gr.themes.Default().set(

@@ -21,6 +21,7 @@ from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
 from chatbot.core.settings import Settings
 from chatbot.core.usage import Totals
+from chatbot.web.a11y import BROWSER_TEXTS
 from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
 from chatbot.web.labels import ui
@@ -78,7 +79,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             finished=finished, textbox=textbox, sent=chat_interface.saved_input,
         )
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
-        name_unnamed_controls(demo, textbox)  # browser-only, registered last: the other events keep their indices
+        name_unnamed_controls(demo, textbox, BROWSER_TEXTS)  # browser-only; last: the others keep their indices
     return demo
 
 
