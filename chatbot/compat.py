@@ -275,6 +275,115 @@ def warm_up_gradio() -> threading.Thread:
     return thread
 
 
+# --- Gradio's markup, in the browser ---------------------------------------------------------------------
+
+#: Runs in the browser once, at page load: names what Gradio 6.31's front end leaves unnamed, now and as it
+#: renders more (a MutationObserver on the page). The message box's textarea gets its label's text (Gradio
+#: renders the label as a ``span[data-testid=block-info]`` not tied to it). A collapsible chat message's
+#: title (``.thought-group .title``, a ``role=button`` div: the thinking block, the cost line, notes) holds
+#: an unnamed arrow ``button``, a second control inside the first: it becomes ``inert`` (the title is the
+#: control), and the title says whether it is open (``aria-expanded``, from its ``expanded`` class). A chat
+#: message (``[data-testid=bot|user]``, a ``div`` Gradio gives an ``aria-label`` but no role, which ARIA
+#: prohibits) becomes an ``article``. And money is not math: with ``$`` as an inline math delimiter, KaTeX's
+#: auto-render (which Gradio runs on each message, no option to refine it) reads "costs $5 and $10" as math
+#: "5 and "; an inline formula whose TeX ends, but does not start, with a space, or that a digit follows,
+#: goes back to its text (Pandoc's rule for ``$``; ``\( x \)``, spaced on both sides, stays math).
+PAGE_JS = """
+() => {
+  const lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
+  const texts = TEXTS[lang] || TEXTS.en;
+  const set = (element, name, value) => {
+    if (element.getAttribute(name) !== value) element.setAttribute(name, value);
+  };
+  const name = () => {
+    const box = document.getElementById("message");
+    const label = box && box.querySelector('[data-testid="block-info"]');
+    const area = box && box.querySelector("textarea");
+    if (label && area && label.textContent.trim()) set(area, "aria-label", label.textContent.trim());
+    document.querySelectorAll(".thought-group .title").forEach((title) => {
+      set(title, "aria-expanded", title.classList.contains("expanded") ? "true" : "false");
+      title.querySelectorAll("button").forEach((arrow) => set(arrow, "inert", ""));
+    });
+    document.querySelectorAll('#chatbot [data-testid="bot"][aria-label], #chatbot [data-testid="user"][aria-label]')
+      .forEach((message) => set(message, "role", "article"));
+    document.querySelectorAll("#chatbot .katex").forEach((math) => {
+      const source = math.querySelector('annotation[encoding="application/x-tex"]');
+      const wrap = math.parentElement;
+      if (!source || !wrap || math.closest(".katex-display")) return;
+      const tex = source.textContent, next = wrap.nextSibling ? wrap.nextSibling.textContent : "";
+      if (/^\\S[\\s\\S]*\\s$/.test(tex) || /^\\d/.test(next)) wrap.replaceWith(`$${tex}$`);
+    });
+    document.querySelectorAll('[data-testid="toast-text"]').forEach((toast) => {
+      const type = /^Invalid file types?: (.*)\\. Only .* allowed\\.$/s.exec(toast.textContent);
+      const size = /^File\\(s\\) exceed the maximum allowed size of (\\S+ \\S+): (.*)$/s.exec(toast.textContent);
+      if (type) toast.textContent = texts.refused_type.replace("{names}", type[1]);
+      const limit = size && size[1].replace(/b$/, "B");  // Gradio writes kilobytes "Kb"
+      if (size) toast.textContent = texts.refused_size.replace("{names}", size[2]).replace("{limit}", limit);
+    });
+  };
+  name();
+  new MutationObserver(name).observe(document.body,
+    {childList: true, subtree: true, attributes: true, attributeFilter: ["class"]});
+  return [];
+}
+"""
+
+#: Runs in the browser on each change of the message box's value (``value.files``: Gradio's FileData, with
+#: ``orig_name`` and ``size`` for a file picked in this page). Gradio shows a waiting file as a bare
+#: ``.thumbnail-wrapper`` with an unnamed ``.delete-button``: the file's name and size go under it, into its
+#: accessible name, and into its remove button's ("Remove notes.txt"), in the page's language.
+MESSAGE_BOX_JS = """
+(value) => {
+  const files = (value && value.files) || [];
+  const lang = (document.documentElement.lang || navigator.language || "en").slice(0, 2).toLowerCase();
+  const remove = (TEXTS[lang] || TEXTS.en).remove;
+  const number = new Intl.NumberFormat(lang, {maximumFractionDigits: 1});
+  const size = (n) => typeof n !== "number" ? "" : n < 1048576
+    ? `${number.format(Math.max(1, Math.round(n / 1024)))} KB` : `${number.format(n / 1048576)} MB`;
+  const paint = () => {
+    document.querySelectorAll("#message .thumbnail-wrapper").forEach((item, i) => {
+      const file = files[i];
+      if (!file) return;
+      const name = file.orig_name || String(file.path || "").split("/").pop() || "file";
+      const shown = size(file.size) ? `${name} · ${size(file.size)}` : name;
+      let caption = item.querySelector(".pending-file");
+      if (!caption) {
+        caption = document.createElement("span");
+        caption.className = "pending-file";
+        item.append(caption);
+      }
+      caption.textContent = shown;
+      item.setAttribute("aria-label", shown);
+      item.title = shown;
+      const button = item.querySelector(".delete-button");
+      if (button) button.setAttribute("aria-label", `${remove} ${name}`);
+    });
+  };
+  requestAnimationFrame(() => requestAnimationFrame(paint));
+  setTimeout(paint, 250);
+  return [];
+}
+"""
+
+
+def name_unnamed_controls(demo: gr.Blocks, textbox: gr.MultimodalTextbox, texts: dict[str, dict[str, str]]) -> None:
+    """Wire :data:`PAGE_JS` (at load) and :data:`MESSAGE_BOX_JS` (on ``textbox``'s changes; its ``elem_id``
+    must be ``message``): browser-only listeners, with no function and no request to the server. Register
+    them last: every other event keeps its index. ``texts``: per language (``en`` at least), ``remove`` (a
+    waiting file's remove button, before its name) and the messages that replace Gradio's English ones for a
+    file it refused: ``refused_type`` (``{names}``) and ``refused_size`` (``{names}``, ``{limit}``).
+
+    Relies on the markup of Gradio 6.31's front end that the scripts read (tested in test_compat), and on the
+    text of its two refusals (``Invalid file type...``, ``File(s) exceed the maximum allowed size...``)."""
+    import json
+
+    quiet: dict[str, Any] = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+    known = f"const TEXTS = {json.dumps(texts, ensure_ascii=False)};"
+    demo.load(None, None, None, js=PAGE_JS.replace("() => {", "() => {" + known, 1), **quiet)
+    textbox.change(None, textbox, None, js=MESSAGE_BOX_JS.replace("(value) => {", "(value) => {" + known, 1),
+                   **quiet)
+
+
 # --- The SDK --------------------------------------------------------------------------------------------
 
 

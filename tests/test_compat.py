@@ -34,6 +34,7 @@ from chatbot.compat import (
     gradio_closer,
     held_sessions,
     limit_queue_threads,
+    name_unnamed_controls,
     quiet_event_failures,
     upload_folder,
     uploaded_by_gradio,
@@ -273,3 +274,23 @@ def test_hide_progress_reaches_the_events_chat_interface_registers() -> None:
 
     assert "full" in progress()
     assert hide_progress(demo, [box]) > 0 and progress() == {"hidden"}
+
+
+def test_name_unnamed_controls_reads_markup_gradios_front_end_renders_and_runs_only_in_the_browser() -> None:
+    """What the scripts read is in Gradio's built front end (the MultimodalTextbox and its block title, the
+    chatbot's collapsible titles and labelled messages, KaTeX's TeX annotation), and both listeners are
+    browser-only (no function on the server, so no request)."""
+    assets = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
+    front = "".join(p.read_text(errors="replace") for p in
+                    [*assets.glob("Index-*.js"), *assets.glob("src-*.js"), *assets.glob("katex-*.js")])
+    for markup in ('<span data-testid="block-info">', '<textarea data-testid="textbox">',
+                   'class="thumbnail-wrapper', 'class="delete-button', "orig_name",
+                   '<div class="thought-group', '<span class="arrow', "expanded:", "'s message: ",
+                   "application/x-tex"):
+        assert markup in front, markup
+    with gr.Blocks() as demo:
+        box = gr.MultimodalTextbox(elem_id="message", label="Message", show_label=False)
+        name_unnamed_controls(demo, box, {"en": {"remove": "Remove", "refused_type": "", "refused_size": ""}})
+    listeners = [fn for fn in demo.fns.values() if fn.js]
+    assert len(listeners) == 2 and all(fn.fn is None and not fn.queue for fn in listeners)
+    assert {t[1] for fn in listeners for t in fn.targets} == {"load", "change"}

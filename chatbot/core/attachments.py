@@ -34,10 +34,12 @@ MAX_IMAGE_SIDE = 2_048
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 IMAGE_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
-#: File types the upload box offers (text files are recognised by their content, whatever the name).
-FILE_TYPES = ["image", "text", ".md", ".markdown", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".toml",
-              ".xml", ".html", ".css", ".js", ".ts", ".py", ".ipynb", ".java", ".c", ".h", ".cpp", ".go", ".rs",
-              ".rb", ".php", ".sh", ".sql", ".log", ".ini", ".cfg", ".tex", ".srt"]
+#: File types the upload box offers and Gradio accepts (its file picker, drop and upload check): the
+#: images read here by name, any ``text/*`` file, and text formats browsers give other types. Text files are
+#: still recognised by their content, whatever the name.
+FILE_TYPES = [*IMAGE_SUFFIXES, "text", ".txt", ".md", ".markdown", ".csv", ".tsv", ".json", ".jsonl", ".yaml",
+              ".yml", ".toml", ".xml", ".html", ".css", ".js", ".ts", ".py", ".ipynb", ".java", ".c", ".h", ".cpp",
+              ".go", ".rs", ".rb", ".php", ".sh", ".sql", ".log", ".ini", ".cfg", ".tex", ".srt"]
 
 
 class AttachmentRefused(Exception):

@@ -9,7 +9,7 @@ from chatbot.core.i18n import DEFAULT_LANGUAGE, LANGUAGES, TEXTS
 
 UI: dict[str, dict[str, str]] = {
     "en": {
-        "header": "## Switchboard\nOne chat for every model behind your OpenAI-compatible API.",
+        "header": "# Switchboard\nOne chat for every model behind your OpenAI-compatible API.",
         "demo_banner": "> **Demo mode**: no API key is configured, so replies come from a built-in offline "
         "simulator. To talk to real models, set `OPENAI_API_KEY` (or `LEMONDATA_API_KEY`, "
         "`OPENROUTER_API_KEY`, …) in the environment or in a `.env` file and restart; see README.md.",
@@ -38,7 +38,7 @@ UI: dict[str, dict[str, str]] = {
         "common.error": "Error",
     },
     "es": {
-        "header": "## Switchboard\nUn chat para todos los modelos detrás de tu API compatible con OpenAI.",
+        "header": "# Switchboard\nUn chat para todos los modelos detrás de tu API compatible con OpenAI.",
         "demo_banner": "> **Modo demo**: no hay ninguna clave API configurada, así que las respuestas vienen de "
         "un simulador integrado sin conexión. Para hablar con modelos reales, define `OPENAI_API_KEY` (o "
         "`LEMONDATA_API_KEY`, `OPENROUTER_API_KEY`, …) en el entorno o en un archivo `.env` y reinicia; "
@@ -69,7 +69,7 @@ UI: dict[str, dict[str, str]] = {
         "common.error": "Error",
     },
     "pt": {
-        "header": "## Switchboard\nUm chat para todos os modelos por trás da sua API compatível com OpenAI.",
+        "header": "# Switchboard\nUm chat para todos os modelos por trás da sua API compatível com OpenAI.",
         "demo_banner": "> **Modo demo**: nenhuma chave de API está configurada, então as respostas vêm de um "
         "simulador embutido que funciona offline. Para conversar com modelos reais, defina `OPENAI_API_KEY` "
         "(ou `LEMONDATA_API_KEY`, `OPENROUTER_API_KEY`, …) no ambiente ou em um arquivo `.env` e reinicie; "

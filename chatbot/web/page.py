@@ -15,11 +15,13 @@ from typing import Any
 
 import gradio as gr
 
-from chatbot.compat import hide_progress, uploaded_by_gradio
+from chatbot.compat import hide_progress, name_unnamed_controls, uploaded_by_gradio
+from chatbot.core.attachments import FILE_TYPES
 from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
 from chatbot.core.settings import Settings
 from chatbot.core.usage import Totals
+from chatbot.web.a11y import BROWSER_TEXTS
 from chatbot.web.chat_settings import ChatSettings
 from chatbot.web.chats import browser_secret
 from chatbot.web.chats_panel import SIDE_CONCURRENCY, ChatsPanel
@@ -31,6 +33,12 @@ from chatbot.web.stopped import wire_stopped
 from chatbot.web.ui import ChatUI
 
 log = logging.getLogger("switchboard.ui")
+
+#: Math in replies: $$…$$ and \[…\] as blocks, $…$ and \(…\) inline (KaTeX, in Gradio's Chatbot).
+MATH_DELIMITERS: list[dict[str, str | bool]] = [
+    {"left": "$$", "right": "$$", "display": True}, {"left": "\\[", "right": "\\]", "display": True},
+    {"left": "$", "right": "$", "display": False}, {"left": "\\(", "right": "\\)", "display": False},
+]
 
 
 def build_page(chat: ChatUI) -> gr.Blocks:
@@ -93,6 +101,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
         chat_settings.wire()
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
         gr.api(compare_api(chat), api_name="compare", concurrency_limit=None)  # Compare: chatbot.web.compare_view
+        name_unnamed_controls(demo, textbox, BROWSER_TEXTS)  # browser-only; last: the others keep their indices
     hide_progress(demo, [chatbot, textbox])  # no overlay or timer on the chat and its box, whichever event
     return demo
 
@@ -114,11 +123,13 @@ def _chat_area(height: str) -> tuple[gr.Chatbot, MessageBox]:
         label=ui("chat"), elem_id="chatbot", height=height, buttons=["copy"], layout="bubble", editable="user",
         sanitize_html=True,  # model output and imported chats are text: never unsanitized HTML
         placeholder=ui("welcome"),  # an empty chat: a short welcome (and the example prompts)
+        latex_delimiters=MATH_DELIMITERS,
     )
     # autofocus off: the page's script focuses the box without scrolling the page (chatbot/web/assets.py)
     textbox = MessageBox(
         placeholder=ui("placeholder"), label=ui("message_label"), file_count="multiple", sources=["upload"],
         show_label=False, autofocus=False, submit_btn=True, stop_btn=True, elem_id="message",
+        file_types=list(FILE_TYPES),  # the types the app reads
     )
     return chatbot, textbox
 
