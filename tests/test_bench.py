@@ -67,6 +67,39 @@ def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.bench
+@pytest.mark.slow
+def test_quick_replicas_benchmark_routes_each_visitor_through_haproxy(tmp_path: Path) -> None:
+    """``python -m bench --quick --only replicas``: the chat tab's visitors through deploy/haproxy.cfg in front
+    of two replicas on one redis-server, beside one process: every visitor's chain reaches its reply (each
+    page sends its own sticky cookie, queue stream included), both replicas serve, replicas.md is written."""
+    from test_proxies import _binary
+
+    for name in ("haproxy", "redis-server"):
+        _binary(name)
+    out = tmp_path / "bench"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATBOT_", "OPENAI_", "REDIS_URL"))}
+    env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    with subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", "replicas", "--out", str(out)],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=240)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert not (out / "results.md").exists()  # its own document
+    table = (out / "replicas.md").read_text(encoding="utf-8")
+    assert table.strip() in stdout and "failed" not in table, table
+    assert "| 1 process, no balancer | 4 | 4/4 | 0 |" in table, table
+    assert "| haproxy, 2 replicas | 4 | 4/4 | 0 |" in table, table
+    setups = json.loads((out / "replicas.json").read_text(encoding="utf-8"))["scenarios"]["replicas"]["setups"]
+    assert set(setups) == {"direct", "haproxy-2"}
+    assert setups["haproxy-2"][0]["per_replica"] == {"r1": 2, "r2": 2}  # round robin, then sticky
+    assert all(cpu > 0 for cpu in setups["haproxy-2"][0]["app_cpu_s"])  # both replicas served
+
+
 async def test_browser_chain_sends_followers_at_once_and_shares_one_queue_stream() -> None:
     """The benchmark's chat-UI visitor does what Gradio's front end does: when a step ends, all its
     followers are sent at once (two siblings that wait for each other would fail one after the other),
