@@ -113,7 +113,7 @@ def start_haproxy(replicas: list[AppProcess], log_dir: Path) -> Server:
     env.update({f"SWITCHBOARD_REPLICA_{i}": f"127.0.0.1:{r.port}" for i, r in enumerate(replicas, 1)})
     server = Server([binary("haproxy"), "-db", "-f", str(HAPROXY_CFG)], port, env, log_dir / f"haproxy-{port}.log")
     deadline = time.monotonic() + 30  # every replica passes its health check (inter 2s, rise 2) first
-    with httpx.Client(timeout=5, cookies=httpx.Cookies(_NoJar())) as client:
+    with httpx.Client(timeout=5, cookies=_NoJar()) as client:
         while time.monotonic() < deadline:
             seen = {client.get(server.url + "/healthz").headers.get("set-cookie", "") for _ in replicas}
             if len({c.split(";")[0] for c in seen}) == len(replicas):
@@ -127,7 +127,7 @@ async def open_pages(url: str, count: int, concurrency: int = 20) -> list[dict[s
     """``count`` visitors open the page (``GET /``); each one's request headers from then on: the cookies
     that first response set (the balancer's sticky cookie), as a browser's own jar would send them."""
     sem = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(timeout=120, cookies=httpx.Cookies(_NoJar())) as client:
+    async with httpx.AsyncClient(timeout=120, cookies=_NoJar()) as client:
         async def one() -> dict[str, str]:
             async with sem:
                 r = await client.get(url + "/")
