@@ -238,3 +238,31 @@ def test_report_shows_both_load_chat_variants_and_both_graces() -> None:
     assert failed == "load_chat 190 of 200; load_chat unlimited 0 of 200"
     ttft = rows["200 visitors: TTFT p99 (Switchboard UI)"]["baseline"]
     assert ttft == "load_chat > 17.00 s (never started); load_chat unlimited 2500.0 ms"
+
+
+def test_replicas_report_judges_the_top_step_of_each_balanced_setup() -> None:
+    from bench.replicas import per_replica
+    from bench.replicas_report import section
+
+    assert per_replica([{"Cookie": "switchboard_replica=r2"}, {"Cookie": "a=1; switchboard_replica=r1"}, {}]) == {
+        "-": 1, "r1": 1, "r2": 1}
+
+    def row(n, p99, gap, errors=0, per=None):
+        return {"visitors": n, "n": n, "completed": n - errors, "errors": errors, "error_examples": [],
+                "ttft_p50": p99 / 2, "ttft_p99": p99, "max_gap": gap, "gap_p99": gap, "wall_s": 11.0,
+                "app_cpu_s": [1.0] * len(per or {"-": n}), "haproxy_cpu_s": 0.5, "client_cpu_s": 2.0,
+                "per_replica": per or {"-": n}}
+
+    setups = {"direct": [row(50, 0.5, 0.2), row(200, 4.0, 0.8)],
+              "haproxy-2": [row(50, 0.4, 0.2, per={"r1": 25, "r2": 25}),
+                            row(200, 0.9, 0.45, per={"r1": 100, "r2": 100})],
+              "haproxy-3": [row(200, 0.8, 0.3, errors=1, per={"r1": 67, "r2": 67, "r3": 66})]}
+    res = {"scenarios": {"replicas": {"visitors": [50, 200], "tps": 20.0, "reply_tokens": 200, "setups": setups}}}
+    text = "\n".join(section(res))
+    lines = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in text.splitlines()
+             if line.startswith("| ") and " | " in line}
+    two = lines["| haproxy, 2 replicas | 200"]
+    assert "**PASS**" in two and "0.23× / 0.56×" in two and "r1 100, r2 100" in two  # against the 1 process
+    assert "**MISS**" in lines["| haproxy, 3 replicas | 200"]  # one error
+    assert "PASS" not in lines["| 1 process, no balancer | 200"] and "MISS" not in lines["| haproxy, 2 replicas | 50"]
+
