@@ -166,8 +166,9 @@ class Replicas:
         self.redis = start_redis()
         self.apps: list[AppProcess] = []
 
-    async def ensure(self, count: int, fresh: bool) -> list[AppProcess]:
-        """``count`` replicas running: all restarted when ``fresh``, else the missing ones started."""
+    async def ensure(self, count: int, fresh: bool, most: int) -> list[AppProcess]:
+        """``count`` replicas running, started at once: all restarted when ``fresh``, else the first call
+        starts the ``most`` any setup needs and later ones reuse them."""
         from .scenarios import START_TIMEOUT
 
         if fresh:
@@ -175,7 +176,7 @@ class Replicas:
         b = self.bench
         new = [AppProcess("switchboard", b.fake.base_url, script=b.opts.app_script,
                           env={"REDIS_URL": f"redis://127.0.0.1:{self.redis.port}/0", "CHATBOT_TRUSTED_PROXIES": "1"})
-               for _ in range(count - len(self.apps))]
+               for _ in range((count if fresh else max(count, most)) - len(self.apps))]
         started = await asyncio.gather(*(asyncio.to_thread(a.start, START_TIMEOUT, b.log_dir) for a in new),
                                        return_exceptions=True)
         self.apps += [a for a, s in zip(new, started, strict=True) if not isinstance(s, BaseException)]
@@ -244,7 +245,7 @@ async def scenario(bench) -> dict[str, Any]:  # noqa: ANN001 - scenarios.Bench
     procs = await asyncio.to_thread(Replicas, bench)
     try:
         for count in (0, *o.replicas):  # 0: one process, no balancer
-            apps = await procs.ensure(max(1, count), o.fresh_apps)
+            apps = await procs.ensure(max(1, count), o.fresh_apps, max(o.replicas))
             await asyncio.to_thread(flush_redis, procs.redis)
             balancer = await asyncio.to_thread(start_haproxy, apps, bench.log_dir) if count else None
             setup = f"haproxy-{count}" if count else DIRECT

@@ -277,8 +277,9 @@ class Bench:
         self.fake = await asyncio.to_thread(FakeProcess)
         self.client = make_http_client()
         try:
-            self.log("starting Switchboard and gr.load_chat, defaults and unlimited (cold start timed)")
             kinds = self.app_kinds() if set(o.scenarios) - {"replicas"} else ()  # replicas starts its own
+            if kinds:
+                self.log("starting Switchboard and gr.load_chat, defaults and unlimited (cold start timed)")
             if o.parallel_start and kinds:  # the memory scenario's 2 s-grace Switchboard too
                 grace2 = [self.start_app(kind, f"{kind}_grace2", 2.0) for kind in kinds
                           if kind.startswith("switchboard") and "memory" in o.scenarios]
