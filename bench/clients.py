@@ -264,6 +264,10 @@ class SessionStream:
     server's per-session queue, and hanging up before ``close_stream`` makes the server drop that queue."""
 
     _open: dict[tuple[str, str], SessionStream] = {}
+    #: Streams that ended before ``close_stream`` with events still waiting (the server hung up, e.g. a
+    #: replica that does not hold the session answers 404 inside the stream); they are reopened, which
+    #: Gradio's own front end does not do, so a balancer's misrouting shows here, not as an error.
+    cut = 0
 
     def __init__(self, url: str, session_hash: str, headers: dict[str, str] | None = None) -> None:
         self.url, self.session_hash, self.headers = url, session_hash, headers
@@ -299,8 +303,10 @@ class SessionStream:
                     if resp.status != 200:
                         self._fail(f"queue/data answered {resp.status}")
                         return
+                    closed = False
                     async for msg in _sse_events(resp):
                         if msg.get("msg") == "close_stream":
+                            closed = True
                             break
                         eid = msg.get("event_id")
                         if eid is None:
@@ -309,6 +315,8 @@ class SessionStream:
                             self.waiting[eid].put_nowait(msg)
                         else:
                             self.early.setdefault(eid, []).append(msg)
+                if not closed and self.waiting:
+                    SessionStream.cut += 1
                 for q in self.waiting.values():  # closed with events still waiting: reopen if none ends
                     q.put_nowait({"msg": "_stream_ended"})
                 await asyncio.sleep(0)

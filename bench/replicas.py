@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import psutil
 
-from .clients import BrowserChatTarget, Target, Visit, fetch_config, gather_visits
+from .clients import BrowserChatTarget, SessionStream, Target, Visit, fetch_config, gather_visits
 from .fake_server import reply_text
 from .procs import ROOT, AppProcess, free_port
 
@@ -220,17 +220,19 @@ async def measure(bench, setup: str, url: str, apps: list[AppProcess], balancer:
             cpu0 = [a.cpu() for a in apps]
             lb0 = balancer.cpu() if balancer else 0.0
             me0 = time.process_time()
+            cut0 = SessionStream.cut
             visits, t0, t1, censored = await gather_visits(Pages(target, pages), n, f"replicas {n}", expected,
                                                            deadline)
             row = {"setup": setup, "replicas": len(apps), "visitors": n, **visit_stats(visits), "wall_s": t1 - t0,
-                   "censored": censored, "per_replica": per_replica(pages),
+                   "censored": censored, "per_replica": per_replica(pages), "cut_streams": SessionStream.cut - cut0,
                    "app_cpu_s": [a.cpu() - c for a, c in zip(apps, cpu0, strict=True)],
                    "haproxy_cpu_s": balancer.cpu() - lb0 if balancer else math.nan,
                    "client_cpu_s": time.process_time() - me0}
             rows.append(row)
             bench.log(f"    {setup:10s} {n:4d} visitors: {row['completed']}/{n} ok, TTFT p50 "
                       f"{row['ttft_p50'] * 1000:.0f} ms p99 {row['ttft_p99'] * 1000:.0f} ms, longest gap "
-                      f"{row['max_gap'] * 1000:.0f} ms, per replica {row['per_replica']}")
+                      f"{row['max_gap'] * 1000:.0f} ms, per replica {row['per_replica']}, "
+                      f"queue streams cut {row['cut_streams']}")
     finally:
         await target.close()
     return rows

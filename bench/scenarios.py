@@ -113,7 +113,7 @@ class Options:
             history_core_turns=(10, 2000), history_core_reps=3, history_app_turns=(10, 200),
             history_app_reps=2, history_reply_tokens=10, sessions=30, session_concurrency=20, memory_warmup=5,
             memory_baselines=(), memory_settle_s=1.0, extra_cold_starts=0, fresh_apps=False,
-            parallel_start=True, replicas=(2,), replica_visitors=(4,),
+            parallel_start=True, replicas=(2,), replica_visitors=(5,),
         )
         base.update(over)
         return cls(**base)

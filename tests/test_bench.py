@@ -92,11 +92,13 @@ def test_quick_replicas_benchmark_routes_each_visitor_through_haproxy(tmp_path: 
     assert not (out / "results.md").exists()  # its own document
     table = (out / "replicas.md").read_text(encoding="utf-8")
     assert table.strip() in stdout and "failed" not in table, table
-    assert "| 1 process, no balancer | 4 | 4/4 | 0 |" in table, table
-    assert "| haproxy, 2 replicas | 4 | 4/4 | 0 |" in table, table
+    # every request of a page on its replica: no queue stream cut (without each page's own cookie, the stream
+    # lands on the other replica, which ends it: 6 cut for 5 visitors in a run without them)
+    assert "| 1 process, no balancer | 5 | 5/5 | 0 | 0 |" in table, table
+    assert "| haproxy, 2 replicas | 5 | 5/5 | 0 | 0 |" in table, table
     setups = json.loads((out / "replicas.json").read_text(encoding="utf-8"))["scenarios"]["replicas"]["setups"]
     assert set(setups) == {"direct", "haproxy-2"}
-    assert setups["haproxy-2"][0]["per_replica"] == {"r1": 2, "r2": 2}  # round robin, then sticky
+    assert setups["haproxy-2"][0]["per_replica"] == {"r1": 3, "r2": 2}  # round robin, then sticky
     assert all(cpu > 0 for cpu in setups["haproxy-2"][0]["app_cpu_s"])  # both replicas served
 
 
@@ -264,5 +266,7 @@ def test_replicas_report_judges_the_top_step_of_each_balanced_setup() -> None:
     two = lines["| haproxy, 2 replicas | 200"]
     assert "**PASS**" in two and "0.23× / 0.56×" in two and "r1 100, r2 100" in two  # against the 1 process
     assert "**MISS**" in lines["| haproxy, 3 replicas | 200"]  # one error
+    setups["haproxy-2"][1]["cut_streams"] = 1
+    assert "**MISS**" in "\n".join(section(res))  # a cut queue stream is an error a browser would show
     assert "PASS" not in lines["| 1 process, no balancer | 200"] and "MISS" not in lines["| haproxy, 2 replicas | 50"]
 
