@@ -92,6 +92,13 @@ def _from_json(obj):
 def render(directory: Path) -> int:
     from .report import markdown, plots
 
+    if not (directory / "results.json").exists() and (directory / "replicas.json").exists():
+        from .replicas_report import document
+
+        text = document(_from_json(json.loads((directory / "replicas.json").read_text(encoding="utf-8"))))
+        (directory / "replicas.md").write_text(text, encoding="utf-8")
+        print(text)
+        return 0
     results = _from_json(json.loads((directory / "results.json").read_text(encoding="utf-8")))
     images = plots(results, directory)
     text = markdown(results, images)

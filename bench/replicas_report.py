@@ -41,6 +41,7 @@ def section(res: dict[str, Any], level: str = "##") -> list[str]:
     setups = rep["setups"]
     top = max(rep["visitors"])
     direct = {r["visitors"]: r for r in setups.get(DIRECT, [])}
+    nominal = rep["reply_tokens"] / rep["tps"]  # seconds one stream takes at the upstream's pace
     counts = ", ".join(str(int(k.split("-")[1])) for k in setups if k != DIRECT)
     L.append(f"{level} The chat tab through a load balancer: 1 process against {counts} replicas")
     L.append("")
@@ -64,18 +65,25 @@ def section(res: dict[str, Any], level: str = "##") -> list[str]:
             vs = (f"{_ratio(r['ttft_p99'], base.get('ttft_p99', math.nan))} / "
                   f"{_ratio(r['max_gap'], base.get('max_gap', math.nan))}") if setup != DIRECT else ""
             cpu = r["app_cpu_s"]
+            spent = sum(cpu) + (0 if math.isnan(r["haproxy_cpu_s"]) else r["haproxy_cpu_s"]) + r["client_cpu_s"]
             rows.append([setup_name(setup), str(r["visitors"]), f"{r['completed']}/{r['n']}", str(r["errors"]),
                          str(r.get("cut_streams", "")),
                          fmt_num(r["ttft_p50"], "ms"), fmt_num(r["ttft_p99"], "ms"), fmt_num(r["max_gap"], "ms"),
                          fmt_num(r["gap_p99"], "ms"), vs, fmt_num(r["wall_s"], "s"),
                          " + ".join(f"{c:.1f}" for c in cpu) + " s", fmt_num(r["haproxy_cpu_s"], "s"),
-                         fmt_num(r["client_cpu_s"], "s"),
+                         fmt_num(r["client_cpu_s"], "s"), f"{spent / nominal:.2f}",
                          ", ".join(f"{k} {v}" for k, v in r["per_replica"].items()) if setup != DIRECT else "",
                          f"**{verdict(r)}**" if setup != DIRECT and r["visitors"] == top else ""])
     L += _table(["Setup", "Visitors", "Completed", "Errors", "Queue streams cut", "TTFT p50", "TTFT p99",
                  "Longest gap", "Gap p99",
                  "vs 1 process (TTFT p99 / gap)", "Wall", "Replicas' CPU", "haproxy CPU", "Client CPU",
+                 "Cores needed",
                  "Visitors per replica", "Target"], rows)
+    L.append("")
+    L.append(f"Cores needed: the CPU the replicas, haproxy and the benchmark's client spent in the step, per "
+             f"second of the {nominal:g} s the replies take at the upstream's pace: above the machine's cores, "
+             "the step cannot keep that pace whatever the number of replicas (the fake upstream and Redis need "
+             "some too).")
     L.append("")
     L.append("Queue streams cut: a page's queue stream that ended before Gradio's `close_stream` while its "
              "event was still pending (what a replica that does not hold the session does); the benchmark's "
