@@ -39,6 +39,8 @@ def parse(argv: list[str] | None = None) -> Options:
     p.add_argument("--ttft-samples", type=int, help="TTFT: messages per round per path")
     p.add_argument("--history-turns", type=_ints, help="history: conversation lengths through the app")
     p.add_argument("--sessions", type=int, help="memory: sessions opened and closed (default 1000)")
+    p.add_argument("--replicas", type=_ints, help="replicas: how many replicas behind haproxy, e.g. 1,2,3")
+    p.add_argument("--replica-visitors", type=_ints, help="replicas: simultaneous chat-tab visitors, e.g. 50,200")
     p.add_argument("--keep-logs", action="store_true", help="keep the app processes' logs")
     p.add_argument("--render", type=Path, metavar="DIR",
                    help="only re-render DIR/results.md and the plots from DIR/results.json (no run)")
@@ -55,7 +57,8 @@ def parse(argv: list[str] | None = None) -> Options:
         "out": a.out, "chunk_size": a.chunk_size, "ramp_tps": a.tps, "ramp_reply_tokens": a.reply_tokens,
         "ramp": a.ramp, "throughput_tokens": a.throughput_tokens, "throughput_runs": a.runs,
         "ttft_rounds": a.ttft_rounds, "ttft_samples": a.ttft_samples, "history_app_turns": a.history_turns,
-        "sessions": a.sessions, "app_script": a.app_script, "before": a.before,
+        "sessions": a.sessions, "app_script": a.app_script, "before": a.before, "replicas": a.replicas,
+        "replica_visitors": a.replica_visitors,
         "ramp_targets": tuple(a.ramp_paths.split(",")) if a.ramp_paths else None,
         "scenarios": tuple(s.strip() for s in a.only.split(",")) if a.only else None,
     }
@@ -89,6 +92,13 @@ def _from_json(obj):
 def render(directory: Path) -> int:
     from .report import markdown, plots
 
+    if not (directory / "results.json").exists() and (directory / "replicas.json").exists():
+        from .replicas_report import document
+
+        text = document(_from_json(json.loads((directory / "replicas.json").read_text(encoding="utf-8"))))
+        (directory / "replicas.md").write_text(text, encoding="utf-8")
+        print(text)
+        return 0
     results = _from_json(json.loads((directory / "results.json").read_text(encoding="utf-8")))
     images = plots(results, directory)
     text = markdown(results, images)
@@ -113,12 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     bench = Bench(opts, log=log)
     results = asyncio.run(bench.run())
-    images = plots(results, out)
-    text = markdown(results, images)
-    (out / "results.md").write_text(text + "\n", encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=1) + "\n", encoding="utf-8")
+    if opts.scenarios == ("replicas",):  # its own document, beside the suite's results.md
+        from .replicas_report import document
+
+        stem, images, text = "replicas", [], document(results).rstrip()
+    else:
+        stem, images = "results", plots(results, out)
+        text = markdown(results, images)
+    (out / f"{stem}.md").write_text(text + "\n", encoding="utf-8")
+    (out / f"{stem}.json").write_text(json.dumps(_jsonable(results), indent=1) + "\n", encoding="utf-8")
     print(text)
-    log(f"wrote {out / 'results.md'}, results.json and {len(images)} plots in {time.perf_counter() - t0:.0f} s")
+    log(f"wrote {out / (stem + '.md')}, {stem}.json and {len(images)} plots in {time.perf_counter() - t0:.0f} s")
     if not opts.keep_logs:
         shutil.rmtree(bench.log_dir, ignore_errors=True)
     else:

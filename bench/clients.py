@@ -264,18 +264,23 @@ class SessionStream:
     server's per-session queue, and hanging up before ``close_stream`` makes the server drop that queue."""
 
     _open: dict[tuple[str, str], SessionStream] = {}
+    #: Streams that ended before ``close_stream`` with events still waiting (the server hung up, e.g. a
+    #: replica that does not hold the session answers 404 inside the stream); they are reopened, which
+    #: Gradio's own front end does not do, so a balancer's misrouting shows here, not as an error.
+    cut = 0
 
-    def __init__(self, url: str, session_hash: str) -> None:
-        self.url, self.session_hash = url, session_hash
+    def __init__(self, url: str, session_hash: str, headers: dict[str, str] | None = None) -> None:
+        self.url, self.session_hash, self.headers = url, session_hash, headers
         self.waiting: dict[str, asyncio.Queue] = {}
         self.early: dict[str, list[dict]] = {}  # messages that came before their join's answer
         self.reader: asyncio.Task | None = None
 
     @classmethod
-    def of(cls, url: str, session_hash: str) -> SessionStream:
+    def of(cls, url: str, session_hash: str, headers: dict[str, str] | None = None) -> SessionStream:
+        """The page's stream; ``headers`` (e.g. the page's cookie) go with each of its requests."""
         key = (url, session_hash)
         if key not in cls._open:
-            cls._open[key] = cls(url, session_hash)
+            cls._open[key] = cls(url, session_hash, headers)
         return cls._open[key]
 
     def listen(self, event_id: str) -> asyncio.Queue:
@@ -293,12 +298,15 @@ class SessionStream:
     async def _read(self) -> None:
         try:
             while self.waiting:
-                async with RawStream(f"{self.url}/gradio_api/queue/data?session_hash={self.session_hash}") as resp:
+                async with RawStream(f"{self.url}/gradio_api/queue/data?session_hash={self.session_hash}",
+                                     headers=self.headers) as resp:
                     if resp.status != 200:
                         self._fail(f"queue/data answered {resp.status}")
                         return
+                    closed = False
                     async for msg in _sse_events(resp):
                         if msg.get("msg") == "close_stream":
+                            closed = True
                             break
                         eid = msg.get("event_id")
                         if eid is None:
@@ -307,6 +315,8 @@ class SessionStream:
                             self.waiting[eid].put_nowait(msg)
                         else:
                             self.early.setdefault(eid, []).append(msg)
+                if not closed and self.waiting:
+                    SessionStream.cut += 1
                 for q in self.waiting.values():  # closed with events still waiting: reopen if none ends
                     q.put_nowait({"msg": "_stream_ended"})
                 await asyncio.sleep(0)
@@ -325,19 +335,19 @@ class SessionStream:
 
 async def run_queued(
     client: httpx.AsyncClient, url: str, fn_index: int, data: list, session_hash: str,
-    on_outputs: Callable[[list, float], None],
+    on_outputs: Callable[[list, float], None], headers: dict[str, str] | None = None,
 ) -> tuple[list | None, str | None]:
     """Join the queue and follow this event on the session's stream (:class:`SessionStream`) to its end.
 
-    ``on_outputs(values, now)`` is called with the full output values after every update.
-    Returns (final outputs, error)."""
+    ``on_outputs(values, now)`` is called with the full output values after every update; ``headers`` go
+    with every request (a page's cookie). Returns (final outputs, error)."""
     body = {"data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None,
             "trigger_id": None}
-    r = await client.post(f"{url}/gradio_api/queue/join", json=body)
+    r = await client.post(f"{url}/gradio_api/queue/join", json=body, headers=headers)
     if r.status_code != 200:
         return None, f"queue/join answered {r.status_code}: {r.text[:200]}"
     event_id = r.json().get("event_id")
-    stream = SessionStream.of(url, session_hash)
+    stream = SessionStream.of(url, session_hash, headers)
     messages = stream.listen(event_id)
     outputs: list | None = None
     stalls = 0
@@ -377,10 +387,10 @@ async def run_queued(
 
 
 async def run_direct(client: httpx.AsyncClient, url: str, fn_index: int, data: list,
-                     session_hash: str) -> tuple[list | None, str | None]:
+                     session_hash: str, headers: dict[str, str] | None = None) -> tuple[list | None, str | None]:
     body = {"data": data, "fn_index": fn_index, "session_hash": session_hash, "event_data": None,
             "trigger_id": None}
-    r = await client.post(f"{url}/gradio_api/run/predict", json=body)
+    r = await client.post(f"{url}/gradio_api/run/predict", json=body, headers=headers)
     if r.status_code != 200:
         return None, f"run/predict answered {r.status_code}: {r.text[:200]}"
     return list(r.json().get("data") or []), None
@@ -562,7 +572,8 @@ class BrowserChatTarget(Target):
         return copy.deepcopy(self.initial)
 
     async def visit(self, message, history=None, expected=None, v=None, page: dict | None = None,
-                    session_hash: str | None = None) -> Visit:
+                    session_hash: str | None = None, headers: dict[str, str] | None = None) -> Visit:
+        """``headers``: sent with every request of the page (its cookie, which a balancer routes by)."""
         values = page if page is not None else self.new_page()
         session_hash = session_hash or uuid.uuid4().hex[:12]
         if history is not None:
@@ -572,7 +583,7 @@ class BrowserChatTarget(Target):
         v = v if v is not None else Visit(perf())
         try:
             async with self.pages.page() as client:
-                await self._run_step(self.chain[0], values, session_hash, v, client)
+                await self._run_step(self.chain[0], values, session_hash, v, client, headers)
         except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             v.error = f"{type(exc).__name__}: {exc}"[:200]
         v.text = reply_text_of(values.get(self.chatbot))
@@ -582,7 +593,7 @@ class BrowserChatTarget(Target):
         await self.pages.aclose()
 
     async def _run_step(self, dep: dict, values: dict[int, Any], session_hash: str, v: Visit,
-                        client: httpx.AsyncClient) -> None:
+                        client: httpx.AsyncClient, headers: dict[str, str] | None = None) -> None:
         """One step, then its followers all at once, as Gradio's front end dispatches them: when a step
         ends, every ``.then()`` (and, as it went, ``.success()`` or ``.failure()``) follower is sent
         without waiting for its siblings, each reading the page's values as they are at that moment."""
@@ -600,9 +611,9 @@ class BrowserChatTarget(Target):
             if v.reply_step is None and self.chatbot in outs_ids and dep.get("types", {}).get("generator"):
                 v.reply_step = perf() - v.t0  # what the chain spends before the reply is even asked for
             if dep.get("queue", True):
-                outputs, error = await run_queued(client, self.url, dep["id"], data, session_hash, seen)
+                outputs, error = await run_queued(client, self.url, dep["id"], data, session_hash, seen, headers)
             else:
-                outputs, error = await run_direct(client, self.url, dep["id"], data, session_hash)
+                outputs, error = await run_direct(client, self.url, dep["id"], data, session_hash, headers)
             if error:
                 failed = True
                 v.error = v.error or f"step {dep.get('api_name')}: {error}"
@@ -621,7 +632,7 @@ class BrowserChatTarget(Target):
                      and not (d.get("trigger_only_on_success") and failed)
                      and not (d.get("trigger_only_on_failure") and not failed)]
         if followers:
-            await asyncio.gather(*(self._run_step(d, values, session_hash, v, client) for d in followers))
+            await asyncio.gather(*(self._run_step(d, values, session_hash, v, client, headers) for d in followers))
 
 
 class HTTPStreamTarget(Target):

@@ -98,6 +98,7 @@ class AppProcess:
     proc: subprocess.Popen | None = None
     ps: psutil.Process | None = None
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # Switchboard: settings over the benchmark's (replicas)
 
     @property
     def url(self) -> str:
@@ -130,6 +131,7 @@ class AppProcess:
                 from .before import tree_env
 
                 env = tree_env(self.root, env)
+            env.update(self.env)
             return [sys.executable, self.script, "--port", str(self.port)], env
         module = "bench.gradio_floor_app" if self.kind == "gradio_floor" else "bench.loadchat_app"
         extra = ["unlimited"] if self.kind == "load_chat_unlimited" else []

@@ -588,6 +588,9 @@ def markdown(res: dict[str, Any], images: list[str]) -> str:
                 f"{name} {value * 100:.1f} % of a core" for name, value in cold["idle_cpu"].items()) + ".")
             L.append("")
 
+    from .replicas_report import section as replicas_section
+
+    L += replicas_section(res)
     for name, data in sc.items():
         if isinstance(data, dict) and data.get("error"):
             L.append(f"Scenario **{name}** failed: `{data['error']}`")

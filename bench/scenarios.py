@@ -58,7 +58,8 @@ for _k in ("sw_ui", "sw_api", "sw_http", "sw_ui_grace2"):
     SHORT[BEFORE + _k] = f"Before: {SHORT[_k]}"
     if _k in LABELS:
         LABELS[BEFORE + _k] = f"the same path on the --before checkout's Switchboard ({LABELS[_k]})"
-SCENARIOS = ("ttft", "throughput", "ramp", "history", "memory", "coldstart")
+SCENARIOS = ("ttft", "throughput", "ramp", "history", "memory", "coldstart", "replicas")
+DEFAULT_SCENARIOS = SCENARIOS[:-1]  # replicas only when asked for (--only replicas): it writes replicas.md
 START_TIMEOUT = 300.0  # seconds for an app to answer on / (a loaded 2-core machine, several apps starting at once)
 SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchboard's default, for the floor
 
@@ -67,7 +68,7 @@ SYSTEM_PROMPT = "You are a helpful assistant. Be concise and direct."  # Switchb
 class Options:
     quick: bool = False
     out: Path = ROOT / "docs" / "benchmarks"
-    scenarios: tuple[str, ...] = SCENARIOS
+    scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     chunk_size: int = 4
     ttft_rounds: int = 3
     ttft_samples: int = 40
@@ -100,6 +101,8 @@ class Options:
     memory_settle_s: float = 3.0
     parallel_start: bool = False  # start both apps at once (quick mode: faster, cold start less clean)
     render: Path | None = None  # only re-render a results directory (python -m bench --render DIR)
+    replicas: tuple[int, ...] = (1, 2, 3)  # replicas behind haproxy, each against one process (bench/replicas.py)
+    replica_visitors: tuple[int, ...] = (50, 200)  # simultaneous chat-tab visitors per step
 
     @classmethod
     def quick_mode(cls, **over: Any) -> Options:
@@ -110,7 +113,7 @@ class Options:
             history_core_turns=(10, 2000), history_core_reps=3, history_app_turns=(10, 200),
             history_app_reps=2, history_reply_tokens=10, sessions=30, session_concurrency=20, memory_warmup=5,
             memory_baselines=(), memory_settle_s=1.0, extra_cold_starts=0, fresh_apps=False,
-            parallel_start=True,
+            parallel_start=True, replicas=(2,), replica_visitors=(5,),
         )
         base.update(over)
         return cls(**base)
@@ -274,9 +277,10 @@ class Bench:
         self.fake = await asyncio.to_thread(FakeProcess)
         self.client = make_http_client()
         try:
-            self.log("starting Switchboard and gr.load_chat, defaults and unlimited (cold start timed)")
-            kinds = self.app_kinds()
-            if o.parallel_start:  # the memory scenario's 2 s-grace Switchboard too
+            kinds = self.app_kinds() if set(o.scenarios) - {"replicas"} else ()  # replicas starts its own
+            if kinds:
+                self.log("starting Switchboard and gr.load_chat, defaults and unlimited (cold start timed)")
+            if o.parallel_start and kinds:  # the memory scenario's 2 s-grace Switchboard too
                 grace2 = [self.start_app(kind, f"{kind}_grace2", 2.0) for kind in kinds
                           if kind.startswith("switchboard") and "memory" in o.scenarios]
                 started = await asyncio.gather(*(self.start_app(kind) for kind in kinds), *grace2,
@@ -289,7 +293,8 @@ class Bench:
             else:
                 for kind in kinds:
                     await self.start_app(kind)
-            await self.build_targets()
+            if kinds:
+                await self.build_targets()
             if self.http_api_note:
                 self.notes.append(f"HTTP API scenario skipped: {self.http_api_note}.")
             for name in SCENARIOS:
@@ -327,6 +332,12 @@ class Bench:
         return self.results
 
     # ------------------------------------------------------------------ scenarios
+
+    async def scenario_replicas(self) -> dict[str, Any]:
+        """The chat tab through haproxy in front of 1, 2, 3 replicas on one Redis, against one process."""
+        from .replicas import scenario
+
+        return await scenario(self)
 
     async def scenario_ttft(self) -> dict[str, Any]:
         """Added time to first token, one visitor at a time; interleaved so drift hits all alike."""

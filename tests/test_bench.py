@@ -67,6 +67,41 @@ def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.bench
+@pytest.mark.slow
+def test_quick_replicas_benchmark_routes_each_visitor_through_haproxy(tmp_path: Path) -> None:
+    """``python -m bench --quick --only replicas``: the chat tab's visitors through deploy/haproxy.cfg in front
+    of two replicas on one redis-server, beside one process: every visitor's chain reaches its reply (each
+    page sends its own sticky cookie, queue stream included), both replicas serve, replicas.md is written."""
+    from test_proxies import _binary
+
+    for name in ("haproxy", "redis-server"):
+        _binary(name)
+    out = tmp_path / "bench"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATBOT_", "OPENAI_", "REDIS_URL"))}
+    env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    with subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", "replicas", "--out", str(out)],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=240)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert not (out / "results.md").exists()  # its own document
+    table = (out / "replicas.md").read_text(encoding="utf-8")
+    assert table.strip() in stdout and "failed" not in table, table
+    # every request of a page on its replica: no queue stream cut (without each page's own cookie, the stream
+    # lands on the other replica, which ends it: 6 cut for 5 visitors in a run without them)
+    assert "| 1 process, no balancer | 5 | 5/5 | 0 | 0 |" in table, table
+    assert "| haproxy, 2 replicas | 5 | 5/5 | 0 | 0 |" in table, table
+    setups = json.loads((out / "replicas.json").read_text(encoding="utf-8"))["scenarios"]["replicas"]["setups"]
+    assert set(setups) == {"direct", "haproxy-2"}
+    assert setups["haproxy-2"][0]["per_replica"] == {"r1": 3, "r2": 2}  # round robin, then sticky
+    assert all(cpu > 0 for cpu in setups["haproxy-2"][0]["app_cpu_s"])  # both replicas served
+
+
 async def test_browser_chain_sends_followers_at_once_and_shares_one_queue_stream() -> None:
     """The benchmark's chat-UI visitor does what Gradio's front end does: when a step ends, all its
     followers are sent at once (two siblings that wait for each other would fail one after the other),
@@ -205,3 +240,33 @@ def test_report_shows_both_load_chat_variants_and_both_graces() -> None:
     assert failed == "load_chat 190 of 200; load_chat unlimited 0 of 200"
     ttft = rows["200 visitors: TTFT p99 (Switchboard UI)"]["baseline"]
     assert ttft == "load_chat > 17.00 s (never started); load_chat unlimited 2500.0 ms"
+
+
+def test_replicas_report_judges_the_top_step_of_each_balanced_setup() -> None:
+    from bench.replicas import per_replica
+    from bench.replicas_report import section
+
+    assert per_replica([{"Cookie": "switchboard_replica=r2"}, {"Cookie": "a=1; switchboard_replica=r1"}, {}]) == {
+        "-": 1, "r1": 1, "r2": 1}
+
+    def row(n, p99, gap, errors=0, per=None):
+        return {"visitors": n, "n": n, "completed": n - errors, "errors": errors, "error_examples": [],
+                "ttft_p50": p99 / 2, "ttft_p99": p99, "max_gap": gap, "gap_p99": gap, "wall_s": 11.0,
+                "app_cpu_s": [1.0] * len(per or {"-": n}), "haproxy_cpu_s": 0.5, "client_cpu_s": 2.0,
+                "per_replica": per or {"-": n}}
+
+    setups = {"direct": [row(50, 0.5, 0.2), row(200, 4.0, 0.8)],
+              "haproxy-2": [row(50, 0.4, 0.2, per={"r1": 25, "r2": 25}),
+                            row(200, 0.9, 0.45, per={"r1": 100, "r2": 100})],
+              "haproxy-3": [row(200, 0.8, 0.3, errors=1, per={"r1": 67, "r2": 67, "r3": 66})]}
+    res = {"scenarios": {"replicas": {"visitors": [50, 200], "tps": 20.0, "reply_tokens": 200, "setups": setups}}}
+    text = "\n".join(section(res))
+    lines = {line.split(" | ")[0] + " | " + line.split(" | ")[1]: line for line in text.splitlines()
+             if line.startswith("| ") and " | " in line}
+    two = lines["| haproxy, 2 replicas | 200"]
+    assert "**PASS**" in two and "0.23× / 0.56×" in two and "r1 100, r2 100" in two  # against the 1 process
+    assert "**MISS**" in lines["| haproxy, 3 replicas | 200"]  # one error
+    setups["haproxy-2"][1]["cut_streams"] = 1
+    assert "**MISS**" in "\n".join(section(res))  # a cut queue stream is an error a browser would show
+    assert "PASS" not in lines["| 1 process, no balancer | 200"] and "MISS" not in lines["| haproxy, 2 replicas | 50"]
+

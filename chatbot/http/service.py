@@ -33,6 +33,10 @@ log = logging.getLogger("switchboard.api")
 #: Tries of a reply whose visitor limits' Redis failed before anything was sent upstream (the limits use two
 #: Redis clients; each reconnects after its first failure once Redis has restarted).
 STORE_ATTEMPTS = 3
+#: Seconds of provider silence between the Idle events a reply yields: the HTTP face needs them only for the
+#: 15 s keep-alive and to notice a shutdown (within this), and each one runs through the whole pipeline of
+#: every silent stream (docs/benchmarks/http-gaps.md); the turn's default is the chat tab's 40 ms.
+TICK = 1.0
 
 
 class Reply:
@@ -93,6 +97,7 @@ class Reply:
         events = turn(
             self.service.upstream, self.message, history, self.model_name, visitor=self.visitor,
             admission=self.admission, state=self.state, attempts=STORE_ATTEMPTS, params=self.params,
+            tick=TICK,
         )
         async with contextlib.aclosing(events):
             async for event in events:
