@@ -284,7 +284,8 @@ def warm_up_gradio() -> threading.Thread:
 #: an unnamed arrow ``button``, a second control inside the first: it becomes ``inert`` (the title is the
 #: control), and the title says whether it is open (``aria-expanded``, from its ``expanded`` class). A chat
 #: message (``[data-testid=bot|user]``, a ``div`` Gradio gives an ``aria-label`` but no role, which ARIA
-#: prohibits) becomes an ``article``. And money is not math: with ``$`` as an inline math delimiter, KaTeX's
+#: prohibits) becomes an ``article``; the empty chat's example prompts (buttons in a ``role=list`` div, which
+#: needs ``listitem`` children) lose the role. And money is not math: with ``$`` as an inline math delimiter, KaTeX's
 #: auto-render (which Gradio runs on each message, no option to refine it) reads "costs $5 and $10" as math
 #: "5 and "; an inline formula whose TeX ends, but does not start, with a space, or that a digit follows,
 #: goes back to its text (Pandoc's rule for ``$``; ``\( x \)``, spaced on both sides, stays math).
@@ -306,6 +307,7 @@ PAGE_JS = """
     });
     document.querySelectorAll('#chatbot [data-testid="bot"][aria-label], #chatbot [data-testid="user"][aria-label]')
       .forEach((message) => set(message, "role", "article"));
+    document.querySelectorAll('#chatbot .examples[role="list"]').forEach((list) => list.removeAttribute("role"));
     document.querySelectorAll("#chatbot .katex").forEach((math) => {
       const source = math.querySelector('annotation[encoding="application/x-tex"]');
       const wrap = math.parentElement;

@@ -286,7 +286,7 @@ def test_name_unnamed_controls_reads_markup_gradios_front_end_renders_and_runs_o
     for markup in ('<span data-testid="block-info">', '<textarea data-testid="textbox">',
                    'class="thumbnail-wrapper', 'class="delete-button', "orig_name",
                    '<div class="thought-group', '<span class="arrow', "expanded:", "'s message: ",
-                   "application/x-tex"):
+                   "application/x-tex", '<div class="examples svelte-1rn3hyj" role="list">'):
         assert markup in front, markup
     with gr.Blocks() as demo:
         box = gr.MultimodalTextbox(elem_id="message", label="Message", show_label=False)

@@ -267,45 +267,47 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
     cid = response.headers["x-conversation-id"]
     assert deployment.replica_of(fake, "endless api") is victim  # one cookie, one replica, for both faces
     page = tab.__enter__()
-    if page is not None:  # with Chromium: a page with that cookie, a finished turn, then one cut
-        _browser_turns(page, deployment.url)
-        assert deployment.replica_of(fake, "endless page") is victim
-    # ... while another visitor's reply streams from the survivor
-    others = []
-    while not others or deployment.replica_of(fake, others[-1][0]) is not survivor:
-        assert len(others) < 8, "no visitor landed on the other replica"
-        marker = f"slow reply {len(others)}"
-        other = Client(deployment.url, verbose=False)
-        others.append((marker, other, other.submit(f"{marker} [[delay=0.1]] [[chunk=2]]", model="fast",
-                                                   api_name="/chat")))
-    time.sleep(1.5)  # the API reply's partial text is saved about every second
+    try:  # a failure here leaves no Playwright loop running in this worker (it breaks every later test)
+        if page is not None:  # with Chromium: a page with that cookie, a finished turn, then one cut
+            _browser_turns(page, deployment.url)
+            assert deployment.replica_of(fake, "endless page") is victim
+        # ... while another visitor's reply streams from the survivor
+        others = []
+        while not others or deployment.replica_of(fake, others[-1][0]) is not survivor:
+            assert len(others) < 8, "no visitor landed on the other replica"
+            marker = f"slow reply {len(others)}"
+            other = Client(deployment.url, verbose=False)
+            others.append((marker, other, other.submit(f"{marker} [[delay=0.1]] [[chunk=2]]", model="fast",
+                                                       api_name="/chat")))
+        time.sleep(1.5)  # the API reply's partial text is saved about every second
 
-    victim.process.kill()
-    victim.process.wait(PROCESS_EXIT_S)
+        victim.process.kill()
+        victim.process.wait(PROCESS_EXIT_S)
 
-    marker, _, survivor_job = others[-1]
-    assert survivor_job.result(timeout=REPLY_S).endswith(f"you said {marker}")  # the survivor kept streaming
-    rest = []
-    with contextlib.suppress(httpx.TransportError):  # the API client: the stream ends without [DONE]
-        rest.extend(lines)
-    assert "data: [DONE]" not in rest, rest
-    stream.__exit__(None, None, None)
-    # the chat-tab visitor: an error, not a silent end (gradio_client: CancelledError; Gradio's page reloads,
-    # from the survivor: see _browser_goes_on)
-    with pytest.raises(Exception):  # noqa: B017 - whichever exception gradio_client's version raises
-        cut_job.result(timeout=REPLY_S)
+        marker, _, survivor_job = others[-1]
+        assert survivor_job.result(timeout=REPLY_S).endswith(f"you said {marker}")  # the survivor kept streaming
+        rest = []
+        with contextlib.suppress(httpx.TransportError):  # the API client: the stream ends without [DONE]
+            rest.extend(lines)
+        assert "data: [DONE]" not in rest, rest
+        stream.__exit__(None, None, None)
+        # the chat-tab visitor: an error, not a silent end (gradio_client: CancelledError; Gradio's page reloads,
+        # from the survivor: see _browser_goes_on)
+        with pytest.raises(Exception):  # noqa: B017 - whichever exception gradio_client's version raises
+            cut_job.result(timeout=REPLY_S)
 
-    # ... and both go on, through the balancer, on the survivor
-    again = predict(visitor, "after the crash", model="fast", api_name="/chat")
-    assert again.endswith("you said after the crash"), again
-    stored = http.get(deployment.url + f"conversations/{cid}").json()["messages"]
-    assert stored[-1]["status"] == "interrupted" and stored[-1]["content"], stored[-1]
-    going_on = http.post(deployment.url + "chat", json={"message": "go on", "conversation_id": cid})
-    assert going_on.status_code == 200, going_on.text
-    http.close()
-    if page is not None:
-        _browser_goes_on(page)
-    tab.__exit__(None, None, None)
+        # ... and both go on, through the balancer, on the survivor
+        again = predict(visitor, "after the crash", model="fast", api_name="/chat")
+        assert again.endswith("you said after the crash"), again
+        stored = http.get(deployment.url + f"conversations/{cid}").json()["messages"]
+        assert stored[-1]["status"] == "interrupted" and stored[-1]["content"], stored[-1]
+        going_on = http.post(deployment.url + "chat", json={"message": "go on", "conversation_id": cid})
+        assert going_on.status_code == 200, going_on.text
+        http.close()
+        if page is not None:
+            _browser_goes_on(page)
+    finally:
+        tab.__exit__(None, None, None)
 
 
 @contextlib.contextmanager
