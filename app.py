@@ -58,7 +58,7 @@ from chatbot.http.access import LoginChecker, LoginClient, login_checker  # noqa
 from chatbot.http.health import health_router  # noqa: E402
 from chatbot.http.routes import create_api  # noqa: E402
 from chatbot.web import assets  # noqa: E402
-from chatbot.web.a11y import page_css, page_theme  # noqa: E402
+from chatbot.web.a11y import page_theme  # noqa: E402
 from chatbot.web.labels import gradio_i18n  # noqa: E402
 from chatbot.web.page import build_page  # noqa: E402
 from chatbot.web.sessions import SessionReaper  # noqa: E402
@@ -120,7 +120,7 @@ def presented(settings: Settings) -> dict[str, object]:
     history (Gradio would keep every reply in the browser's storage and list it among a visitor's Settings)."""
     return {
         "i18n": gradio_i18n(), "max_file_size": int(settings.max_upload_mb * 1024 * 1024),
-        "css": assets.css() + "\n" + page_css(), "head": assets.head(), "theme": page_theme(), "run_history": False,
+        "css": assets.css(), "head": assets.head(), "theme": page_theme(), "run_history": False,
     }
 
 

@@ -17,6 +17,8 @@ Other CSS goes in blocks of its own after :data:`CSS` (see :func:`css`).
 
 from __future__ import annotations
 
+from chatbot.web.a11y import page_css
+
 #: Our CSS (one block; others append theirs, see css()).
 CSS = """
 /* --- switchboard: first screen, notices, settings (issue 15: 1, 5, 6, 11) --- */
@@ -146,8 +148,8 @@ SCRIPT = r"""
 
 
 def css() -> str:
-    """The page's CSS: ours, then any other block (each one self-contained)."""
-    return CSS
+    """The page's CSS: ours, then any other block (each one self-contained): accessibility's."""
+    return CSS + "\n" + page_css()
 
 
 def head() -> str:
