@@ -418,3 +418,27 @@ def hide_progress(demo: gr.Blocks, components: list[Any]) -> int:
             block_fn.show_progress = "hidden"
             hidden += 1
     return hidden
+
+
+def keep_typed_text(demo: gr.Blocks, box: Any) -> int:
+    """ChatInterface ends each reply's chain with a step that empties ``box`` (``update(value=None,
+    interactive=True)``): with a box that stays usable while a reply streams (chatbot.web.message_box), it
+    wiped what the visitor typed meanwhile, or right after the reply. That step now only unlocks the box (the
+    box was emptied when the message was taken). How many steps changed (1 with Gradio 6.31). Relies on
+    ``Blocks.fns`` (BlockFunction objects) and their ``fn``, ``inputs`` and ``outputs`` attributes."""
+    import gradio as gr
+
+    changed = 0
+    for block_fn in demo.fns.values():
+        outputs = [getattr(output, "_id", None) for output in block_fn.outputs]
+        if (outputs != [box._id] or block_fn.inputs or not callable(block_fn.fn)
+                or inspect.iscoroutinefunction(block_fn.fn)):
+            continue
+        try:
+            made = block_fn.fn()
+        except TypeError:  # a function that takes arguments: not this step
+            continue
+        if isinstance(made, dict) and made.get("value", "") is None and made.get("interactive") is True:
+            block_fn.fn = lambda: gr.update(interactive=True)
+            changed += 1
+    return changed

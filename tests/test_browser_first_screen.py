@@ -143,10 +143,15 @@ def test_notices_the_box_while_streaming_and_stop(browser: Browser, public: str,
     expect(page.locator("#chatbot .thought-group.sb-cost").filter(has_text="Stopped")).to_contain_text("gpt-4.1-mini")
     expect(page.locator("#session-total")).to_contain_text("1 reply")
 
+    fake.push(Behaviour(reply="Hello " * 20, chunk_size=1, delay=0.03))
     send(page, "Hello")
+    expect(page.locator("#message .stop-button")).to_be_visible()
+    box.fill("typed meanwhile")  # the box stays usable while a reply streams, and what is typed stays
     reply_ended(page)
     expect(page.locator("#chatbot .thought-group.sb-cost").last).to_contain_text("gpt-4.1-mini")
     expect(page.locator("#session-total")).to_contain_text("2 replies")
+    page.wait_for_timeout(2_000)  # a bounded wait for the reply's last steps (they emptied the box)
+    expect(box).to_have_value("typed meanwhile")
 
     fake.push(Behaviour(status=401))
     send(page, "Are you there?")

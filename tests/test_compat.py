@@ -294,3 +294,20 @@ def test_name_unnamed_controls_reads_markup_gradios_front_end_renders_and_runs_o
     listeners = [fn for fn in demo.fns.values() if fn.js]
     assert len(listeners) == 2 and all(fn.fn is None and not fn.queue for fn in listeners)
     assert {t[1] for fn in listeners for t in fn.targets} == {"load", "change"}
+
+
+def test_keep_typed_text_changes_the_step_that_empties_the_box_after_a_reply() -> None:
+    """ChatInterface's last step after a reply empties the box; keep_typed_text makes it only unlock it."""
+    from chatbot.compat import keep_typed_text
+
+    with gr.Blocks() as demo:
+        box = gr.MultimodalTextbox()
+        gr.ChatInterface(lambda message, history: "hi", multimodal=True, textbox=box)
+
+    def emptying() -> int:
+        steps = [f for f in demo.fns.values()
+                 if [o._id for o in f.outputs] == [box._id] and not f.inputs and not inspect.iscoroutinefunction(f.fn)]
+        return sum(1 for f in steps if (f.fn() or {}).get("value", "") is None)
+
+    assert emptying() == 1
+    assert keep_typed_text(demo, box) == 1 and emptying() == 0
