@@ -36,7 +36,15 @@ from chatbot.core.store import StoreError, Turn
 from chatbot.http.problems import ApiError, printable, store_down
 from chatbot.http.schemas import CHAT_ERROR_RESPONSES, ChatRequest, ErrorDetail, ErrorOut, UsageOut
 from chatbot.http.service import ChatService
-from chatbot.http.sse import KEEPALIVE, KEEPALIVE_SECONDS, error_text, json_event, sse_json, usage_json
+from chatbot.http.sse import (
+    KEEPALIVE,
+    KEEPALIVE_SECONDS,
+    error_text,
+    json_event,
+    sse_json,
+    usage_json,
+    while_connected,
+)
 
 log = logging.getLogger("switchboard.api")
 
@@ -260,16 +268,11 @@ async def compare_json(run: CompareRun, request: Request) -> Response:
             async for batch in batches:
                 summary = batch.summary or summary
 
-    work = asyncio.ensure_future(consume())
-    gone = asyncio.ensure_future(_until_disconnected(request))
     try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        work = await while_connected(request, consume())
     finally:
-        for task in (work, gone):
-            task.cancel()
-        await asyncio.gather(work, gone, return_exceptions=True)
         await run.comparison.release()
-    if not work.done() or work.cancelled() or summary is None:
+    if work.cancelled() or summary is None:
         return Response(status_code=499, headers={"X-Conversation-ID": run.conversation_id})
     out = CompareReply(
         conversation_id=run.conversation_id, columns=[column_out(run, c) for c in run.comparison.columns],
@@ -278,9 +281,6 @@ async def compare_json(run: CompareRun, request: Request) -> Response:
     return JSONResponse(out.model_dump(), headers={"X-Conversation-ID": run.conversation_id})
 
 
-async def _until_disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 async def compare_stream(

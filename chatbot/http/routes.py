@@ -20,7 +20,6 @@ refused by FastAPI's own limit while it is read, before it is parsed. Storage an
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,9 +54,8 @@ from chatbot.http.schemas import (
     UsageOut,
 )
 from chatbot.http.service import ChatService, Reply
-from chatbot.http.sse import EventStream, error_text, usage_json
+from chatbot.http.sse import EventStream, error_text, usage_json, while_connected
 from chatbot.http.sse import iso as _iso
-from chatbot.http.sse import until_disconnected as _until_disconnected
 from chatbot.http.websocket import WebSocketChat
 
 log = logging.getLogger("switchboard.api")
@@ -251,15 +249,9 @@ async def _run_while_connected(request: Request, reply: Reply) -> BaseException 
         async for _ in reply.events():
             pass
 
-    work = asyncio.ensure_future(consume())
-    gone = asyncio.ensure_future(_until_disconnected(request))
-    try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (work, gone):
-            task.cancel()
-        failed = await asyncio.gather(work, gone, return_exceptions=True)
-    return failed[0] if isinstance(failed[0], Exception) else None
+    work = await while_connected(request, consume())
+    failed = None if work.cancelled() else work.exception()
+    return failed if isinstance(failed, Exception) else None
 
 
 async def chat_stream(
