@@ -278,18 +278,12 @@ def warm_up_gradio() -> threading.Thread:
 
 # --- Gradio's markup, in the browser ---------------------------------------------------------------------
 
-#: Runs in the browser once, at page load: names what Gradio 6.31's front end leaves unnamed, now and as it
-#: renders more (a MutationObserver on the page). The message box's textarea gets its label's text (Gradio
-#: renders the label as a ``span[data-testid=block-info]`` not tied to it). A collapsible chat message's
-#: title (``.thought-group .title``, a ``role=button`` div: the thinking block, the cost line, notes) holds
-#: an unnamed arrow ``button``, a second control inside the first: it becomes ``inert`` (the title is the
-#: control), and the title says whether it is open (``aria-expanded``, from its ``expanded`` class). A chat
-#: message (``[data-testid=bot|user]``, a ``div`` Gradio gives an ``aria-label`` but no role, which ARIA
-#: prohibits) becomes an ``article``; the empty chat's example prompts (buttons in a ``role=list`` div, which
-#: needs ``listitem`` children) lose the role. And money is not math: with ``$`` as an inline math delimiter, KaTeX's
-#: auto-render (which Gradio runs on each message, no option to refine it) reads "costs $5 and $10" as math
-#: "5 and "; an inline formula whose TeX ends, but does not start, with a space, or that a digit follows,
-#: goes back to its text (Pandoc's rule for ``$``; ``\( x \)``, spaced on both sides, stays math).
+#: Runs in the browser once, at page load, and as Gradio 6.31's front end renders more (a MutationObserver):
+#: the message box's textarea gets its label's text; a collapsible message title's nested arrow ``button``
+#: becomes ``inert`` and the title gets ``aria-expanded``; labelled chat messages become ``article``s; the
+#: example prompts' ``role=list`` (no ``listitem`` children) goes; an inline formula KaTeX made of money
+#: ("costs $5 and $10": TeX that ends, but does not start, with a space, or that a digit follows) goes back
+#: to its text (Pandoc's rule for ``$``); Gradio's English file refusals are put in the page's language.
 PAGE_JS = (Path(__file__).parent / "compat_page.js").read_text(encoding="utf-8")  # the script, as it runs
 
 #: Runs in the browser on each change of the message box's value (``value.files``: Gradio's FileData, with
