@@ -15,12 +15,11 @@ import json
 import logging
 
 from fastapi import WebSocket
-from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from chatbot.core.limits import Visitor
 from chatbot.http.compare_api import CompareRequest, CompareRun, begin_compare, column_events, summary_json
-from chatbot.http.problems import ApiError, validation_error
+from chatbot.http.problems import ApiError
 from chatbot.http.websocket import WebSocketChat
 
 log = logging.getLogger("switchboard.api")
@@ -54,13 +53,10 @@ class WebSocketCompare(WebSocketChat):
                 "busy", 'A compare is still streaming on this socket: wait for "done" or send {"type": "stop"}.'
             ))
             return
-        try:
-            run = await begin_compare(self.service, owner, CompareRequest.model_validate(data), visitor)
-        except ValidationError as exc:
-            await self._error(validation_error(exc, "application/json"))
-            return
-        except ApiError as exc:
-            await self._error(exc)
+        run = await self._began(
+            lambda: begin_compare(self.service, owner, CompareRequest.model_validate(data), visitor)
+        )
+        if run is None:
             return
         self._run = run
         self._task = asyncio.create_task(self._stream_compare(run))

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import WebSocket
@@ -23,6 +24,8 @@ from chatbot.http.problems import ApiError, validation_error
 from chatbot.http.schemas import ChatRequest
 from chatbot.http.service import ChatService, Reply
 from chatbot.http.sse import done_event, json_event
+
+T = TypeVar("T")
 
 log = logging.getLogger("switchboard.api")
 
@@ -102,18 +105,22 @@ class WebSocketChat:
                 'A reply is still streaming on this socket: wait for "done" or send {"type": "stop"}.',
             ))
             return
-        try:
-            request = ChatRequest.model_validate(data)
-            reply = await self.service.begin(owner, request, visitor)
-        except ValidationError as exc:
-            await self._error(validation_error(exc, "application/json"))
-            return
-        except ApiError as exc:
-            await self._error(exc)
+        reply = await self._began(lambda: self.service.begin(owner, ChatRequest.model_validate(data), visitor))
+        if reply is None:
             return
         self._reply = reply
         self._stopping = False
         self._task = asyncio.create_task(self._stream(reply))
+
+    async def _began(self, begin: Callable[[], Awaitable[T]]) -> T | None:
+        """What ``begin()`` started, or None once its refusal (a bad request, a limit) was sent to the client."""
+        try:
+            return await begin()
+        except ValidationError as exc:
+            await self._error(validation_error(exc, "application/json"))
+        except ApiError as exc:
+            await self._error(exc)
+        return None
 
     async def _stream(self, reply: Reply) -> None:
         turn = reply.turn
