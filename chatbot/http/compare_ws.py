@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 
 from fastapi import WebSocket
@@ -20,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 from chatbot.core.limits import Visitor
 from chatbot.http.compare_api import CompareRequest, CompareRun, begin_compare, column_events, summary_json
 from chatbot.http.problems import ApiError
-from chatbot.http.websocket import WebSocketChat
+from chatbot.http.websocket import REFUSED, WebSocketChat
 
 log = logging.getLogger("switchboard.api")
 
@@ -31,13 +30,7 @@ class WebSocketCompare(WebSocketChat):
     _run: CompareRun | None = None
 
     async def _handle(self, owner: str, visitor: Visitor, raw: str) -> None:
-        if len(raw) > self.service.settings.max_body_bytes:
-            await self._error(ApiError.of("body_too_large", "The message is larger than CHATBOT_MAX_BODY_BYTES."))
-            return
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            await self._error(ApiError.of("invalid_json", f"Not valid JSON ({type(exc).__name__})."))
+        if (data := await self._parsed(raw)) is REFUSED:
             return
         running = self._task is not None and not self._task.done() and self._run is not None
         if isinstance(data, dict) and data.get("type") == "stop":

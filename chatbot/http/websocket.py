@@ -26,6 +26,8 @@ from chatbot.http.service import ChatService, Reply
 from chatbot.http.sse import done_event, json_event
 
 T = TypeVar("T")
+#: What :meth:`WebSocketChat._parsed` gives for a message it refused (JSON has no such value).
+REFUSED: Any = object()
 
 log = logging.getLogger("switchboard.api")
 
@@ -85,16 +87,19 @@ class WebSocketChat:
     async def _error(self, exc: ApiError) -> None:
         await self._send({"type": "error", "status": exc.status, **exc.body()["error"]})
 
-    async def _handle(self, owner: str, visitor: Visitor, raw: str) -> None:
+    async def _parsed(self, raw: str) -> Any:
+        """The message's JSON, or REFUSED once the client was told why not (too large, not JSON)."""
         if len(raw) > self.service.settings.max_body_bytes:
-            await self._error(
-                ApiError.of("body_too_large", "The message is larger than CHATBOT_MAX_BODY_BYTES.")
-            )
-            return
+            await self._error(ApiError.of("body_too_large", "The message is larger than CHATBOT_MAX_BODY_BYTES."))
+            return REFUSED
         try:
-            data = json.loads(raw)
+            return json.loads(raw)
         except ValueError as exc:
             await self._error(ApiError.of("invalid_json", f"Not valid JSON ({type(exc).__name__})."))
+            return REFUSED
+
+    async def _handle(self, owner: str, visitor: Visitor, raw: str) -> None:
+        if (data := await self._parsed(raw)) is REFUSED:
             return
         if isinstance(data, dict) and data.get("type") == "stop":
             await self._cancel("stopped")
