@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import openai
 
+from chatbot.core.compared_turns import thread
 from chatbot.core.conversation import LOCAL_VISITOR, Message, price, turn
 from chatbot.core.errors import Friendly, friendly
 from chatbot.core.events import ErrorEvent, Event, Idle, ReasoningDelta, TextDelta
@@ -254,12 +255,23 @@ class Comparison:
     def stats(self) -> list[ColumnStats]:
         return [column.stats(self.upstream) for column in self.columns]
 
+    def history_for(self, model: str) -> History | list[dict]:
+        """What ``model``'s column is sent of the history: every earlier compared turn with that model's own
+        reply (:func:`chatbot.core.compared_turns.thread`)."""
+        if isinstance(self.history, History):
+            items = thread(self.history.items, model)
+            return self.history if items is self.history.items else replace(self.history, items=items)
+        items = thread(self.history, model)
+        return list(items) if isinstance(items, list | tuple) else []
+
     def chosen_history(self, index: int) -> list[dict]:
-        """The history to continue with column ``index``'s model: the compare's history, the message and
-        that column's reply only (the other columns are not sent)."""
-        base = self.history.messages if isinstance(self.history, History) else list(self.history)
+        """The history to continue with column ``index``'s model: its history, the message and that
+        column's reply only (the other columns are not sent)."""
+        column = self.columns[index]
+        history = self.history_for(column.model)
+        base = history.messages if isinstance(history, History) else list(history)
         return [*base, {"role": "user", "content": self.message},
-                {"role": "assistant", "content": self.columns[index].state.reply}]
+                {"role": "assistant", "content": column.state.reply}]
 
     def __aiter__(self) -> AsyncIterator[Batch]:
         return self.batches()
@@ -301,8 +313,8 @@ class Comparison:
         index (the end marker). Never raises but cancellation's end."""
         queue, now = self._queue, time.monotonic
         events = turn(
-            self.upstream, self.message, self.history, column.name, visitor=self.visitor, admission=admission,
-            state=column.state, client=self._client, tick=self.tick,
+            self.upstream, self.message, self.history_for(column.model), column.name, visitor=self.visitor,
+            admission=admission, state=column.state, client=self._client, tick=self.tick,
         )
         try:
             async with contextlib.aclosing(events):

@@ -9,7 +9,8 @@ connection). Refusals are the API's usual 4xx before the body starts: the whole 
 of it (every column counts as a message and reserves a whole reply).
 
 Storage: a compared turn is stored as one user/assistant pair per column, each with its model, so every
-reader of ``GET /conversations/{id}`` takes it as it is; a later turn's context holds every column's pair.
+reader of ``GET /conversations/{id}`` takes it as it is. A later compare reads such a run back as one
+compared turn: each column continues with its own model's reply (:mod:`chatbot.core.compared_turns`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from fastapi.sse import EventSourceResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictStr
 from starlette.types import Receive, Scope, Send
 
-from chatbot.core.compare import Column, ColumnEvent, ColumnStats, Comparison, Stopped, Summary, compare
+from chatbot.core.compare import Batch, Column, ColumnEvent, ColumnStats, Comparison, Stopped, Summary, compare
+from chatbot.core.compared_turns import stored_items
 from chatbot.core.events import Done, ErrorEvent
 from chatbot.core.history import History
 from chatbot.core.limits import Visitor
@@ -73,6 +75,16 @@ class StatsOut(BaseModel):
     tokens_out: int = Field(description="The provider's count, or the streamed text counted when it sent none.")
     cost: float | None = Field(description="USD, when known.")
     cut_by_length: bool
+
+
+class StatsEvent(StatsOut):
+    """A column's figures so far: sent live while it streams (``ended`` false: at most one per column per
+    update, about every 40 ms while it changes), and once more when it ends (``ended`` true)."""
+
+    type: Literal["stats"]
+    column: int
+    model: str
+    ended: bool
 
 
 class ColumnOut(BaseModel):
@@ -161,8 +173,25 @@ async def begin_compare(service: ChatService, owner: str, body: CompareRequest, 
             upstream.metrics.store_error()
             raise store_down("stored", exc) from None
         raise
-    comparison.history = History.of(turns[0].history, service.settings)  # the context before the compare
+    comparison.history = History.of(await _context(service, owner, turns[0]), service.settings)
     return CompareRun(service, comparison, turns)
+
+
+async def _context(service: ChatService, owner: str, turn: Turn) -> list[dict]:
+    """The context before the compare, with its earlier compared turns as such (each column continues with
+    its own model's reply: :mod:`chatbot.core.compared_turns`). The stored conversation is read again only
+    when the turn's context repeats a message (what a compared turn looks like there)."""
+    users = [m["content"] for m in turn.history if m["role"] == "user"]
+    if len(set(users)) == len(users):
+        return turn.history
+    try:
+        found = await service.store.get(turn.conversation_id, owner)
+    except StoreError:
+        log.warning("could not read the conversation's compared turns back; every column gets all of them")
+        return turn.history
+    if found is None:
+        return turn.history
+    return stored_items(found.messages, turn.user_seq, service.settings.max_history_messages)
 
 
 def _as_chat(body: CompareRequest) -> ChatRequest:
@@ -189,7 +218,7 @@ def summary_json(summary: Summary) -> dict[str, Any]:
 
 
 def column_events(run: CompareRun, item: ColumnEvent) -> list[dict[str, Any]]:
-    """The JSON events of one column's event (tagged with ``column`` and ``model``)."""
+    """The JSON events of one column's event (tagged with ``column`` and ``model``); its last ``stats``."""
     tag = {"column": item.index, "model": item.model}
     out: list[dict[str, Any]] = []
     if isinstance(item.event, Stopped):
@@ -198,7 +227,23 @@ def column_events(run: CompareRun, item: ColumnEvent) -> list[dict[str, Any]]:
         out.append({**payload, **tag})
     if isinstance(item.event, Done | ErrorEvent | Stopped):
         stats = run.comparison.columns[item.index].stats(run.service.upstream)
-        out.append({"type": "stats", **tag, **stats_json(stats)})
+        out.append({"type": "stats", **tag, **stats_json(stats), "ended": True})
+    return out
+
+
+def batch_events(run: CompareRun, batch: Batch) -> list[dict[str, Any]]:
+    """The JSON events of one batch: its columns' events, then live ``stats`` (``"ended": false``) of every
+    column that changed in it and has not ended (so stats are paced as the page's: one per column per update,
+    ``tick`` apart, never one per token), then the ``summary`` after the last column ended."""
+    out = [p for item in batch.events for p in column_events(run, item)]
+    ended = {p["column"] for p in out if p["type"] == "stats"}
+    columns = run.comparison.columns
+    for index in sorted({item.index for item in batch.events} - ended):
+        stats = columns[index].stats(run.service.upstream)
+        out.append({"type": "stats", "column": index, "model": columns[index].model, **stats_json(stats),
+                    "ended": False})
+    if batch.summary is not None:
+        out.append({"type": "summary", **summary_json(batch.summary)})
     return out
 
 
@@ -210,9 +255,7 @@ async def sse_compare(run: CompareRun) -> AsyncGenerator[bytes, None]:
     yield sse_json({"type": "start", "conversation_id": run.conversation_id, "columns": columns})
     async with contextlib.aclosing(run.comparison.batches()) as batches:
         async for batch in batches:
-            payloads = [p for item in batch.events for p in column_events(run, item)]
-            if batch.summary is not None:
-                payloads.append({"type": "summary", **summary_json(batch.summary)})
+            payloads = batch_events(run, batch)
             now = loop.time()
             if payloads:
                 last = now
@@ -303,9 +346,17 @@ async def compare_stream(
 COMPARE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": 'Server-sent events `data: {"type", "column", "model", ...}`: start, then per column delta, '
-        "reasoning, usage, error, stopped and stats; summary; done. With format=json: one CompareReply.",
+        "reasoning, usage, error, stopped, and stats (a StatsEvent: live while the column streams, "
+        '`"ended": false`, paced at one per column per update; `"ended": true` once when it ends); summary; '
+        "done. With format=json: one CompareReply (each column's stats as it ended).",
         "model": CompareReply,
-        "content": {"text/event-stream": {"schema": {"type": "object", "properties": {"data": {"type": "string"}}}}},
+        "content": {"text/event-stream": {"schema": {"type": "object", "properties": {"data": {
+            "type": "string", "contentMediaType": "application/json",
+            "contentSchema": {"anyOf": [
+                StatsEvent.model_json_schema(),
+                {"type": "object", "description": "start, delta, reasoning, usage, error, stopped, summary, done"},
+            ]},
+        }}}}},
         "headers": {"X-Conversation-ID": {"schema": {"type": "string"}}},
     },
     **CHAT_ERROR_RESPONSES,

@@ -1,7 +1,7 @@
 """``WS /compare/ws``: Compare over a WebSocket, where one column can be stopped while the others go on.
 
 Send ``{"message", "models", "conversation_id"}`` as a text frame; receive the JSON events of
-``POST /compare/stream`` (``start``, tagged column events, ``stats``, ``summary``, ``done``). Send
+``POST /compare/stream`` (``start``, tagged column events, live and last ``stats``, ``summary``, ``done``). Send
 ``{"type": "stop", "column": 1}`` to stop one column (its upstream connection closes, the others stream on),
 ``{"type": "stop"}`` to stop them all. The gate, the origin check and the error frames are
 :class:`chatbot.http.websocket.WebSocketChat`'s.
@@ -17,7 +17,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from chatbot.core.limits import Visitor
-from chatbot.http.compare_api import CompareRequest, CompareRun, begin_compare, column_events, summary_json
+from chatbot.http.compare_api import CompareRequest, CompareRun, batch_events, begin_compare
 from chatbot.http.problems import ApiError
 from chatbot.http.websocket import REFUSED, WebSocketChat
 
@@ -60,11 +60,8 @@ class WebSocketCompare(WebSocketChat):
             await self._send({"type": "start", "conversation_id": run.conversation_id, "columns": columns})
             async with contextlib.aclosing(run.comparison.batches()) as batches:
                 async for batch in batches:
-                    for item in batch.events:
-                        for payload in column_events(run, item):
-                            await self._send(payload)
-                    if batch.summary is not None:
-                        await self._send({"type": "summary", **summary_json(batch.summary)})
+                    for payload in batch_events(run, batch):
+                        await self._send(payload)
         except (WebSocketDisconnect, OSError) as exc:  # the columns are stopped and stored regardless
             log.info("websocket closed mid-compare: %r", exc)
             return

@@ -5,9 +5,11 @@ The panel (an accordion under the chat): a multi-select of models, a message box
 one column per model (they wrap, so a phone stacks them), each headed by its model and its live stats, with
 its own Stop and a "Continue with this reply" button. Every update of the page carries every column's new
 text (one yield per :class:`~chatbot.core.compare.Batch`, paced by the app's :class:`~chatbot.web.ui.Pacer`).
-Continuing puts the compared turn into the chat: the other columns as collapsed notes (kept in saved chats
-and exports, never sent upstream: a titled message is not history), the chosen reply last, as the
-history, and the model picker on its model.
+When every column has ended the compared turn goes into the chat (and its saved chat): the message, then
+every column as a collapsed note (:mod:`chatbot.core.compared_turns`); comparing again, each column
+continues with its own model's reply. Continuing with one reply turns that compared turn into an ordinary
+one: the other columns stay as notes (kept in saved chats and exports, never sent upstream), the chosen
+reply last, as the history, and the model picker on its model.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import gradio as gr
 
 from chatbot.core.compare import Batch, Column, ColumnStats, Comparison, Summary, compare
+from chatbot.core.compared_turns import compared_turn, note
 from chatbot.core.errors import failure_text
 from chatbot.core.history import History
 from chatbot.core.i18n import DEFAULT_LANGUAGE, LANGUAGES, language_of
@@ -149,7 +152,8 @@ def compare_api(chat: ChatUI) -> Callable[..., AsyncIterator[dict]]:
         request: gr.Request = None,  # type: ignore[assignment]
     ) -> AsyncIterator[dict]:
         """Send one message to 2-4 models at once (with an optional earlier history and your own API key); get
-        every model's reply and stats as they stream (columns), then a summary. A refusal is {"error"}."""
+        every model's reply and stats as they stream (columns), then a summary and the history to send to keep
+        comparing (each model continues with its own replies). A refusal is {"error"}."""
         lang = language_of(request)
         try:
             plain = History.of(history or [], chat.settings)
@@ -161,12 +165,22 @@ def compare_api(chat: ChatUI) -> Callable[..., AsyncIterator[dict]]:
                 yield {"error": refused.localized(lang), "code": refused.kind}
                 return
             async for batch in paced(chat, comparison):
-                yield as_json(comparison, batch.summary, lang)
+                answer = as_json(comparison, batch.summary, lang)
+                if batch.summary is not None:  # what to send as ``history`` to keep comparing
+                    answer["history"] = _with_turn(comparison, history, lang)
+                yield answer
         except Exception:  # nothing escapes a Gradio generator
             log.exception("compare API failed")
             yield {"error": failure_text(_internal(), False, lang), "code": "internal"}
 
     return compare_models
+
+
+def _with_turn(comparison: Comparison, history: object, lang: str) -> list[Any]:
+    """``history`` and the compared turn after it (each column a note: :mod:`chatbot.core.compared_turns`)."""
+    title = TEXTS.get(lang, TEXTS[DEFAULT_LANGUAGE])["unchosen"]
+    replies = [(c.model, c.state.reply) for c in comparison.columns]
+    return [*(history if isinstance(history, list) else []), *compared_turn(comparison.message, replies, title)]
 
 
 def _internal() -> Any:
@@ -210,36 +224,39 @@ class CompareView:
                             picks.append(gr.Button(ui("compare_pick"), size="sm", elem_id=f"compare-pick-{i}"))
                     boxes.append(box)
         result = gr.State(None)
-        outputs = [*boxes, *heads, *bodies, summary, result]
-        go.click(self.run, [message, models, chatbot, user_key], outputs, concurrency_limit=None, **quiet)
+        outputs = [*boxes, *heads, *bodies, summary, result, chatbot, chatbot_state, finished]
+        go.click(self.run, [message, models, chatbot, user_key, shown], outputs, concurrency_limit=None, **quiet)
         stop_all.click(self.stop, None, None, queue=False, **quiet)
         for i, (stop, pick) in enumerate(zip(stops, picks, strict=True)):
             stop.click(self._stopper(i), None, None, queue=False, **quiet)
             pick.click(self._picker(i), [result, shown], [chatbot, chatbot_state, model, finished], queue=False,
                        **quiet)
 
-    async def run(self, message: object, models: object, history: object, user_key: object,
+    async def run(self, message: object, models: object, history: object, user_key: object, shown: object,
                   request: gr.Request) -> AsyncIterator[list[Any]]:
-        """The Compare button: one update per batch, carrying every column that changed."""
+        """The Compare button: one update per batch, carrying every column that changed; at the end the
+        compared turn goes into the chat (and its saved chat), each column as a note, so the next compare
+        continues every column with its own model's reply (:mod:`chatbot.core.compared_turns`)."""
         lang, session = language_of(request), getattr(request, "session_hash", None) or ""
         names = [m for m in models if isinstance(m, str)][:PAGE_COLUMNS] if isinstance(models, list) else []
         text = words(message) if isinstance(message, str | dict) else ""
         skip, most = gr.skip(), min(PAGE_COLUMNS, self.chat.settings.compare_max_columns)
         try:
-            plain = self.chat.history(history, None, session)
+            plain = History.of(history, self.chat.settings)  # each column's thread: Comparison.history_for
             comparison = compare(self.chat.upstream, text, plain, names, visitor=self.chat.visitor(request),
                                  api_key=user_key if isinstance(user_key, str) and user_key else None,
                                  tick=self.chat.pacer.interval())
             refused = await comparison.admit()
             if refused is not None:
-                yield [*[gr.update(visible=False)] * most, *[skip] * (2 * most), f"⚠️ {refused.localized(lang)}", None]
+                yield [*[gr.update(visible=False)] * most, *[skip] * (2 * most), f"⚠️ {refused.localized(lang)}", None,
+                       skip, skip, skip]
                 return
             self.running[session] = comparison
             count = len(comparison.columns)
             boxes = [gr.update(visible=i < count) for i in range(most)]
             heads = [stats_line(s, lang) for s in comparison.stats()] + [""] * (most - count)
             yield [*boxes, *heads, *[column_body(c, lang) for c in comparison.columns], *[""] * (most - count), "",
-                   None]
+                   None, skip, skip, skip]
             async for batch in paced(self.chat, comparison):
                 changed = {e.index for e in batch.events}
                 stats = comparison.stats()
@@ -247,11 +264,16 @@ class CompareView:
                 bodies = [column_body(c, lang) if c.index in changed else skip for c in comparison.columns]
                 fill = [skip] * (most - count)
                 line = summary_line(batch.summary, lang) if batch.summary is not None else skip
+                chat = skip, skip, skip
+                if batch.summary is not None:
+                    messages = _with_turn(comparison, history, lang)
+                    chat = messages, messages, {"messages": messages, "chat": shown}
                 chosen = self._result(comparison, history) if batch.summary is not None else skip
-                yield [*[skip] * most, *heads, *fill, *bodies, *fill, line, chosen]
+                yield [*[skip] * most, *heads, *fill, *bodies, *fill, line, chosen, *chat]
         except Exception:  # nothing escapes a Gradio generator (the page would lock)
             log.exception("compare failed")
-            yield [*[skip] * most, *[skip] * (2 * most), f"⚠️ {failure_text(_internal(), False, lang)}", None]
+            yield [*[skip] * most, *[skip] * (2 * most), f"⚠️ {failure_text(_internal(), False, lang)}", None,
+                   skip, skip, skip]
         finally:
             self.running.pop(session, None)
 
@@ -281,8 +303,7 @@ class CompareView:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip()
             lang = language_of(request)
             chosen = columns[index]
-            others = [{"role": "assistant", "content": c["reply"] or "…",
-                       "metadata": {"title": say("unchosen", lang, model=c["model"]), "status": "done"}}
+            others = [note(c["model"], c["reply"], say("unchosen", lang, model=c["model"]))
                       for i, c in enumerate(columns) if i != index]
             messages = [*result["history"], {"role": "user", "content": result["message"]}, *others,
                         {"role": "assistant", "content": chosen["reply"]}]

@@ -26,6 +26,7 @@ import gradio as gr
 from chatbot.core.advice import Reader, for_reader
 from chatbot.core.attachments import AttachmentRefused, compose, display_name, read_part
 from chatbot.core.catalogue import Model
+from chatbot.core.compared_turns import thread
 from chatbot.core.conversation import turn
 from chatbot.core.errors import Friendly, failure_text, friendly, render, store_failure
 from chatbot.core.events import Event, Idle, Usage
@@ -217,7 +218,8 @@ class ChatUI:
             mode = images or ("encode" if model.vision else "skip")
             files = functools.partial(self._history_file, images=mode, session=session)
         return clean_history(
-            history, self.settings.max_history_messages, self.settings.max_history_chars,
+            thread(history, model.id if model else None), self.settings.max_history_messages,
+            self.settings.max_history_chars,
             self.settings.max_message_chars, files=files,
         )
 
@@ -259,7 +261,7 @@ class ChatUI:
         request is prepared), with the attachments ``session`` may read."""
         mode = "encode" if model is not None and model.vision else "skip"
         files = functools.partial(self._history_file, images=mode, session=session) if model is not None else None
-        return History.of(history, self.settings, files)
+        return History.of(thread(history, model.id if model else None), self.settings, files)  # compared turns
 
     def offered(self, name: str) -> bool:
         return self.upstream.resolve(name) is not None
