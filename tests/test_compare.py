@@ -244,13 +244,13 @@ async def test_page_compare_streams_columns_and_picking_continues_with_that_mode
     upstream = upstream_for(fake)
     view = CompareView(ChatUI(upstream.settings, upstream))
     earlier = [{"role": "user", "content": "Earlier"}, {"role": "assistant", "content": "Before."}]
-    updates = [u async for u in view.run("Pick me", MODELS[:3], earlier, "", None)]  # type: ignore[arg-type]
+    updates = [u async for u in view.run("Pick me", MODELS[:3], earlier, "", "chat-1", None)]  # type: ignore[arg-type]
     most = 4
     first = updates[0]
     assert [u["visible"] for u in first[:most]] == [True, True, True, False]
-    result = updates[-1][-1]
+    result = updates[-1][3 * most + 1]  # boxes, heads, bodies, summary, result, then the chat's three
     assert result["columns"][1] == {"name": "fake/slow", "model": "fake/slow", "reply": "Answer of fake/slow."}
-    assert "Cheapest" in updates[-1][-2]  # the summary line
+    assert "Cheapest" in updates[-1][3 * most]  # the summary line
     # one update carries several columns' new text
     bodies = [u[2 * most: 3 * most] for u in updates[1:]]
     assert any(sum(isinstance(b, str) for b in body) >= 2 for body in bodies)
@@ -332,3 +332,45 @@ async def test_a_column_stopped_before_its_task_ran_still_ends_the_compare(fake:
     assert comparison.columns[1].state.complete and [r.model for r in fake.requests] == ["fake/slow"]
     assert seen[-1].summary is not None
     assert upstream.guard is not None and not upstream.guard._active  # the shared stream slot is free
+
+
+def own_threads(fake: FakeUpstream, since: int, message: str) -> dict[str, list[str]]:
+    """What each model was sent (system left out) in the requests from ``since`` on that end with ``message``."""
+    return {r.model: [m["content"] for m in r.messages if m["role"] != "system"]
+            for r in fake.requests[since:] if r.messages and r.messages[-1]["content"] == message}
+
+
+async def test_page_keeps_comparing_each_column_with_its_own_models_reply(fake: FakeUpstream) -> None:
+    """A second compare with no reply picked: the first compared turn is in the chat (and its saved chat, and
+    the Markdown export), and each column is sent its own model's reply in it (a model that was not compared
+    there: the first column's); a plain message in the chat tab continues the picker's model's thread."""
+    from chatbot.web import chats
+    from chatbot.web.chat_files import export_markdown
+    from chatbot.web.compare_view import CompareView
+    from chatbot.web.ui import ChatUI
+
+    fake.by_model = {m: Behaviour(reply=f"Answer of {m}.") for m in MODELS}
+    upstream = upstream_for(fake)
+    chat = ChatUI(upstream.settings, upstream)
+    view = CompareView(chat)
+    earlier = [{"role": "user", "content": "Earlier"}, {"role": "assistant", "content": "Before."}]
+    first = [u async for u in view.run("One", MODELS[:2], earlier, "", "chat-1", None)]  # type: ignore[arg-type]
+    messages, state, finished = first[-1][-3:]
+    assert messages == state == finished["messages"] and finished["chat"] == "chat-1"
+    assert chats.answered(messages)  # a chat of compared turns only is kept
+    exported = export_markdown(chats.current(chats.save(chats.empty_store(), messages, None, None)))
+    assert "fake/fast (compared)" in exported and "Answer of fake/slow." in exported
+
+    since = len(fake.requests)
+    _ = [u async for u in view.run("Two", ["fake/slow", "fake/thinker"], messages, "", "chat-1", None)]  # type: ignore[arg-type]
+    assert own_threads(fake, since, "Two") == {
+        "fake/slow": ["Earlier", "Before.", "One", "Answer of fake/slow.", "Two"],
+        "fake/thinker": ["Earlier", "Before.", "One", "Answer of fake/fast.", "Two"],
+    }
+    reply = ReplyState()
+    async for _ in turn(upstream, "Three", chat.history(messages, upstream.resolve("fake/slow")), "fake/slow",
+                        state=reply):
+        pass
+    assert [m["content"] for m in fake.last.messages if m["role"] != "system"] == [
+        "Earlier", "Before.", "One", "Answer of fake/slow.", "Three",
+    ]

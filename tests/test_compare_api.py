@@ -120,9 +120,11 @@ def test_websocket_compare_stops_one_column_then_all(fake: FakeUpstream, serve) 
         start = json.loads(ws.recv(timeout=WAIT))
         assert start["type"] == "start" and [c["model"] for c in start["columns"]] == MODELS[:3]
         seen: set[int] = set()
-        while len(seen) < 3:
+        live: set[int] = set()  # the columns' stats arrive live while they stream, as over SSE
+        while len(seen) < 3 or len(live) < 3:
             event = json.loads(ws.recv(timeout=WAIT))
             seen |= {event["column"]} if event["type"] == "delta" else set()
+            live |= {event["column"]} if event["type"] == "stats" and not event["ended"] else set()
         ws.send(json.dumps({"type": "stop", "column": 1}))
         wait_until(lambda: record_of(fake, "fake/slow").disconnected_at is not None, timeout=WAIT,
                    what="the stopped column's upstream connection closed")
@@ -142,3 +144,56 @@ def test_websocket_compare_stops_one_column_then_all(fake: FakeUpstream, serve) 
         stored = httpx.get(f"{url}conversations/{start['conversation_id']}", timeout=WAIT).json()["messages"]
         ended = [(m["status"], m["error"]) for m in stored if m["role"] == "assistant"]
         assert ended == [("interrupted", "stopped")] * 3
+
+
+def test_http_compare_again_continues_each_column_with_its_own_models_reply(fake: FakeUpstream, serve) -> None:
+    from test_compare import own_threads
+
+    fake.by_model = {m: Behaviour(reply=f"Answer of {m}.") for m in MODELS}
+    url = serve(CHATBOT_MODELS=",".join(MODELS))
+    with httpx.Client(timeout=WAIT) as client:
+        one = client.post(url + "compare/stream?format=json", json={"message": "One", "models": MODELS[:2]}).json()
+        since = len(fake.requests)
+        body = {"message": "Two", "models": ["fake/slow", "fake/thinker"], "conversation_id": one["conversation_id"]}
+        assert client.post(url + "compare/stream", json=body).status_code == 200
+    assert own_threads(fake, since, "Two") == {
+        "fake/slow": ["One", "Answer of fake/slow.", "Two"],
+        "fake/thinker": ["One", "Answer of fake/fast.", "Two"],  # not compared there: the first column's
+    }
+
+
+def test_http_compare_sends_paced_live_stats_while_streaming(fake: FakeUpstream, serve) -> None:
+    fake.by_model = {"fake/fast": Behaviour(reply="word " * 120, tokens_per_second=300),
+                     "fake/slow": Behaviour(reply="Short.")}
+    url = serve(CHATBOT_MODELS=",".join(MODELS))
+    with httpx.Client(timeout=WAIT) as client:
+        events = sse_payloads(client.post(url + "compare/stream", json={"message": "Hi", "models": MODELS[:2]}).content)
+        schema = client.get(url + "openapi.json").json()
+    fast = [e for e in events if e.get("column") == 0]
+    live = [e for e in fast if e["type"] == "stats" and not e["ended"]]
+    deltas = [e for e in fast if e["type"] == "delta"]
+    end = next(i for i, e in enumerate(fast) if e["type"] == "stats" and e["ended"])
+    assert len(live) >= 3 and all(fast.index(e) < end for e in live)  # live, before the column's end
+    assert len(live) < len(deltas)  # paced: not one per token
+    assert live[0]["first_token_seconds"] is not None and live[0]["model"] == "fake/fast"
+    outs = [e["tokens_out"] for e in live]
+    assert outs == sorted(outs) and outs[-1] < fast[end]["tokens_out"] == record_of(fake, "fake/fast").chunks_sent
+    data = schema["paths"]["/compare/stream"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    stats_event = data["schema"]["properties"]["data"]["contentSchema"]["anyOf"][0]
+    assert {"ended", "tokens_per_second", "first_token_seconds", "cost"} <= set(stats_event["properties"])
+
+
+def test_gradio_client_compare_again_with_the_history_it_answered(fake: FakeUpstream, serve) -> None:
+    from gradio_client import Client
+    from test_compare import own_threads
+
+    fake.by_model = {m: Behaviour(reply=f"Answer of {m}.") for m in MODELS}
+    client = Client(serve(CHATBOT_MODELS=",".join(MODELS)), verbose=False)
+    earlier = [{"role": "user", "content": "Earlier"}, {"role": "assistant", "content": "Before."}]
+    one = predict(client, "One", MODELS[:2], earlier, api_name="/compare")
+    since = len(fake.requests)
+    predict(client, "Two", ["fake/slow", "fake/thinker"], one["history"], api_name="/compare")
+    assert own_threads(fake, since, "Two") == {
+        "fake/slow": ["Earlier", "Before.", "One", "Answer of fake/slow.", "Two"],
+        "fake/thinker": ["Earlier", "Before.", "One", "Answer of fake/fast.", "Two"],
+    }
