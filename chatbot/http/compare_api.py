@@ -2,8 +2,9 @@
 
 Server-sent events, each ``data: {"type", "column", "model", ...}``: ``start`` (the conversation and the
 columns), then per column the JSON events of ``POST /chat/stream?format=json`` (``delta``, ``reasoning``,
-``usage``, ``error``) tagged with its ``column`` and ``model``, a column's ``stats`` when it ends (and
-``stopped`` when it was stopped), one ``summary``, and ``done`` last. With ``?format=json`` the answer is one
+``usage``, ``error``) tagged with its ``column`` and ``model``, a column's ``stats`` live while it streams
+(paced: :func:`batch_events`) and when it ends (and ``stopped`` when it was stopped), one ``summary``, and
+``done`` last. With ``?format=json`` the answer is one
 JSON object (:class:`CompareReply`). A client that leaves stops every column (each closes its upstream
 connection). Refusals are the API's usual 4xx before the body starts: the whole compare is admitted or none
 of it (every column counts as a message and reserves a whole reply).
