@@ -156,9 +156,15 @@ def test_http_compare_again_continues_each_column_with_its_own_models_reply(fake
         since = len(fake.requests)
         body = {"message": "Two", "models": ["fake/slow", "fake/thinker"], "conversation_id": one["conversation_id"]}
         assert client.post(url + "compare/stream", json=body).status_code == 200
+        since_two = len(fake.requests)
+        body = {"message": "Three", "model": "fake/slow", "conversation_id": one["conversation_id"]}
+        assert client.post(url + "chat", json=body).status_code == 200  # a plain turn: the model's own thread
     assert own_threads(fake, since, "Two") == {
         "fake/slow": ["One", "Answer of fake/slow.", "Two"],
         "fake/thinker": ["One", "Answer of fake/fast.", "Two"],  # not compared there: the first column's
+    }
+    assert own_threads(fake, since_two, "Three") == {
+        "fake/slow": ["One", "Answer of fake/slow.", "Two", "Answer of fake/slow.", "Three"],
     }
 
 

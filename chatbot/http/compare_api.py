@@ -30,7 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictStr
 from starlette.types import Receive, Scope, Send
 
 from chatbot.core.compare import Batch, Column, ColumnEvent, ColumnStats, Comparison, Stopped, Summary, compare
-from chatbot.core.compared_turns import stored_items
 from chatbot.core.events import Done, ErrorEvent
 from chatbot.core.history import History
 from chatbot.core.limits import Visitor
@@ -174,25 +173,8 @@ async def begin_compare(service: ChatService, owner: str, body: CompareRequest, 
             upstream.metrics.store_error()
             raise store_down("stored", exc) from None
         raise
-    comparison.history = History.of(await _context(service, owner, turns[0]), service.settings)
+    comparison.history = History.of(await service.context(owner, turns[0]), service.settings)
     return CompareRun(service, comparison, turns)
-
-
-async def _context(service: ChatService, owner: str, turn: Turn) -> list[dict]:
-    """The context before the compare, with its earlier compared turns as such (each column continues with
-    its own model's reply: :mod:`chatbot.core.compared_turns`). The stored conversation is read again only
-    when the turn's context repeats a message (what a compared turn looks like there)."""
-    users = [m["content"] for m in turn.history if m["role"] == "user"]
-    if len(set(users)) == len(users):
-        return turn.history
-    try:
-        found = await service.store.get(turn.conversation_id, owner)
-    except StoreError:
-        log.warning("could not read the conversation's compared turns back; every column gets all of them")
-        return turn.history
-    if found is None:
-        return turn.history
-    return stored_items(found.messages, turn.user_seq, service.settings.max_history_messages)
 
 
 def _as_chat(body: CompareRequest) -> ChatRequest:

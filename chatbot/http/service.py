@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Coroutine, Mapping
+from dataclasses import replace
 from typing import Any
 
 from chatbot.core.checkpoints import Checkpoints, Outcome, Progress
+from chatbot.core.compared_turns import stored_items, thread
 from chatbot.core.conversation import turn
 from chatbot.core.errors import Friendly, friendly, render, store_failure
 from chatbot.core.events import Done, ErrorEvent, Event, Usage
@@ -231,7 +233,24 @@ class ChatService:
                 "(unknown, deleted, or started with another token). Leave out conversation_id to start one.",
             )
         params = Params.of(request.model_dump(include={"system", "temperature", "max_tokens"}))
+        context = thread(await self.context(owner, turn), model_id)  # earlier compared turns: this model's reply
+        turn = replace(turn, history=context if isinstance(context, list) else turn.history)
         return Reply(self, turn, message, name, visitor, admission, params)
+
+    async def context(self, owner: str, turn: Turn) -> list[dict]:
+        """``turn``'s context with its earlier compared turns as such (:mod:`chatbot.core.compared_turns`: a
+        model continues with its own reply there). The stored conversation is read again only when the
+        turn's context repeats a message (what a compared turn looks like there)."""
+        users = [m["content"] for m in turn.history if m["role"] == "user"]
+        if len(set(users)) == len(users):
+            return turn.history
+        try:
+            found = await self.store.get(turn.conversation_id, owner)
+        except StoreError:
+            log.warning("could not read the compared turns back; the context holds every column")
+            return turn.history
+        return turn.history if found is None else stored_items(found.messages, turn.user_seq,
+                                                                self.settings.max_history_messages)
 
     async def _admit(self, visitor: Visitor, name: str) -> Admission | Friendly:
         """The limits' admission, tried again when their Redis failed (each of its clients reconnects on its
