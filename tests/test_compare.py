@@ -264,8 +264,8 @@ async def test_page_compare_streams_columns_and_picking_continues_with_that_mode
 
     saved = chats.current(chats.save(chats.empty_store(), messages, model, None))  # the saved chat keeps them
     exported = export_markdown(saved)
-    assert "> **🔀 fake/fast (compared)**" in exported and "> Answer of fake/fast." in exported
-    assert "> **🔀 fake/broken (compared)**" in exported and "Answer of fake/slow." in exported
+    assert "\n### 🔀 fake/fast (compared)\n\nAnswer of fake/fast.\n" in exported  # each column a section
+    assert "\n### 🔀 fake/broken (compared)\n" in exported and "Answer of fake/slow." in exported
     reply = ReplyState()
     async for _ in turn(upstream, "And then?", History.of(messages, upstream.settings), model, state=reply):
         pass
@@ -359,7 +359,7 @@ async def test_page_keeps_comparing_each_column_with_its_own_models_reply(fake: 
     assert messages == state == finished["messages"] and finished["chat"] == "chat-1"
     assert chats.answered(messages)  # a chat of compared turns only is kept
     exported = export_markdown(chats.current(chats.save(chats.empty_store(), messages, None, None)))
-    assert "fake/fast (compared)" in exported and "Answer of fake/slow." in exported
+    assert "\n### 🔀 fake/slow (compared)\n\nAnswer of fake/slow.\n" in exported
 
     since = len(fake.requests)
     _ = [u async for u in view.run("Two", ["fake/slow", "fake/thinker"], messages, "", "chat-1", None)]  # type: ignore[arg-type]

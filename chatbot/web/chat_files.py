@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from chatbot.core.compared_turns import compared_model
 from chatbot.core.i18n import text
 from chatbot.web import chats
 from chatbot.web.chats import MAX_TITLE, VERSION, clean_messages, clip, current_time, new_id, title_of
@@ -98,7 +99,8 @@ def import_json(data: str | bytes, lang: str = "en") -> dict[str, Any]:
 
 
 def export_markdown(chat: Mapping[str, Any], lang: str = "en") -> str:
-    """One conversation as Markdown: thinking in a ``<details>`` block, app notes as quotes."""
+    """One conversation as Markdown: thinking in a ``<details>`` block, a compared turn's columns as sections
+    (``### 🔀 model (compared)``), app notes as quotes."""
     lines = [f"# {chat['title']}", ""]
     about = [text("exported_by", lang), _iso(chat["updated"])]
     if chat.get("model"):
@@ -110,7 +112,9 @@ def export_markdown(chat: Mapping[str, Any], lang: str = "en") -> str:
             for p in message["content"]
         )
         metadata = message.get("metadata") or {}
-        if metadata.get("title") and metadata.get("id") == "thinking":
+        if compared_model(message):  # a compared turn's column: a section of its own
+            lines += [f"### {metadata.get('title') or compared_model(message)}", "", body, ""]
+        elif metadata.get("title") and metadata.get("id") == "thinking":
             lines += ["<details>", f"<summary>{metadata['title']}</summary>", "", body, "", "</details>", ""]
         elif metadata.get("title"):
             quoted = "\n".join(f"> {line}" if line else ">" for line in body.splitlines())
