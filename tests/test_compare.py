@@ -303,7 +303,7 @@ def test_compare_benchmark_runs_and_reports_its_ratio() -> None:
     report = json.loads(done.stdout)
     assert report["target"] == 1.1 and isinstance(report["pass"], bool) and report["median_ratio"] > 0
     assert 0 < report["reps"][0]["text_deltas"] <= 4 * 20 and report["reps"][0]["updates"] > 0  # a busy loop merges
-    assert report["stop_all_max_s"] >= 0
+    assert report["stop_all_max_s"] >= 0 and report["stop_all_target"] == 1.0  # Stop all's bound is in "pass"
 
 
 async def test_a_visitors_own_key_goes_to_every_column_and_spends_no_quota(fake: FakeUpstream) -> None:
