@@ -169,11 +169,13 @@ def test_http_compare_again_continues_each_column_with_its_own_models_reply(fake
 
 
 def test_http_compare_sends_paced_live_stats_while_streaming(fake: FakeUpstream, serve) -> None:
-    fake.by_model = {"fake/fast": Behaviour(reply="word " * 120, tokens_per_second=300),
+    priced = "gpt-4.1-mini"  # the catalogue knows its price: the cost is live too
+    fake.by_model = {priced: Behaviour(reply="word " * 120, tokens_per_second=300),
                      "fake/slow": Behaviour(reply="Short.")}
-    url = serve(CHATBOT_MODELS=",".join(MODELS))
+    url = serve(CHATBOT_MODELS=",".join([priced, *MODELS]))
     with httpx.Client(timeout=WAIT) as client:
-        events = sse_payloads(client.post(url + "compare/stream", json={"message": "Hi", "models": MODELS[:2]}).content)
+        body = {"message": "Hi", "models": [priced, "fake/slow"]}
+        events = sse_payloads(client.post(url + "compare/stream", json=body).content)
         schema = client.get(url + "openapi.json").json()
     fast = [e for e in events if e.get("column") == 0]
     live = [e for e in fast if e["type"] == "stats" and not e["ended"]]
@@ -181,9 +183,10 @@ def test_http_compare_sends_paced_live_stats_while_streaming(fake: FakeUpstream,
     end = next(i for i, e in enumerate(fast) if e["type"] == "stats" and e["ended"])
     assert len(live) >= 3 and all(fast.index(e) < end for e in live)  # live, before the column's end
     assert len(live) < len(deltas)  # paced: not one per token
-    assert live[0]["first_token_seconds"] is not None and live[0]["model"] == "fake/fast"
+    assert live[0]["first_token_seconds"] is not None and live[0]["model"] == priced
+    assert live[0]["tokens_in"] > 0 and live[0]["cost"] > 0  # the prompt as counted, priced, before any report
     outs = [e["tokens_out"] for e in live]
-    assert outs == sorted(outs) and outs[-1] < fast[end]["tokens_out"] == record_of(fake, "fake/fast").chunks_sent
+    assert outs == sorted(outs) and outs[-1] < fast[end]["tokens_out"] == record_of(fake, priced).chunks_sent
     data = schema["paths"]["/compare/stream"]["post"]["responses"]["200"]["content"]["text/event-stream"]
     stats_event = data["schema"]["properties"]["data"]["contentSchema"]["anyOf"][0]
     assert {"ended", "tokens_per_second", "first_token_seconds", "cost"} <= set(stats_event["properties"])

@@ -65,8 +65,9 @@ class ColumnEvent:
 @dataclass(frozen=True, slots=True)
 class ColumnStats:
     """A column's figures so far: seconds to the first token (text or reasoning), tokens per second of the
-    stream after it, tokens in and out (the provider's report once it came, else the deltas counted), cost
-    in USD (None while unknown)."""
+    stream after it, tokens in and out (the provider's report once it came; until then the prompt as counted
+    before it was sent and the deltas counted), cost in USD (the provider's, else the catalogue's price of
+    those tokens; None while unknown)."""
 
     model: str
     first_token: float | None
@@ -139,13 +140,14 @@ class Column:
         speed = None
         if self.first_at is not None and self.last_at is not None and self.last_at - self.first_at >= MIN_STREAM:
             speed = max(tokens_out - 1, 0) / (self.last_at - self.first_at)
+        tokens_in = usage.prompt_tokens if usage is not None else state.prompt_tokens  # live: as counted
         cost = usage.cost if usage is not None else None
-        if cost is None and usage is not None:
+        if cost is None and tokens_in is not None:  # the catalogue's price of the tokens known so far
             model = upstream.resolve(self.name)
-            cost = model.cost(usage.prompt_tokens, usage.completion_tokens) if model is not None else None
+            cost = model.cost(tokens_in, tokens_out) if model is not None else None
         return ColumnStats(
             model=self.model, first_token=self.first_at - self.started if self.first_at is not None else None,
-            tokens_per_second=speed, tokens_in=usage.prompt_tokens if usage is not None else None,
+            tokens_per_second=speed, tokens_in=tokens_in,
             tokens_out=tokens_out, cost=cost, finish_reason=state.finish_reason,
             error=state.error.error.kind if state.error is not None else None, stopped=self.stopped,
             ended=state.ended,

@@ -139,6 +139,7 @@ async def _stream(
         return
     own_client = make_client(upstream.settings, api_key=api_key) if api_key else None
     limits = ReplyLimits.for_cap(prepared.max_tokens, upstream.settings.reply_timeout)
+    state.prompt_tokens = prepared.prompt_tokens
     meter = Meter(prepared, ReplyCounter(limits, counter_for(prepared.model.id)), state)
     try:
         events = _attempts(upstream, prepared, request, own_client or client or upstream.client, tick, meter)

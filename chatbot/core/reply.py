@@ -33,6 +33,7 @@ class ReplyState:
         self.text: list[str] = []
         self.reasoning: list[str] = []
         self.trimmed = 0
+        self.prompt_tokens: int | None = None  # the prompt as counted before it was sent (the provider's: usage)
         self.usage: Usage | None = None
         self.error: ErrorEvent | None = None
         self.done: Done | None = None
