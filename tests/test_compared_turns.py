@@ -50,3 +50,10 @@ def test_stored_runs_of_one_message_to_different_models_are_compared_turns() -> 
     assert texts(thread(items, "c")) == ["Hi", "Hello.", "Hi", "Hello again.", "Q", "C says", "Later", "Sure."]
     assert texts(thread(items, "b")) == ["Hi", "Hello.", "Hi", "Hello again.", "Q", "A says", "Later", "Sure."]
     assert texts(thread(stored_items(stored, 13, 4), "c")) == ["Q", "C says", "Later", "Sure."]  # the bound
+
+
+def test_a_chat_of_compared_turns_is_kept_only_when_a_column_answered() -> None:
+    from chatbot.web import chats
+
+    assert chats.answered(compared_turn("Q", [("a", ""), ("b", "B says")], TITLE))
+    assert not chats.answered(compared_turn("Q", [("a", ""), ("b", "")], TITLE))  # every column failed

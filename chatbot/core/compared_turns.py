@@ -45,6 +45,14 @@ def compared_model(item: object) -> str | None:
     return ident[len(PREFIX):] if isinstance(ident, str) and ident.startswith(PREFIX) else None
 
 
+def answered_note(item: object) -> bool:
+    """``item`` is a compared turn's column that produced text."""
+    if compared_model(item) is None:
+        return False
+    text = _content_text(item.get("content")) if isinstance(item, Mapping) else ""
+    return bool(text.strip()) and text != NO_REPLY
+
+
 def _plain_reply(item: object) -> bool:
     return isinstance(item, Mapping) and item.get("role") == "assistant" and not item.get("metadata")
 
@@ -116,4 +124,4 @@ def stored_items(messages: Sequence[Message], before: int, limit: int) -> list[d
     return out
 
 
-__all__ = ["NO_REPLY", "PREFIX", "compared_model", "compared_turn", "note", "stored_items", "thread"]
+__all__ = ["NO_REPLY", "PREFIX", "answered_note", "compared_model", "compared_turn", "note", "stored_items", "thread"]

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from chatbot.core.compared_turns import compared_model
+from chatbot.core.compared_turns import answered_note
 from chatbot.core.i18n import text
 from chatbot.core.params import Params
 from chatbot.core.settings import Settings
@@ -224,8 +224,8 @@ def with_settings(chat: dict[str, Any], raw: object) -> dict[str, Any]:
 
 def answered(messages: Iterable[Mapping[str, Any]]) -> bool:
     """Whether a conversation holds an answer (an assistant message that is not an app note, or a compared
-    turn's column): a chat made only of failed attempts is not kept by itself."""
-    return any(m.get("role") == "assistant" and (not m.get("metadata") or compared_model(m)) for m in messages)
+    turn's column with text): a chat made only of failed attempts is not kept by itself."""
+    return any(m.get("role") == "assistant" and (not m.get("metadata") or answered_note(m)) for m in messages)
 
 
 def empty_store() -> dict[str, Any]:
