@@ -4,9 +4,9 @@ Server-sent events, each ``data: {"type", "column", "model", ...}``: ``start`` (
 columns), then per column the JSON events of ``POST /chat/stream?format=json`` (``delta``, ``reasoning``,
 ``usage``, ``error``) tagged with its ``column`` and ``model``, a column's ``stats`` live while it streams
 (paced: :func:`batch_events`) and when it ends (and ``stopped`` when it was stopped), one ``summary``, and
-``done`` last. With ``?format=json`` the answer is one
-JSON object (:class:`CompareReply`). A client that leaves stops every column (each closes its upstream
-connection). Refusals are the API's usual 4xx before the body starts: the whole compare is admitted or none
+``done`` last. With ``?format=json`` the answer is one JSON object (:class:`CompareReply`: each column's stats
+as it ended; a single answer has nothing to show live). A client that leaves stops every column (each closes
+its upstream connection). Refusals are the API's usual 4xx before the body starts: the whole compare is admitted or none
 of it (every column counts as a message and reserves a whole reply).
 
 Storage: a compared turn is stored as one user/assistant pair per column, each with its model, so every
