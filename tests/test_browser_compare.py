@@ -85,6 +85,22 @@ def test_compare_in_the_browser(
     wait_until(stacked, timeout=WAIT_MS / 1000, what="the columns stacked on a phone")
     page.set_viewport_size({"width": 1280, "height": 1000})
 
+    # comparing again without a pick: the first compared turn came back from the browser, and each column is
+    # sent its own model's reply in it; Stop all closes every column
+    expect(page.locator("#chatbot")).to_contain_text("fake/slow (compared)")
+    page.locator("#compare-message textarea").fill("And then?")
+    page.locator("#compare-go").click()
+    again = lambda: {r.model: r for r in fake.requests if "And then?" in str(r.messages[-1:])}  # noqa: E731
+    wait_until(lambda: len(again()) == 3 and again()["fake/slow"].chunks_sent > 0, timeout=WAIT_MS / 1000,
+               what="the second compare streaming")
+    page.locator("#compare-stop-all").click()
+    wait_until(lambda: all(r.disconnected_at or r.finished_at for r in again().values()), timeout=WAIT_MS / 1000,
+               what="Stop all closed every column")
+    sent = {m: [x["content"] for x in r.messages if x["role"] != "system"] for m, r in again().items()}
+    assert sent["fake/thinker"] == ["What is the answer?", "Thought it through: 42.", "And then?"]
+    assert sent["fake/fast"][1].startswith("The fast answer") and sent["fake/slow"][1].startswith("slow words")
+    expect(page.locator("#compare-summary")).to_contain_text("Cheapest")
+
     page.locator("#compare-pick-2").click()
     chat = page.locator("#chatbot")
     expect(chat).to_contain_text("Thought it through: 42.")
@@ -96,6 +112,6 @@ def test_compare_in_the_browser(
                       timeout=WAIT_MS / 1000, what="the next message sent upstream")
     assert last.model == "fake/thinker"
     assert [m["content"] for m in last.messages if m["role"] != "system"] == [
-        "What is the answer?", "Thought it through: 42.", "And why?",
+        "What is the answer?", "Thought it through: 42.", "And then?", "Thought it through: 42.", "And why?",
     ]
     context.close()
