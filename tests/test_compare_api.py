@@ -197,9 +197,11 @@ def test_gradio_client_compare_again_with_the_history_it_answered(fake: FakeUpst
     from test_compare import own_threads
 
     fake.by_model = {m: Behaviour(reply=f"Answer of {m}.") for m in MODELS}
+    fake.by_model["fake/slow"] = Behaviour(reply="Answer of fake/slow.", finish_reason="length")
     client = Client(serve(CHATBOT_MODELS=",".join(MODELS)), verbose=False)
     earlier = [{"role": "user", "content": "Earlier"}, {"role": "assistant", "content": "Before."}]
     one = predict(client, "One", MODELS[:2], earlier, api_name="/compare")
+    assert [c["cut_by_length"] for c in one["columns"]] == [False, True]  # as the HTTP API's columns say
     since = len(fake.requests)
     predict(client, "Two", ["fake/slow", "fake/thinker"], one["history"], api_name="/compare")
     assert own_threads(fake, since, "Two") == {

@@ -119,6 +119,7 @@ def as_json(comparison: Comparison, summary: Summary | None, lang: str = DEFAULT
             "finish_reason": state.finish_reason, "stopped": stats.stopped,
             "first_token_seconds": stats.first_token, "tokens_per_second": stats.tokens_per_second,
             "tokens_in": stats.tokens_in, "tokens_out": stats.tokens_out, "cost": stats.cost,
+            "cut_by_length": stats.cut_by_length,
         })
     out: dict[str, Any] = {"columns": columns}
     if summary is not None:
