@@ -30,7 +30,7 @@ import gradio as gr
 
 from chatbot.compat import upload_folder
 from chatbot.core.i18n import language_of, text
-from chatbot.web import chat_files, chats
+from chatbot.web import chat_files, chats, cut_reply
 from chatbot.web.answers import keep_previous
 from chatbot.web.chat_list_view import ChatList
 from chatbot.web.chat_settings import ChatSettings
@@ -123,6 +123,7 @@ class ChatsPanel:
         self.files = files  # which attachments a session may have read; None: any in Gradio's upload folder
         self.replying = replying if replying is not None else Replying()  # marked by the chat function
         self.list = ChatList()
+        self.saver = cut_reply.ReplySaver(self.replying, self._root)  # a streaming reply, saved as it goes
 
     def _root(self, request: gr.Request | None, *, saving: bool = False) -> chats.Root:
         """Where a store's attachments may be, for this request's session (see SessionFiles.keeper)."""
@@ -150,6 +151,7 @@ class ChatsPanel:
             ui("import_json"), file_types=[".json"], file_count="single", size="sm", elem_id="import-json"
         ))
         gr.Markdown(ui("saved_note"))
+        self.saver.render()
 
     # --- what every handler returns -------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class ChatsPanel:
         (none: a new chat, with id ``shown`` or a fresh one); the model it was last answered by comes back
         into the dropdown when it is still offered."""
         chat = chats.current(store)
-        messages = chat["messages"] if chat else []
+        messages = cut_reply.conversation(chat, lang)  # a turn cut off says so
         update, chosen = self.model_update(chat.get("model") if chat else None, model)
         chat_id = chat["id"] if chat else (shown or chats.new_id())
         return (messages, messages, update, self.gauge(chosen, messages, lang, session), chat_id,
@@ -224,9 +226,9 @@ class ChatsPanel:
         if chats.valid_id(shown):
             self.replying.mark(_session(request))  # from now on the list waits for the reply
         params = ChatSettings.params(system, temperature, max_tokens).as_dict()
-        started = chats.begin(store, shown, question(message), model, self._root(request, saving=True), lang,
-                              settings=params)
-        return self._view(started, lang)
+        root, asked = self._root(request, saving=True), question(message)
+        started = chats.begin(store, shown, asked, model, root, lang, settings=params)
+        return self._view(cut_reply.started(store, started, shown, asked, root, lang), lang)
 
     @_one_at_a_time
     def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
@@ -391,4 +393,6 @@ class ChatsPanel:
         self.delete.click(self.deleted, [self.store, self.shown, model], view + shown, **quiet)
         self.import_json.upload(self.imported, [self.store, self.import_json, self.shown, model], view + shown,
                                 **quiet)
+        self.saver.wire([textbox.submit, chatbot.retry, chatbot.edit], store=self.store, chatbot=chatbot,
+                        shown=self.shown, quiet=quiet)
 
