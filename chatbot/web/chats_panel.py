@@ -118,7 +118,7 @@ class ChatsPanel:
         replying: Replying | None = None,
     ) -> None:
         self.secret = secret
-        self.gauge = gauge  # (model, chat messages, language, session) -> gauge HTML
+        self.gauge = gauge  # (model, chat messages, language, session, the chat's system prompt) -> gauge HTML
         self.model_update = model_update  # (saved model, current) -> (dropdown update, model chosen)
         self.files = files  # which attachments a session may have read; None: any in Gradio's upload folder
         self.replying = replying if replying is not None else Replying()  # marked by the chat function
@@ -187,8 +187,8 @@ class ChatsPanel:
         messages = cut_reply.conversation(chat, lang)  # a turn cut off says so
         update, chosen = self.model_update(chat.get("model") if chat else None, model)
         chat_id = chat["id"] if chat else (shown or chats.new_id())
-        return (messages, messages, update, self.gauge(chosen, messages, lang, session), chat_id,
-                *ChatSettings.values(chat))
+        values = ChatSettings.values(chat)
+        return (messages, messages, update, self.gauge(chosen, messages, lang, session, values[0]), chat_id, *values)
 
     # --- handlers -------------------------------------------------------------------------------------
 
@@ -260,7 +260,8 @@ class ChatsPanel:
         """Stop: keep what was shown (the question and the partial answer) in the chat on screen."""
         lang = language_of(request)
         view = self.saved(raw, {"messages": messages, "chat": shown}, model, request)[:VIEW]
-        return (*view, self.gauge(model, messages, lang, _session(request)))
+        system = ChatSettings.values(chats.find(view[0], shown))[0]  # the chat's own, saved when it was sent
+        return (*view, self.gauge(model, messages, lang, _session(request), system))
 
     @_one_at_a_time
     def undone(self, raw: object, messages: list, shown: str | None, model: str | None,
