@@ -369,9 +369,11 @@ class ChatsPanel:
         textbox: gr.MultimodalTextbox,
         sent: gr.State,
         settings: list[gr.components.Component],
+        stop: Any = None,
     ) -> None:
         """``sent``: the ChatInterface's state holding the message just sent (the box is cleared by then);
-        ``settings``: the chat settings panel's inputs (:attr:`ChatSettings.inputs`)."""
+        ``settings``: the chat settings panel's inputs (:attr:`ChatSettings.inputs`); ``stop``: the event that
+        adds the "Stopped" note (the chat is saved after it, note included), else the box's Stop."""
         view = [self.store, *self.list.groups, self.list.empty, self.actions, self.title, self.export_md,
                 self.export_json, self.list.search, self.restore_button, self.removed]
         shown = [chatbot, chatbot_state, model, gauge, self.shown, *settings]
@@ -379,7 +381,8 @@ class ChatsPanel:
         demo.load(self.restore, [self.store, model], view + shown, **quiet)
         textbox.submit(self.started, [self.store, self.shown, sent, model, *settings], view, **quiet)
         finished.change(self.saved, [self.store, finished, model], [*view, chatbot, chatbot_state], **quiet)
-        textbox.stop(self.stopped, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
+        (stop.then if stop is not None else textbox.stop)(self.stopped, [self.store, chatbot, self.shown, model],
+                                                          [*view, gauge], **quiet)
         chatbot.undo(self.undone, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
         for group in self.list.groups:
             group.input(self.open, [self.store, group, self.shown, model], view + shown, **quiet)

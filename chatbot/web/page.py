@@ -93,11 +93,12 @@ def build_page(chat: ChatUI) -> gr.Blocks:
                          system=chat_settings.system)
         wire_first_screen(chat, demo, model=model, chatbot=chatbot, textbox=textbox, gauge=gauge,
                           session=session, totals=totals)
-        wire_stopped(chat, textbox=textbox, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state,
-                     model=model, totals=totals, session=session)
+        stop = wire_stopped(chat, textbox=textbox, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state,
+                            model=model, totals=totals, session=session)
         panel.wire(
             demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
             finished=finished, textbox=textbox, sent=chat_interface.saved_input, settings=chat_settings.inputs,
+            stop=stop,
         )
         chat_settings.wire()
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
