@@ -262,7 +262,9 @@ def normalize_store(raw: object, root: Root) -> dict[str, Any]:
         if chat is not None:
             chats.setdefault(chat["id"], chat)
     current = raw.get("current") if raw.get("current") in chats else None
-    return {"version": VERSION, "current": current, "chats": _fit(list(chats.values()), current)}
+    store = {"version": VERSION, "current": current, "chats": _fit(list(chats.values()), current)}
+    rev = raw.get("rev")  # which copy this is (chatbot.web.latest_stores)
+    return {**store, "rev": rev} if isinstance(rev, int) and not isinstance(rev, bool) and rev > 0 else store
 
 
 # --- operations ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from chatbot.web.answers import keep_previous
 from chatbot.web.chat_list_view import ChatList
 from chatbot.web.chat_settings import ChatSettings
 from chatbot.web.labels import ui
+from chatbot.web.latest_stores import LatestStores
 from chatbot.web.replying import Replying
 from chatbot.web.uploads import SessionFiles
 
@@ -51,6 +53,9 @@ SIDE_CONCURRENCY: dict[str, Any] = {"concurrency_limit": 4, "concurrency_id": "s
 VIEW_REST = 7
 VIEW = 1 + ChatList.size + VIEW_REST
 SHOWN = 8
+#: The handlers that change the list, and how long one waits for the tab's reply to be saved (seconds).
+WAITS = frozenset({"open", "start_new", "cleared", "renamed", "deleted", "restored", "imported"})
+SAVE_WAIT_S = 10.0
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -92,12 +97,24 @@ def question(message: object) -> list[dict[str, Any]]:
 
 
 def _one_at_a_time(handler: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
-    """A handler (its last argument the gr.Request) run in its tab's turn (see Replying.turn)."""
+    """A handler (one argument the gr.Request) run in its tab's turn (see Replying.turn); the store it returns
+    is numbered and kept (chatbot.web.latest_stores). One that changes the list (:data:`WAITS`) first waits,
+    outside the turn, for a reply whose stream has ended to be saved (Replying.settled)."""
 
     @functools.wraps(handler)
     def run(self: ChatsPanel, *args: Any) -> tuple[Any, ...]:
-        with self.replying.turn(getattr(args[-1] if args else None, "session_hash", None)):
-            return handler(self, *args)
+        session = next((s for a in reversed(args) if isinstance(s := getattr(a, "session_hash", None), str)), None)
+        depth = getattr(self._held, "depth", 0)
+        if handler.__name__ in WAITS and not depth:
+            self.replying.settled(session, self.save_wait_s)
+        self._held.depth = depth + 1
+        try:
+            with self.replying.turn(session):
+                out = handler(self, *args)
+        finally:
+            self._held.depth = depth
+        stored = bool(out) and isinstance(out[0], dict) and "chats" in out[0]  # (gr.skip() is a dict too)
+        return (self.latest.sent(session, out[0]), *out[1:]) if stored else out
 
     return run
 
@@ -123,13 +140,21 @@ class ChatsPanel:
         self.files = files  # which attachments a session may have read; None: any in Gradio's upload folder
         self.replying = replying if replying is not None else Replying()  # marked by the chat function
         self.list = ChatList()
-        self.saver = cut_reply.ReplySaver(self.replying, self._root)  # a streaming reply, saved as it goes
+        self.latest = LatestStores()  # the store each tab was last sent
+        self._held = threading.local()  # how deep this thread is in its tab's turn
+        self.save_wait_s = SAVE_WAIT_S
+        # a streaming reply, saved as it goes
+        self.saver = cut_reply.ReplySaver(self.replying, self._store, self.latest, self._root)
 
     def _root(self, request: gr.Request | None, *, saving: bool = False) -> chats.Root:
         """Where a store's attachments may be, for this request's session (see SessionFiles.keeper)."""
         if self.files is None:
             return upload_root()
         return self.files.keeper(_session(request), saving=saving)
+
+    def _store(self, raw: object, request: gr.Request | None) -> dict[str, Any]:
+        """The store a tab sent, cleaned; or the newer one it was sent since (chatbot.web.latest_stores)."""
+        return self.latest.fresh(_session(request), chats.normalize_store(raw, self._root(request)))
 
     # --- layout ---------------------------------------------------------------------------------------
 
@@ -209,7 +234,7 @@ class ChatsPanel:
         """Page load: the saved chats, and the current one in the chat (with no current chat, nothing the
         visitor may already have done is overwritten: only the model list is refreshed)."""
         lang = language_of(request)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         if chats.current(store) is None:
             update, _ = self.model_update(None, model)
             return (*self._view(store, lang), gr.skip(), gr.skip(), update, self.gauge(model, [], lang),
@@ -222,7 +247,7 @@ class ChatsPanel:
         """A message is sent: its chat is listed (and chosen) now, with the question and the chat's settings,
         under its id."""
         lang = language_of(request)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         if chats.valid_id(shown):
             self.replying.mark(_session(request))  # from now on the list waits for the reply
         params = ChatSettings.params(system, temperature, max_tokens).as_dict()
@@ -237,7 +262,7 @@ class ChatsPanel:
         chatbot state): the chat with the earlier answer, when one was kept."""
         try:
             lang = language_of(request)
-            store = chats.normalize_store(raw, self._root(request))
+            store = self._store(raw, request)
             given = finished if isinstance(finished, dict) else {"messages": finished}
             root = self._root(request, saving=True)
             target = chats.valid_id(given.get("chat")) or store.get("current")
@@ -278,7 +303,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.select(chats.normalize_store(raw, self._root(request)), chat_id)
+        store = chats.select(self._store(raw, request), chat_id)
         return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)))
 
     @_one_at_a_time
@@ -287,7 +312,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.select(chats.normalize_store(raw, self._root(request)), None)
+        store = chats.select(self._store(raw, request), None)
         return (*self._view(store, lang, removed), *self._shown(store, model, lang))
 
     @_one_at_a_time
@@ -295,7 +320,7 @@ class ChatsPanel:
         """The chat box's Clear: a new chat; the one that was on screen stays saved, and Undo reopens it."""
         if self.replying.busy(_session(request)):
             return self.start_new(raw, shown, model, request)  # refused, with the message
-        chat = chats.find(chats.normalize_store(raw, self._root(request)), shown)
+        chat = chats.find(self._store(raw, request), shown)
         return self.start_new(raw, shown, model, request, chat)
 
     @_one_at_a_time
@@ -303,7 +328,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, 0)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         return self._view(chats.rename(store, shown, title), lang)
 
     @_one_at_a_time
@@ -312,7 +337,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         removed = chats.find(store, shown)
         store = chats.delete(store, shown)
         return (*self._view(store, lang, removed), *self._shown(store, model, lang))
@@ -324,7 +349,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         if isinstance(removed, dict) and chats.valid_id(removed.get("id")):
             back = chats.normalize_store({"chats": [removed, *store["chats"]], "current": removed["id"]},
                                          self._root(request))
@@ -333,7 +358,7 @@ class ChatsPanel:
 
     def searched(self, raw: object, query: object, request: gr.Request) -> list[Any]:
         """The list with only the chats whose title matches the search."""
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         return self.list.updates(store, query if isinstance(query, str) else "")
 
     @_one_at_a_time
@@ -342,7 +367,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         path = file if isinstance(file, str) else getattr(file, "name", None)
         try:
             if not path or os.path.getsize(path) > chats.MAX_STORE_CHARS:

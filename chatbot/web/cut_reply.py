@@ -20,6 +20,7 @@ import gradio as gr
 import chatbot.web.chat_labels  # noqa: F401 - the note's words
 from chatbot.core.i18n import language_of, text
 from chatbot.web import chats
+from chatbot.web.latest_stores import LatestStores
 from chatbot.web.replying import Replying
 
 CUT_ID = "switchboard-cut"
@@ -79,8 +80,11 @@ def started(before: Mapping[str, Any], after: Mapping[str, Any], chat_id: str | 
 class ReplySaver:
     """The timer that saves a streaming reply as it stands (render it in the Blocks, then :meth:`wire`)."""
 
-    def __init__(self, replying: Replying, root: Callable[..., chats.Root]) -> None:
+    def __init__(self, replying: Replying, store: Callable[..., dict[str, Any]], latest: LatestStores,
+                 root: Callable[..., chats.Root]) -> None:
         self.replying = replying  # which tabs have a reply in progress
+        self.store = store  # (what the browser sent, request) -> the tab's store, cleaned and fresh
+        self.latest = latest  # the store each tab was last sent
         self.root = root  # (request, saving=True) -> where the session's attachments may be
 
     def render(self) -> None:
@@ -93,10 +97,11 @@ class ReplySaver:
         with self.replying.turn(session):
             if not self.replying.busy(session) or not chats.valid_id(chat_id):
                 return gr.skip(), gr.Timer(active=False)
-            store = chats.normalize_store(raw, self.root(request))
+            store = self.store(raw, request)
             if chats.find(store, chat_id) is None:
                 return gr.skip(), gr.skip()
-            return unfinished(store, chat_id, shown, self.root(request, saving=True), language_of(request)), gr.skip()
+            root = self.root(request, saving=True)
+            return self.latest.sent(session, unfinished(store, chat_id, shown, root, language_of(request))), gr.skip()
 
     def wire(self, starts: Sequence[Any], *, store: gr.BrowserState, chatbot: gr.Chatbot, shown: gr.State,
              quiet: Mapping[str, Any]) -> None:
