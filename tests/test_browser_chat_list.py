@@ -1,6 +1,7 @@
 """Issue 15.2-15.4, seen in a real browser: the chat list (plain titles, groups, search, per-chat actions,
-Undo for Delete and Clear, no saved chat for a failed attempt, a stopped reply's note kept), editing a sent message and a retry that
-keeps the earlier answer, and each chat's own settings reaching the provider and coming back with it.
+Undo for Delete and Clear, no saved chat for a failed attempt, a stopped reply's note kept), editing a sent
+message and a retry that keeps the earlier answer, and each chat's own settings reaching the provider and
+coming back with it.
 
 One server and one browser for the module (the settings are equal); each test is one page load."""
 

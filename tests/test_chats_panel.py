@@ -248,3 +248,16 @@ def test_search_filters_the_list_and_settings_are_saved_with_the_chat() -> None:
     opened = ui.open(store, "c1", "c2", "fast", Tab("tab-2"))  # (tab-1 waits for its reply)
     assert opened[ID + 1:] == ("Be brief.", 0.2, 99)
     assert ui.open(store, "c2", "c1", "fast", Tab("tab-2"))[ID + 1:] == ("", None, None)
+
+
+def test_a_save_after_a_reply_keeps_the_visitors_search() -> None:
+    """The visitor searches the list right after a reply: the reply's save (which comes a moment later) keeps
+    the search and lists only what it matches (it used to clear it and list every chat)."""
+    ui = panel()
+    store = chats.save(chats.empty_store(), [QUESTION, ANSWER], "fast", None, chat_id="peru1")
+    reply = {"messages": [{"role": "user", "content": "Tax forms"}, {"role": "assistant", "content": "Sure."}],
+             "chat": "tax1", "at": 1.0}
+    outputs = ui.saved(store, reply, "fast", None, "peru")
+    assert outputs[VIEW - 3] == gr.skip()  # the search box as the visitor left it
+    assert [c for group in outputs[1:4] for c in group.choices] == [("Capital of Peru?", "peru1")]
+    assert ui.saved(store, reply, "fast", None)[VIEW - 3] == ""  # (Stop's save, the tests' calls: cleared)

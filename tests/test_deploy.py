@@ -138,6 +138,8 @@ class Balancer:
             conf = _nginx_site(self.port, replicas, tmp)
             command = [_binary("nginx"), "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
         self.log = tmp / f"{kind}.out"
+        # where it says which replica it could not reach (nginx: "upstream server temporarily disabled")
+        self.errors = tmp / "nginx" / "logs" / "error.log" if kind == "nginx" else self.log
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
@@ -161,6 +163,12 @@ class Balancer:
 class Deployment:
     url: str
     replicas: list[Replica]
+    balancer_log: Path
+
+    def explained(self, failure: AssertionError) -> AssertionError:
+        """``failure`` with what the balancer logged (a replica taken out moves its visitors' sessions)."""
+        logged = self.balancer_log.read_text(errors="replace")[-3000:] if self.balancer_log.exists() else ""
+        return AssertionError(f"{failure}\n--- the balancer's log:\n{logged}")
 
     def replica_of(self, fake: FakeUpstream, marker: str) -> Replica:
         """The replica that sent the fake the request whose last message contains ``marker``."""
@@ -182,7 +190,7 @@ def deployment(request: pytest.FixtureRequest, fake_upstream: FakeUpstream, tmp_
         for replica in replicas:
             replica.wait_ready()
         balancer = Balancer(request.param, [r.address for r in replicas], tmp)
-        yield Deployment(balancer.url, replicas)
+        yield Deployment(balancer.url, replicas, balancer.errors)
     finally:
         if balancer is not None:
             balancer.stop()
@@ -273,7 +281,10 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
     page = tab.__enter__()
     try:  # a failure here leaves no Playwright loop running in this worker (it breaks every later test)
         if page is not None:  # with Chromium: a page with that cookie, a finished turn, then one cut
-            _browser_turns(page, deployment.url)
+            try:
+                _browser_turns(page, deployment.url)
+            except AssertionError as exc:
+                raise deployment.explained(exc) from exc
             assert deployment.replica_of(fake, "endless page") is victim
         # ... while another visitor's reply streams from the survivor
         others = []

@@ -16,7 +16,6 @@ a bad import is a message in the visitor's language.
 
 from __future__ import annotations
 
-import functools
 import html
 import logging
 import os
@@ -36,7 +35,8 @@ from chatbot.web.answers import keep_previous
 from chatbot.web.chat_list_view import ChatList
 from chatbot.web.chat_settings import ChatSettings
 from chatbot.web.labels import ui
-from chatbot.web.latest_stores import LatestStores
+from chatbot.web.latest_stores import SAVE_WAIT_S, LatestStores
+from chatbot.web.latest_stores import one_at_a_time as _one_at_a_time
 from chatbot.web.replying import Replying
 from chatbot.web.uploads import SessionFiles
 
@@ -53,9 +53,6 @@ SIDE_CONCURRENCY: dict[str, Any] = {"concurrency_limit": 4, "concurrency_id": "s
 VIEW_REST = 7
 VIEW = 1 + ChatList.size + VIEW_REST
 SHOWN = 8
-#: The handlers that change the list, and how long one waits for the tab's reply to be saved (seconds).
-WAITS = frozenset({"open", "start_new", "cleared", "renamed", "deleted", "restored", "imported"})
-SAVE_WAIT_S = 10.0
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -94,29 +91,6 @@ def question(message: object) -> list[dict[str, Any]]:
     if isinstance(message.get("text"), str) and message["text"]:
         parts.append(message["text"])
     return [{"role": "user", "content": parts}] if parts else []
-
-
-def _one_at_a_time(handler: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
-    """A handler (one argument the gr.Request) run in its tab's turn (see Replying.turn); the store it returns
-    is numbered and kept (chatbot.web.latest_stores). One that changes the list (:data:`WAITS`) first waits,
-    outside the turn, for a reply whose stream has ended to be saved (Replying.settled)."""
-
-    @functools.wraps(handler)
-    def run(self: ChatsPanel, *args: Any) -> tuple[Any, ...]:
-        session = next((s for a in reversed(args) if isinstance(s := getattr(a, "session_hash", None), str)), None)
-        depth = getattr(self._held, "depth", 0)
-        if handler.__name__ in WAITS and not depth:
-            self.replying.settled(session, self.save_wait_s)
-        self._held.depth = depth + 1
-        try:
-            with self.replying.turn(session):
-                out = handler(self, *args)
-        finally:
-            self._held.depth = depth
-        stored = bool(out) and isinstance(out[0], dict) and "chats" in out[0]  # (gr.skip() is a dict too)
-        return (self.latest.sent(session, out[0]), *out[1:]) if stored else out
-
-    return run
 
 
 class ChatsPanel:
@@ -180,8 +154,10 @@ class ChatsPanel:
 
     # --- what every handler returns -------------------------------------------------------------------
 
-    def _view(self, store: dict[str, Any], lang: str, removed: dict[str, Any] | None = None) -> tuple[Any, ...]:
-        """(store, *list (groups, note), actions, title, export_md, export_json, search, undo button, removed)."""
+    def _view(self, store: dict[str, Any], lang: str, removed: dict[str, Any] | None = None,
+              query: object = None) -> tuple[Any, ...]:
+        """(store, *list (groups, note), actions, title, export_md, export_json, search, undo button, removed);
+        the search is cleared, unless the ``query`` it holds is given (then the list shows what it matches)."""
         chat = chats.current(store)
         md = json_path = None
         if chat is not None:
@@ -193,12 +169,12 @@ class ChatsPanel:
                 log.warning("could not write an export: %s", exc)
         return (
             store,
-            *self.list.updates(store),
+            *self.list.updates(store, query if isinstance(query, str) else ""),
             gr.Column(visible=chat is not None),
             gr.Textbox(value=chat["title"] if chat else ""),
             gr.DownloadButton(value=md),
             gr.DownloadButton(value=json_path),
-            "",  # the search is cleared: the list shows every chat again
+            "" if query is None else gr.skip(),  # cleared: the list shows every chat again
             gr.Button(visible=removed is not None),
             removed,
         )
@@ -256,10 +232,12 @@ class ChatsPanel:
         return self._view(cut_reply.started(store, started, shown, asked, root, lang), lang)
 
     @_one_at_a_time
-    def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    def saved(self, raw: object, finished: object, model: str | None, request: gr.Request,
+              query: object = None) -> tuple[Any, ...]:
         """After a reply: the conversation as it now stands is saved to the chat the reply belongs to (an
         answer asked again keeps the one it replaces, see :mod:`chatbot.web.answers`); then (chatbot,
-        chatbot state): the chat with the earlier answer, when one was kept."""
+        chatbot state): the chat with the earlier answer, when one was kept. The visitor's search (``query``)
+        stays as it is."""
         try:
             lang = language_of(request)
             store = self._store(raw, request)
@@ -275,7 +253,7 @@ class ChatsPanel:
             elif target:  # a failed attempt is not kept by itself
                 store = chats.delete(store, target)
             shown = (kept, kept) if kept else (gr.skip(), gr.skip())
-            return (*self._view(store, lang), *shown)
+            return (*self._view(store, lang, query=query), *shown)
         finally:
             self.replying.end(_session(request))
 
@@ -405,7 +383,8 @@ class ChatsPanel:
         quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
         demo.load(self.restore, [self.store, model], view + shown, **quiet)
         textbox.submit(self.started, [self.store, self.shown, sent, model, *settings], view, **quiet)
-        finished.change(self.saved, [self.store, finished, model], [*view, chatbot, chatbot_state], **quiet)
+        finished.change(self.saved, [self.store, finished, model, self.list.search], [*view, chatbot, chatbot_state],
+                        **quiet)
         (stop.then if stop is not None else textbox.stop)(self.stopped, [self.store, chatbot, self.shown, model],
                                                           [*view, gauge], **quiet)
         chatbot.undo(self.undone, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)

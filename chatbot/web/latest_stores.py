@@ -9,10 +9,11 @@ the one kept. Bounded by the characters kept (stores are at most :data:`chatbot.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cachetools import TTLCache
@@ -21,6 +22,9 @@ from cachetools import TTLCache
 KEEP_S = 60.0
 #: Most characters of stores kept for all tabs together.
 MAX_CHARS = 50_000_000
+#: The panel's handlers that change the list, and how long one waits for the tab's reply to be saved (seconds).
+WAITS = frozenset({"open", "start_new", "cleared", "renamed", "deleted", "restored", "imported"})
+SAVE_WAIT_S = 10.0
 
 
 def _rev(store: Mapping[str, Any]) -> int:
@@ -53,3 +57,26 @@ class LatestStores:
             if size <= self._kept.maxsize:
                 self._kept[session] = (size, numbered)
         return numbered
+
+
+def one_at_a_time(handler: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
+    """A handler (one argument the gr.Request) run in its tab's turn (see Replying.turn); the store it returns
+    is numbered and kept (chatbot.web.latest_stores). One that changes the list (:data:`WAITS`) first waits,
+    outside the turn, for a reply whose stream has ended to be saved (Replying.settled)."""
+
+    @functools.wraps(handler)
+    def run(self: Any, *args: Any) -> tuple[Any, ...]:
+        session = next((s for a in reversed(args) if isinstance(s := getattr(a, "session_hash", None), str)), None)
+        depth = getattr(self._held, "depth", 0)
+        if handler.__name__ in WAITS and not depth:
+            self.replying.settled(session, self.save_wait_s)
+        self._held.depth = depth + 1
+        try:
+            with self.replying.turn(session):
+                out = handler(self, *args)
+        finally:
+            self._held.depth = depth
+        stored = bool(out) and isinstance(out[0], dict) and "chats" in out[0]  # (gr.skip() is a dict too)
+        return (self.latest.sent(session, out[0]), *out[1:]) if stored else out
+
+    return run
