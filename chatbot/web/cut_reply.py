@@ -109,4 +109,7 @@ class ReplySaver:
         for start in starts:
             start(lambda: gr.Timer(active=True), None, self.timer, api_visibility="private", queue=False,
                   show_progress="hidden")
-        self.timer.tick(self.save, [store, chatbot, shown], [store, self.timer], **quiet)
+        # one save at a time per tab (a tick while one is pending is dropped), in workers of their own: the
+        # saves never hold up the panel's changes
+        self.timer.tick(self.save, [store, chatbot, shown], [store, self.timer], trigger_mode="once",
+                        **{**quiet, "concurrency_limit": 2, "concurrency_id": "switchboard-reply-saves"})
