@@ -261,3 +261,7 @@ def test_a_save_after_a_reply_keeps_the_visitors_search() -> None:
     assert outputs[VIEW - 3] == gr.skip()  # the search box as the visitor left it
     assert [c for group in outputs[1:4] for c in group.choices] == [("Capital of Peru?", "peru1")]
     assert ui.saved(store, reply, "fast", None)[VIEW - 3] == ""  # (Stop's save, the tests' calls: cleared)
+    # the save left the browser before the visitor typed: the tab's latest search counts, not the one it carries
+    ui.searched(store, "peru", Tab("searching"))
+    late = ui.saved(store, {**reply, "chat": "tax2"}, "fast", Tab("searching"), "")
+    assert [c for group in late[1:4] for c in group.choices] == [("Capital of Peru?", "peru1")]

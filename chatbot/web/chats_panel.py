@@ -253,6 +253,7 @@ class ChatsPanel:
             elif target:  # a failed attempt is not kept by itself
                 store = chats.delete(store, target)
             shown = (kept, kept) if kept else (gr.skip(), gr.skip())
+            query = self.latest.search(_session(request), query)  # the box's latest, not the one sent
             return (*self._view(store, lang, query=query), *shown)
         finally:
             self.replying.end(_session(request))
@@ -335,9 +336,10 @@ class ChatsPanel:
         return (*self._view(store, lang), *self._shown(store, model, lang, _session(request), shown))
 
     def searched(self, raw: object, query: object, request: gr.Request) -> list[Any]:
-        """The list with only the chats whose title matches the search."""
+        """The list with only the chats whose title matches the search (kept for the tab's next save)."""
         store = self._store(raw, request)
-        return self.list.updates(store, query if isinstance(query, str) else "")
+        query = self.latest.searched(_session(request), query if isinstance(query, str) else "")
+        return self.list.updates(store, query)
 
     @_one_at_a_time
     def imported(self, raw: object, file: object, shown: str | None, model: str | None,

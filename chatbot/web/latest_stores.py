@@ -37,6 +37,7 @@ class LatestStores:
         self._kept: TTLCache[str, tuple[int, dict[str, Any]]] = TTLCache(
             max_chars, ttl=keep_s, timer=time.monotonic, getsizeof=lambda item: item[0])
         self._lock = threading.Lock()
+        self._searches: TTLCache[str, str] = TTLCache(10_000, ttl=keep_s, timer=time.monotonic)
 
     def fresh(self, session: str | None, store: dict[str, Any]) -> dict[str, Any]:
         """``store`` (a copy a tab sent, already cleaned), or the newer one this tab was sent since."""
@@ -45,6 +46,19 @@ class LatestStores:
         with self._lock:
             kept = self._kept.get(session)
         return kept[1] if kept is not None and _rev(kept[1]) > _rev(store) else store
+
+    def searched(self, session: str | None, query: str) -> str:
+        """``query``, the tab's search as it now stands (kept: a save that follows lists what it matches)."""
+        if session:
+            with self._lock:
+                self._searches[session] = query[:200]
+        return query
+
+    def search(self, session: str | None, given: object) -> object:
+        """The tab's latest search, else ``given`` (the box's value when the event left the browser)."""
+        with self._lock:
+            kept = self._searches.get(session) if session else None
+        return given if kept is None else kept
 
     def sent(self, session: str | None, store: dict[str, Any]) -> dict[str, Any]:
         """``store`` numbered after every copy this tab has (to send it), and kept (no tab: as it is)."""
