@@ -3,13 +3,14 @@
 The store is a ``gr.BrowserState`` with a fixed storage key and secret (see :func:`chatbot.web.chats.browser_secret`),
 so it outlives reloads and server restarts. It travels to the server only for the events that change it:
 when a message is sent, after a reply (and after Stop), when a chat is opened, renamed, deleted or
-imported; never during a stream.
+imported, and every few seconds while a reply streams (its turn so far, :mod:`chatbot.web.cut_reply`).
 
 Which chat is on screen is a server-side ``gr.State`` (``shown``): an id, given before the chat's first
 message (a new chat is listed as soon as that message is sent, see :func:`chatbot.web.chats.begin`). Every
 save names its chat by that id, never "the current one". While a reply is in progress (see
 :mod:`chatbot.web.replying`) every change to the list is refused with a message: the reply goes on, and is
-saved to its own chat.
+saved to its own chat (a change clicked once the reply's text has ended waits for its save instead; every
+handler works on the store the tab was last sent, :mod:`chatbot.web.latest_stores`).
 Every handler here rebuilds what the browser sends (:func:`chatbot.web.chats.normalize_store`) and never raises:
 a bad import is a message in the visitor's language.
 """
