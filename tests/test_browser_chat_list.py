@@ -1,6 +1,7 @@
 """Issue 15.2-15.4, seen in a real browser: the chat list (plain titles, groups, search, per-chat actions,
-Undo for Delete and Clear, no saved chat for a failed attempt), editing a sent message and a retry that
-keeps the earlier answer, and each chat's own settings reaching the provider and coming back with it.
+Undo for Delete and Clear, no saved chat for a failed attempt, a stopped reply's note kept), editing a sent
+message and a retry that keeps the earlier answer, and each chat's own settings reaching the provider and
+coming back with it.
 
 One server and one browser for the module (the settings are equal); each test is one page load."""
 
@@ -19,6 +20,7 @@ from test_browser import ROOT, SHOTS_ENV, screenshot
 
 import app as switchboard
 from chatbot.core.i18n import text
+from chatbot.web.chats import STORAGE_KEY
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -109,6 +111,20 @@ def test_the_chat_list_a_person_can_live_with(page: Page, fake: FakeUpstream) ->
     reply_ended(page)
     expect(chats_labels).to_have_count(2)  # the failed attempt is not a saved chat
     assert "this one fails" not in listed(page)
+
+    # Stop: the chat is saved with its "Stopped" note, so a reload right after Stop keeps it
+    send(page, "a long one [[endless=1]] [[delay=0.05]]")
+    expect(page.locator("#chatbot")).to_contain_text("you said a long one")
+    page.locator("#message .stop-button").click()
+    stopped = page.locator("#chatbot").get_by_text(f"■ {text('stopped')}")
+    expect(stopped).to_be_visible()
+    shown = page.evaluate("key => localStorage.getItem(key)", STORAGE_KEY)
+    page.wait_for_function("([key, before]) => localStorage.getItem(key) !== before", arg=[STORAGE_KEY, shown],
+                           timeout=WAIT_MS)  # the save after the note
+    page.reload()
+    page.wait_for_selector("#chatbot", timeout=WAIT_MS)
+    expect(page.locator("#chatbot")).to_contain_text("you said a long one")
+    expect(stopped).to_be_visible()
 
 
 def test_edit_retry_and_each_chats_settings(page: Page, fake: FakeUpstream) -> None:

@@ -44,3 +44,22 @@ def test_presets_fill_the_prompt_in_the_visitors_language_and_values_round_trip(
     params = ChatSettings.params("Be brief.", 0.5, 300)
     assert ChatSettings.values({"settings": params.as_dict()}) == ("Be brief.", 0.5, 300)
     assert ChatSettings.values(None) == ("", None, None)
+
+
+def _used(gauge: str) -> int:
+    return int(gauge.split('data-used="')[1].split('"')[0])
+
+
+@pytest.mark.parametrize("mode", ["edit", "fixed"])
+def test_the_gauge_counts_the_system_prompt_that_will_be_sent(mode: str) -> None:
+    """The chat's own prompt where visitors may set it (the operator's is replaced), else the operator's."""
+    settings = make_settings("http://127.0.0.1:9/v1", CHATBOT_SYSTEM_PROMPT="Be brief.", CHATBOT_CHAT_SETTINGS=mode)
+    chat = ChatUI(settings, Upstream(settings))
+    history = [{"role": "user", "content": "Hello"}]
+    own = "You are a patient teacher. " * 50
+    operator, chosen = _used(chat.gauge("fast", history)), _used(chat.gauge("fast", history, "en", None, own))
+    if mode == "edit":
+        assert chosen > operator + 200  # the chat's prompt is the one sent
+    else:
+        assert chosen == operator  # ignored: the operator fixed the settings
+    assert _used(chat.gauge("fast", history, "en", None, "")) == operator  # empty: the app's own prompt

@@ -157,11 +157,11 @@ def test_a_chat_is_listed_when_its_first_message_is_sent_and_its_reply_saved_by_
         "Largest ocean?", "The Pacific."]
     assert saved["current"] == older["current"]
     # an id that is not one (forged) is never used; a repeated start changes nothing it holds
-    assert ui.started(older, "../x", {"text": "hi"}, "fast", *NO_SETTINGS, Tab())[0] == older
-    again = ui.started(saved, "newchat1", {"text": "other"}, "fast", *NO_SETTINGS, Tab())[0]
+    assert ui.started(older, "../x", {"text": "hi"}, "fast", *NO_SETTINGS, Tab("tab-3"))[0] == {**older, "rev": 1}
+    again = ui.started(saved, "newchat1", {"text": "other"}, "fast", *NO_SETTINGS, Tab("tab-4"))[0]
     assert chats.find(again, "newchat1")["messages"] == chats.find(saved, "newchat1")["messages"]
     # a file the message names outside Gradio's upload folder is never kept (only its name, as a note)
-    named = ui.started(older, "newchat2", {"text": "hi", "files": ["/etc/passwd"]}, "fast", *NO_SETTINGS, Tab())[0]
+    named = ui.started(older, "newchat2", {"text": "hi", "files": ["/etc/passwd"]}, "fast", *NO_SETTINGS, Tab("t5"))[0]
     assert chats.find(named, "newchat2")["messages"][0]["content"] == [
         {"type": "text", "text": "📎 passwd (the attachment is no longer available)"}, {"type": "text", "text": "hi"}]
 
@@ -174,6 +174,7 @@ def test_changes_to_the_list_wait_while_a_reply_is_in_progress() -> None:
     chat_id = store["current"]
     other = chats.save({**store, "current": None}, [ANSWER], "fast", None)
     on_screen = other["current"]
+    ui.save_wait_s = 0.1  # (how long a change waits for a reply whose stream ended to be saved)
     ui.started(other, on_screen, {"text": "more"}, "fast", *NO_SETTINGS, Tab("tab-1"))  # sent: the tab waits
     tab = Tab("tab-1")
     refused = [
@@ -247,3 +248,20 @@ def test_search_filters_the_list_and_settings_are_saved_with_the_chat() -> None:
     opened = ui.open(store, "c1", "c2", "fast", Tab("tab-2"))  # (tab-1 waits for its reply)
     assert opened[ID + 1:] == ("Be brief.", 0.2, 99)
     assert ui.open(store, "c2", "c1", "fast", Tab("tab-2"))[ID + 1:] == ("", None, None)
+
+
+def test_a_save_after_a_reply_keeps_the_visitors_search() -> None:
+    """The visitor searches the list right after a reply: the reply's save (which comes a moment later) keeps
+    the search and lists only what it matches (it used to clear it and list every chat)."""
+    ui = panel()
+    store = chats.save(chats.empty_store(), [QUESTION, ANSWER], "fast", None, chat_id="peru1")
+    reply = {"messages": [{"role": "user", "content": "Tax forms"}, {"role": "assistant", "content": "Sure."}],
+             "chat": "tax1", "at": 1.0}
+    outputs = ui.saved(store, reply, "fast", None, "peru")
+    assert outputs[VIEW - 3] == gr.skip()  # the search box as the visitor left it
+    assert [c for group in outputs[1:4] for c in group.choices] == [("Capital of Peru?", "peru1")]
+    assert ui.saved(store, reply, "fast", None)[VIEW - 3] == ""  # (Stop's save, the tests' calls: cleared)
+    # the save left the browser before the visitor typed: the tab's latest search counts, not the one it carries
+    ui.searched(store, "peru", Tab("searching"))
+    late = ui.saved(store, {**reply, "chat": "tax2"}, "fast", Tab("searching"), "")
+    assert [c for group in late[1:4] for c in group.choices] == [("Capital of Peru?", "peru1")]

@@ -6,7 +6,8 @@ filled in the way envsubst does.
 Checked through the balancer: the chat tab streams (gradio_client, several visitors, several calls each: it
 needs sticky sessions), an HTTP conversation continues on the other replica, a limit is shared by both, and
 when one replica is SIGKILLed mid-stream the other keeps serving while the dead one's visitors get an error,
-find the cut reply stored as interrupted, and go on."""
+find the cut reply stored as interrupted (the API) or shown with a note that says so (the chat tab's page,
+reloaded from the survivor), and go on."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ from fake_upstream import FakeUpstream
 from gradio_client import Client
 from playwright.sync_api import Page, expect, sync_playwright
 from test_proxies import _binary
+
+from chatbot.core.i18n import text
+from chatbot.web.chats import STORAGE_KEY
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # processes started per balancer, loaded machine
 
@@ -134,6 +138,8 @@ class Balancer:
             conf = _nginx_site(self.port, replicas, tmp)
             command = [_binary("nginx"), "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
         self.log = tmp / f"{kind}.out"
+        # where it says which replica it could not reach (nginx: "upstream server temporarily disabled")
+        self.errors = tmp / "nginx" / "logs" / "error.log" if kind == "nginx" else self.log
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
@@ -157,6 +163,12 @@ class Balancer:
 class Deployment:
     url: str
     replicas: list[Replica]
+    balancer_log: Path
+
+    def explained(self, failure: AssertionError) -> AssertionError:
+        """``failure`` with what the balancer logged (a replica taken out moves its visitors' sessions)."""
+        logged = self.balancer_log.read_text(errors="replace")[-3000:] if self.balancer_log.exists() else ""
+        return AssertionError(f"{failure}\n--- the balancer's log:\n{logged}")
 
     def replica_of(self, fake: FakeUpstream, marker: str) -> Replica:
         """The replica that sent the fake the request whose last message contains ``marker``."""
@@ -178,7 +190,7 @@ def deployment(request: pytest.FixtureRequest, fake_upstream: FakeUpstream, tmp_
         for replica in replicas:
             replica.wait_ready()
         balancer = Balancer(request.param, [r.address for r in replicas], tmp)
-        yield Deployment(balancer.url, replicas)
+        yield Deployment(balancer.url, replicas, balancer.errors)
     finally:
         if balancer is not None:
             balancer.stop()
@@ -269,7 +281,10 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
     page = tab.__enter__()
     try:  # a failure here leaves no Playwright loop running in this worker (it breaks every later test)
         if page is not None:  # with Chromium: a page with that cookie, a finished turn, then one cut
-            _browser_turns(page, deployment.url)
+            try:
+                _browser_turns(page, deployment.url)
+            except AssertionError as exc:
+                raise deployment.explained(exc) from exc
             assert deployment.replica_of(fake, "endless page") is victim
         # ... while another visitor's reply streams from the survivor
         others = []
@@ -292,7 +307,7 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
         assert "data: [DONE]" not in rest, rest
         stream.__exit__(None, None, None)
         # the chat-tab visitor: an error, not a silent end (gradio_client: CancelledError; Gradio's page reloads,
-        # from the survivor: see _browser_goes_on)
+        # from the survivor, and says what happened: see _browser_goes_on)
         with pytest.raises(Exception):  # noqa: B017 - whichever exception gradio_client's version raises
             cut_job.result(timeout=REPLY_S)
 
@@ -334,13 +349,22 @@ def _browser_turns(page: Page, url: str) -> None:
     reply_ended(page)
     send(page, "endless page [[endless=1]] [[delay=0.05]]")
     expect(page.locator("#chatbot")).to_contain_text("you said endless page", timeout=WAIT_MS)
+    # the streaming reply is saved in the browser as it goes (chatbot/web/cut_reply.py): wait for one save
+    shown = page.evaluate("key => localStorage.getItem(key)", STORAGE_KEY)
+    page.wait_for_function("([key, before]) => localStorage.getItem(key) !== before", arg=[STORAGE_KEY, shown],
+                           timeout=WAIT_MS)
 
 
 def _browser_goes_on(page: Page) -> None:
     """Its replica gone, Gradio's page reloads (from the other replica) and shows the conversation saved in the
-    browser (readable there: the same CHATBOT_BROWSER_SECRET); its next message is answered. The turn that
-    was streaming is not on the reloaded page, and nothing says why (README: a known gap)."""
-    reply_ended(page)  # no Stop button any more: the cut reply is over for the page
-    expect(page.locator("#chatbot")).to_contain_text("you said page turn one")
+    browser (readable there: the same CHATBOT_BROWSER_SECRET): the turn that was streaming, what had arrived,
+    and a note that its server stopped; its next message is answered."""
+    chat = page.locator("#chatbot")
+    cut = chat.get_by_text(text("reply_cut", "en"))
+    expect(cut).to_be_visible(timeout=WAIT_MS)  # the page reloaded (Gradio's, every 2 s until a server answers)
+    reply_ended(page)
+    expect(chat).to_contain_text("you said page turn one")
+    expect(chat).to_contain_text("you said endless page")  # the question, then what had arrived
     send(page, "page after the crash")
-    expect(page.locator("#chatbot")).to_contain_text("you said page after the crash", timeout=WAIT_MS)
+    expect(chat).to_contain_text("you said page after the crash", timeout=WAIT_MS)
+    expect(cut).to_be_visible()  # the note stays where it was

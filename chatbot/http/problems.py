@@ -1,5 +1,6 @@
 """How the HTTP API says no: :class:`ApiError` (a status, a stable code and a readable message, rendered as
-``{"error": {"code", "message"}}``), and the readable 400/422 for a body FastAPI or pydantic refused."""
+``{"error": {"code", "message"}}``), the readable 400/422 for a body FastAPI or pydantic refused, and a failed
+reply's advice fitted to an API caller (:func:`fitted`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from chatbot.core.advice import Reader, for_reader
 from chatbot.core.error_kinds import KINDS
 from chatbot.core.errors import render, status_for
+from chatbot.core.events import ErrorEvent
+from chatbot.core.settings import Settings
 from chatbot.core.store import StoreError
 from chatbot.http.schemas import EXAMPLE_JSON
 
@@ -62,6 +66,18 @@ class ApiError(Exception):
         ``message`` defaults to the kind's English message."""
         code = KINDS[kind].code if kind in KINDS else kind
         return cls(status_for(kind), code, render(kind) if message is None else message, **extra)
+
+
+def api_reader(settings: Settings) -> Reader:
+    """Who reads the API's failures: on a public instance a caller who can set no variable and restart nothing,
+    and the API has no field for a key of their own (chatbot.core.advice)."""
+    return Reader(public=settings.public)
+
+
+def fitted(event: ErrorEvent, reader: Reader) -> ErrorEvent:
+    """A failed reply's event with the advice ``reader`` can follow (its ``code`` stays)."""
+    error = for_reader(event.error, reader)
+    return event if error is event.error else ErrorEvent(error, event.partial)
 
 
 def store_down(what: str, exc: StoreError) -> ApiError:

@@ -26,7 +26,7 @@ from chatbot.core.reply import ReplyState
 from chatbot.core.settings import Settings
 from chatbot.core.store import Conversation, Store, StoreError, Turn
 from chatbot.core.upstream import Admission, Upstream
-from chatbot.http.problems import ApiError, printable, store_down
+from chatbot.http.problems import ApiError, api_reader, fitted, printable, store_down
 from chatbot.http.schemas import ChatRequest, ModelInfo, ModelsOut, Prices
 from chatbot.http.sse import usage_json
 
@@ -77,7 +77,9 @@ class Reply:
 
     @property
     def error(self) -> ErrorEvent | None:
-        return self.state.error
+        """The reply's failure, its advice fitted to an API caller (chatbot.http.problems.fitted)."""
+        error = self.state.error
+        return None if error is None else fitted(error, api_reader(self.service.settings))
 
     @property
     def done(self) -> Done | None:
@@ -106,7 +108,7 @@ class Reply:
                 if self.service.closing:
                     yield self.state.fail(friendly("shutting_down"))
                     break
-                yield event
+                yield fitted(event, api_reader(self.service.settings)) if isinstance(event, ErrorEvent) else event
         await self.save()  # a turn ends its state itself; this covers one closed before it started
 
     async def save(self) -> None:

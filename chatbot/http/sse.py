@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.types import Receive, Scope, Send
 
+from chatbot.core.error_kinds import KINDS
 from chatbot.core.errors import failure_text
 from chatbot.core.events import ErrorEvent, Event, Idle, ReasoningDelta, TextDelta, Usage
 
@@ -64,6 +65,11 @@ def iso(timestamp: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def code_of(kind: str) -> str:
+    """The API's stable code for an error kind (advice fitted to a reader keeps its kind's code)."""
+    return KINDS[kind].code if kind in KINDS else kind
+
+
 def json_event(event: Event, reply: Reply | None = None) -> dict[str, Any] | None:
     """The ``?format=json`` / WebSocket shape of one core event (None: nothing to send)."""
     if isinstance(event, TextDelta):
@@ -74,7 +80,7 @@ def json_event(event: Event, reply: Reply | None = None) -> dict[str, Any] | Non
         return {"type": "usage", **usage_json(event)}
     if isinstance(event, ErrorEvent):
         return {
-            "type": "error", "code": event.error.kind, "message": error_text(event),
+            "type": "error", "code": code_of(event.error.kind), "message": error_text(event),
             "retry_after": event.error.retry_after, "partial": event.partial,
         }
     return None

@@ -80,6 +80,8 @@ LABELS: dict[str, dict[str, str]] = {
 TEXT: dict[str, dict[str, str]] = {
     "en": {
         "previous_answer": "↺ Previous answer",
+        "reply_cut": "The server answering this message stopped before the reply ended (anything that had arrived "
+        "is kept above). Send your message again to go on.",
         "prompt_concise": "Answer briefly and directly, in a few sentences at most.",
         "prompt_teacher": "You are a patient teacher. Explain step by step, with a simple example.",
         "prompt_coder": "You are an expert programmer. Answer with working code and a short explanation.",
@@ -88,6 +90,8 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "es": {
         "previous_answer": "↺ Respuesta anterior",
+        "reply_cut": "El servidor que respondía a este mensaje se detuvo antes de terminar la respuesta (lo que "
+        "había llegado se conserva arriba). Envía tu mensaje de nuevo para continuar.",
         "prompt_concise": "Responde de forma breve y directa, en pocas frases como mucho.",
         "prompt_teacher": "Eres un profesor paciente. Explica paso a paso, con un ejemplo sencillo.",
         "prompt_coder": "Eres un programador experto. Responde con código que funcione y una breve explicación.",
@@ -96,6 +100,8 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "pt": {
         "previous_answer": "↺ Resposta anterior",
+        "reply_cut": "O servidor que respondia a esta mensagem parou antes de terminar a resposta (o que já "
+        "tinha chegado está guardado acima). Envie sua mensagem de novo para continuar.",
         "prompt_concise": "Responda de forma breve e direta, em poucas frases no máximo.",
         "prompt_teacher": "Você é um professor paciente. Explique passo a passo, com um exemplo simples.",
         "prompt_coder": "Você é um programador experiente. Responda com código que funcione e uma breve explicação.",

@@ -9,7 +9,10 @@ The store is a plain JSON value::
 
     {"version": 1, "current": "<id or null>", "chats": [{"id", "title", "created", "updated", "model",
      "settings"?: {"system"?, "temperature"?, "max_tokens"?}, "messages": [{"role", "content": [parts],
-     "metadata"?}]}]}
+     "metadata"?}], "unfinished"?: {"from", "messages"}}]}
+
+``unfinished`` is a turn in progress (see :mod:`chatbot.web.cut_reply`): the conversation shown is
+``messages[:from] + unfinished.messages``; any save of the chat's messages ends it.
 
 Everything coming back from the browser (the store, an imported file) is untrusted: :func:`normalize_store`
 and :func:`clean_messages` rebuild it with bounded sizes, and keep a file attachment only when its path is
@@ -166,8 +169,6 @@ def clean_messages(messages: object, root: Root, lang: str = "en") -> list[dict[
         if not isinstance(item, Mapping) or item.get("role") not in ("user", "assistant"):
             continue
         parts = clean_parts(item.get("content"), root, lang)
-        if not parts:
-            continue
         message: dict[str, Any] = {"role": item["role"], "content": parts}
         metadata = item.get("metadata")
         if isinstance(metadata, Mapping):
@@ -180,7 +181,9 @@ def clean_messages(messages: object, root: Root, lang: str = "en") -> list[dict[
                 kept["status"] = "done"
             if kept.get("title"):
                 message["metadata"] = kept
-        out.append(message)
+        if parts or message.get("metadata"):  # a note may say it all in its title (Stopped, a failure)
+            message["content"] = parts or [{"type": "text", "text": ""}]
+            out.append(message)
     return out
 
 
@@ -212,6 +215,10 @@ def _chat(raw: object, root: Root) -> dict[str, Any] | None:
         "id": raw["id"], "title": clip(" ".join(title.split()), MAX_TITLE), "created": float(created),
         "updated": float(updated), "model": clip(model, 200) if model else None, "messages": messages,
     }
+    unfinished = raw.get("unfinished")
+    if isinstance(unfinished, Mapping) and isinstance(start := unfinished.get("from"), int) \
+            and not isinstance(start, bool) and 0 <= start <= len(messages):  # a turn in progress
+        chat["unfinished"] = {"from": start, "messages": clean_messages(unfinished.get("messages"), root)}
     return with_settings(chat, raw.get("settings"))
 
 
@@ -256,7 +263,9 @@ def normalize_store(raw: object, root: Root) -> dict[str, Any]:
         if chat is not None:
             chats.setdefault(chat["id"], chat)
     current = raw.get("current") if raw.get("current") in chats else None
-    return {"version": VERSION, "current": current, "chats": _fit(list(chats.values()), current)}
+    store = {"version": VERSION, "current": current, "chats": _fit(list(chats.values()), current)}
+    rev = raw.get("rev")  # which copy this is (chatbot.web.latest_stores)
+    return {**store, "rev": rev} if isinstance(rev, int) and not isinstance(rev, bool) and rev > 0 else store
 
 
 # --- operations ------------------------------------------------------------------------------------
@@ -298,6 +307,7 @@ def save(store: Mapping[str, Any], messages: object, model: str | None, root: Ro
         chat = {"id": target or new_id(), "title": title_of(cleaned, lang), "created": now}
         chats.append(chat)
     chat.update(messages=cleaned, updated=now, model=model or chat.get("model"))
+    chat.pop("unfinished", None)  # the turn in progress, if any, is over (chatbot.web.cut_reply)
     if settings is not None:
         chat.update(with_settings(chat, settings))
     current = current or chat["id"]

@@ -3,25 +3,26 @@
 The store is a ``gr.BrowserState`` with a fixed storage key and secret (see :func:`chatbot.web.chats.browser_secret`),
 so it outlives reloads and server restarts. It travels to the server only for the events that change it:
 when a message is sent, after a reply (and after Stop), when a chat is opened, renamed, deleted or
-imported; never during a stream.
+imported, and every few seconds while a reply streams (its turn so far, :mod:`chatbot.web.cut_reply`).
 
 Which chat is on screen is a server-side ``gr.State`` (``shown``): an id, given before the chat's first
 message (a new chat is listed as soon as that message is sent, see :func:`chatbot.web.chats.begin`). Every
 save names its chat by that id, never "the current one". While a reply is in progress (see
 :mod:`chatbot.web.replying`) every change to the list is refused with a message: the reply goes on, and is
-saved to its own chat.
+saved to its own chat (a change clicked once the reply's text has ended waits for its save instead; every
+handler works on the store the tab was last sent, :mod:`chatbot.web.latest_stores`).
 Every handler here rebuilds what the browser sends (:func:`chatbot.web.chats.normalize_store`) and never raises:
 a bad import is a message in the visitor's language.
 """
 
 from __future__ import annotations
 
-import functools
 import html
 import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,13 @@ import gradio as gr
 
 from chatbot.compat import upload_folder
 from chatbot.core.i18n import language_of, text
-from chatbot.web import chat_files, chats
+from chatbot.web import chat_files, chats, cut_reply
 from chatbot.web.answers import keep_previous
 from chatbot.web.chat_list_view import ChatList
 from chatbot.web.chat_settings import ChatSettings
 from chatbot.web.labels import ui
+from chatbot.web.latest_stores import SAVE_WAIT_S, LatestStores
+from chatbot.web.latest_stores import one_at_a_time as _one_at_a_time
 from chatbot.web.replying import Replying
 from chatbot.web.uploads import SessionFiles
 
@@ -91,17 +94,6 @@ def question(message: object) -> list[dict[str, Any]]:
     return [{"role": "user", "content": parts}] if parts else []
 
 
-def _one_at_a_time(handler: Callable[..., tuple[Any, ...]]) -> Callable[..., tuple[Any, ...]]:
-    """A handler (its last argument the gr.Request) run in its tab's turn (see Replying.turn)."""
-
-    @functools.wraps(handler)
-    def run(self: ChatsPanel, *args: Any) -> tuple[Any, ...]:
-        with self.replying.turn(getattr(args[-1] if args else None, "session_hash", None)):
-            return handler(self, *args)
-
-    return run
-
-
 class ChatsPanel:
     """Renders the panel (call :meth:`render` inside the sidebar) and wires its events (:meth:`wire`).
 
@@ -118,17 +110,26 @@ class ChatsPanel:
         replying: Replying | None = None,
     ) -> None:
         self.secret = secret
-        self.gauge = gauge  # (model, chat messages, language, session) -> gauge HTML
+        self.gauge = gauge  # (model, chat messages, language, session, the chat's system prompt) -> gauge HTML
         self.model_update = model_update  # (saved model, current) -> (dropdown update, model chosen)
         self.files = files  # which attachments a session may have read; None: any in Gradio's upload folder
         self.replying = replying if replying is not None else Replying()  # marked by the chat function
         self.list = ChatList()
+        self.latest = LatestStores()  # the store each tab was last sent
+        self._held = threading.local()  # how deep this thread is in its tab's turn
+        self.save_wait_s = SAVE_WAIT_S
+        # a streaming reply, saved as it goes
+        self.saver = cut_reply.ReplySaver(self.replying, self._store, self.latest, self._root)
 
     def _root(self, request: gr.Request | None, *, saving: bool = False) -> chats.Root:
         """Where a store's attachments may be, for this request's session (see SessionFiles.keeper)."""
         if self.files is None:
             return upload_root()
         return self.files.keeper(_session(request), saving=saving)
+
+    def _store(self, raw: object, request: gr.Request | None) -> dict[str, Any]:
+        """The store a tab sent, cleaned; or the newer one it was sent since (chatbot.web.latest_stores)."""
+        return self.latest.fresh(_session(request), chats.normalize_store(raw, self._root(request)))
 
     # --- layout ---------------------------------------------------------------------------------------
 
@@ -150,11 +151,14 @@ class ChatsPanel:
             ui("import_json"), file_types=[".json"], file_count="single", size="sm", elem_id="import-json"
         ))
         gr.Markdown(ui("saved_note"))
+        self.saver.render()
 
     # --- what every handler returns -------------------------------------------------------------------
 
-    def _view(self, store: dict[str, Any], lang: str, removed: dict[str, Any] | None = None) -> tuple[Any, ...]:
-        """(store, *list (groups, note), actions, title, export_md, export_json, search, undo button, removed)."""
+    def _view(self, store: dict[str, Any], lang: str, removed: dict[str, Any] | None = None,
+              query: object = None) -> tuple[Any, ...]:
+        """(store, *list (groups, note), actions, title, export_md, export_json, search, undo button, removed);
+        the search is cleared, unless the ``query`` it holds is given (then the list shows what it matches)."""
         chat = chats.current(store)
         md = json_path = None
         if chat is not None:
@@ -166,12 +170,12 @@ class ChatsPanel:
                 log.warning("could not write an export: %s", exc)
         return (
             store,
-            *self.list.updates(store),
+            *self.list.updates(store, query if isinstance(query, str) else ""),
             gr.Column(visible=chat is not None),
             gr.Textbox(value=chat["title"] if chat else ""),
             gr.DownloadButton(value=md),
             gr.DownloadButton(value=json_path),
-            "",  # the search is cleared: the list shows every chat again
+            "" if query is None else gr.skip(),  # cleared: the list shows every chat again
             gr.Button(visible=removed is not None),
             removed,
         )
@@ -182,11 +186,11 @@ class ChatsPanel:
         (none: a new chat, with id ``shown`` or a fresh one); the model it was last answered by comes back
         into the dropdown when it is still offered."""
         chat = chats.current(store)
-        messages = chat["messages"] if chat else []
+        messages = cut_reply.conversation(chat, lang)  # a turn cut off says so
         update, chosen = self.model_update(chat.get("model") if chat else None, model)
         chat_id = chat["id"] if chat else (shown or chats.new_id())
-        return (messages, messages, update, self.gauge(chosen, messages, lang, session), chat_id,
-                *ChatSettings.values(chat))
+        values = ChatSettings.values(chat)
+        return (messages, messages, update, self.gauge(chosen, messages, lang, session, values[0]), chat_id, *values)
 
     # --- handlers -------------------------------------------------------------------------------------
 
@@ -207,7 +211,7 @@ class ChatsPanel:
         """Page load: the saved chats, and the current one in the chat (with no current chat, nothing the
         visitor may already have done is overwritten: only the model list is refreshed)."""
         lang = language_of(request)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         if chats.current(store) is None:
             update, _ = self.model_update(None, model)
             return (*self._view(store, lang), gr.skip(), gr.skip(), update, self.gauge(model, [], lang),
@@ -220,22 +224,24 @@ class ChatsPanel:
         """A message is sent: its chat is listed (and chosen) now, with the question and the chat's settings,
         under its id."""
         lang = language_of(request)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         if chats.valid_id(shown):
             self.replying.mark(_session(request))  # from now on the list waits for the reply
         params = ChatSettings.params(system, temperature, max_tokens).as_dict()
-        started = chats.begin(store, shown, question(message), model, self._root(request, saving=True), lang,
-                              settings=params)
-        return self._view(started, lang)
+        root, asked = self._root(request, saving=True), question(message)
+        started = chats.begin(store, shown, asked, model, root, lang, settings=params)
+        return self._view(cut_reply.started(store, started, shown, asked, root, lang), lang)
 
     @_one_at_a_time
-    def saved(self, raw: object, finished: object, model: str | None, request: gr.Request) -> tuple[Any, ...]:
+    def saved(self, raw: object, finished: object, model: str | None, request: gr.Request,
+              query: object = None) -> tuple[Any, ...]:
         """After a reply: the conversation as it now stands is saved to the chat the reply belongs to (an
         answer asked again keeps the one it replaces, see :mod:`chatbot.web.answers`); then (chatbot,
-        chatbot state): the chat with the earlier answer, when one was kept."""
+        chatbot state): the chat with the earlier answer, when one was kept. The visitor's search (``query``)
+        stays as it is."""
         try:
             lang = language_of(request)
-            store = chats.normalize_store(raw, self._root(request))
+            store = self._store(raw, request)
             given = finished if isinstance(finished, dict) else {"messages": finished}
             root = self._root(request, saving=True)
             target = chats.valid_id(given.get("chat")) or store.get("current")
@@ -248,7 +254,8 @@ class ChatsPanel:
             elif target:  # a failed attempt is not kept by itself
                 store = chats.delete(store, target)
             shown = (kept, kept) if kept else (gr.skip(), gr.skip())
-            return (*self._view(store, lang), *shown)
+            query = self.latest.search(_session(request), query)  # the box's latest, not the one sent
+            return (*self._view(store, lang, query=query), *shown)
         finally:
             self.replying.end(_session(request))
 
@@ -258,7 +265,8 @@ class ChatsPanel:
         """Stop: keep what was shown (the question and the partial answer) in the chat on screen."""
         lang = language_of(request)
         view = self.saved(raw, {"messages": messages, "chat": shown}, model, request)[:VIEW]
-        return (*view, self.gauge(model, messages, lang, _session(request)))
+        system = ChatSettings.values(chats.find(view[0], shown))[0]  # the chat's own, saved when it was sent
+        return (*view, self.gauge(model, messages, lang, _session(request), system))
 
     @_one_at_a_time
     def undone(self, raw: object, messages: list, shown: str | None, model: str | None,
@@ -275,7 +283,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.select(chats.normalize_store(raw, self._root(request)), chat_id)
+        store = chats.select(self._store(raw, request), chat_id)
         return (*self._view(store, lang), *self._shown(store, model, lang, _session(request)))
 
     @_one_at_a_time
@@ -284,7 +292,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.select(chats.normalize_store(raw, self._root(request)), None)
+        store = chats.select(self._store(raw, request), None)
         return (*self._view(store, lang, removed), *self._shown(store, model, lang))
 
     @_one_at_a_time
@@ -292,7 +300,7 @@ class ChatsPanel:
         """The chat box's Clear: a new chat; the one that was on screen stays saved, and Undo reopens it."""
         if self.replying.busy(_session(request)):
             return self.start_new(raw, shown, model, request)  # refused, with the message
-        chat = chats.find(chats.normalize_store(raw, self._root(request)), shown)
+        chat = chats.find(self._store(raw, request), shown)
         return self.start_new(raw, shown, model, request, chat)
 
     @_one_at_a_time
@@ -300,7 +308,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, 0)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         return self._view(chats.rename(store, shown, title), lang)
 
     @_one_at_a_time
@@ -309,7 +317,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         removed = chats.find(store, shown)
         store = chats.delete(store, shown)
         return (*self._view(store, lang, removed), *self._shown(store, model, lang))
@@ -321,7 +329,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         if isinstance(removed, dict) and chats.valid_id(removed.get("id")):
             back = chats.normalize_store({"chats": [removed, *store["chats"]], "current": removed["id"]},
                                          self._root(request))
@@ -329,9 +337,10 @@ class ChatsPanel:
         return (*self._view(store, lang), *self._shown(store, model, lang, _session(request), shown))
 
     def searched(self, raw: object, query: object, request: gr.Request) -> list[Any]:
-        """The list with only the chats whose title matches the search."""
-        store = chats.normalize_store(raw, self._root(request))
-        return self.list.updates(store, query if isinstance(query, str) else "")
+        """The list with only the chats whose title matches the search (kept for the tab's next save)."""
+        store = self._store(raw, request)
+        query = self.latest.searched(_session(request), query if isinstance(query, str) else "")
+        return self.list.updates(store, query)
 
     @_one_at_a_time
     def imported(self, raw: object, file: object, shown: str | None, model: str | None,
@@ -339,7 +348,7 @@ class ChatsPanel:
         lang = language_of(request)
         if self._busy(request):
             return self._refused(shown, SHOWN)
-        store = chats.normalize_store(raw, self._root(request))
+        store = self._store(raw, request)
         path = file if isinstance(file, str) else getattr(file, "name", None)
         try:
             if not path or os.path.getsize(path) > chats.MAX_STORE_CHARS:
@@ -366,17 +375,21 @@ class ChatsPanel:
         textbox: gr.MultimodalTextbox,
         sent: gr.State,
         settings: list[gr.components.Component],
+        stop: Any = None,
     ) -> None:
         """``sent``: the ChatInterface's state holding the message just sent (the box is cleared by then);
-        ``settings``: the chat settings panel's inputs (:attr:`ChatSettings.inputs`)."""
+        ``settings``: the chat settings panel's inputs (:attr:`ChatSettings.inputs`); ``stop``: the event that
+        adds the "Stopped" note (the chat is saved after it, note included), else the box's Stop."""
         view = [self.store, *self.list.groups, self.list.empty, self.actions, self.title, self.export_md,
                 self.export_json, self.list.search, self.restore_button, self.removed]
         shown = [chatbot, chatbot_state, model, gauge, self.shown, *settings]
         quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
         demo.load(self.restore, [self.store, model], view + shown, **quiet)
         textbox.submit(self.started, [self.store, self.shown, sent, model, *settings], view, **quiet)
-        finished.change(self.saved, [self.store, finished, model], [*view, chatbot, chatbot_state], **quiet)
-        textbox.stop(self.stopped, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
+        finished.change(self.saved, [self.store, finished, model, self.list.search], [*view, chatbot, chatbot_state],
+                        **quiet)
+        (stop.then if stop is not None else textbox.stop)(self.stopped, [self.store, chatbot, self.shown, model],
+                                                          [*view, gauge], **quiet)
         chatbot.undo(self.undone, [self.store, chatbot, self.shown, model], [*view, gauge], **quiet)
         for group in self.list.groups:
             group.input(self.open, [self.store, group, self.shown, model], view + shown, **quiet)
@@ -391,4 +404,6 @@ class ChatsPanel:
         self.delete.click(self.deleted, [self.store, self.shown, model], view + shown, **quiet)
         self.import_json.upload(self.imported, [self.store, self.import_json, self.shown, model], view + shown,
                                 **quiet)
+        self.saver.wire([textbox.submit, chatbot.retry, chatbot.edit], store=self.store, chatbot=chatbot,
+                        shown=self.shown, quiet=quiet)
 

@@ -89,14 +89,16 @@ def build_page(chat: ChatUI) -> gr.Blocks:
         controls.render()
         CompareView(chat).render(chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model,
                                  user_key=user_key, finished=finished, shown=panel.shown)
-        _wire_side_views(chat, model=model, chatbot=chatbot, gauge=gauge, finished=finished, session=session)
+        _wire_side_views(chat, model=model, chatbot=chatbot, gauge=gauge, finished=finished, session=session,
+                         system=chat_settings.system)
         wire_first_screen(chat, demo, model=model, chatbot=chatbot, textbox=textbox, gauge=gauge,
                           session=session, totals=totals)
-        wire_stopped(chat, textbox=textbox, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state,
-                     model=model, totals=totals, session=session)
+        stop = wire_stopped(chat, textbox=textbox, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state,
+                            model=model, totals=totals, session=session)
         panel.wire(
             demo, chatbot=chatbot, chatbot_state=chat_interface.chatbot_state, model=model, gauge=gauge,
             finished=finished, textbox=textbox, sent=chat_interface.saved_input, settings=chat_settings.inputs,
+            stop=stop,
         )
         chat_settings.wire()
         gr.api(_chat_api(chat), api_name="chat", concurrency_limit=None)
@@ -182,7 +184,7 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
             yield update, gr.skip(), gr.skip()
         try:
             session_totals, line, gauge_html, done = await chat.after_reply(
-                message, history, update, model, view, totals, lang, request.session_hash
+                message, history, update, model, view, totals, lang, request.session_hash, params.system
             )
         except Exception:  # the reply is shown; nothing may escape (the chat would lock)
             log.exception("after-reply bookkeeping failed")
@@ -198,19 +200,21 @@ def _respond(chat: ChatUI) -> Callable[..., AsyncIterator[tuple]]:
 
 def _wire_side_views(
     chat: ChatUI, *, model: gr.Dropdown, chatbot: gr.Chatbot, gauge: gr.HTML, finished: gr.State,
-    session: gr.Markdown,
+    session: gr.Markdown, system: gr.Textbox,
 ) -> None:
-    """The session line and the gauge follow a finished reply; the gauge follows the model picked."""
+    """The session line and the gauge follow a finished reply; the gauge follows the model picked and the
+    chat's system prompt."""
 
-    def gauge_for(model: str | None, history: list, request: gr.Request) -> str:
-        return chat.gauge(model, history, language_of(request), request.session_hash)
+    def gauge_for(model: str | None, history: list, prompt: str | None, request: gr.Request) -> str:
+        return chat.gauge(model, history, language_of(request), request.session_hash, prompt)
 
     quiet: dict[str, Any] = {"api_visibility": "private", "show_progress": "hidden", **SIDE_CONCURRENCY}
     finished.change(
         _after_reply_view, finished, [session, gauge], api_visibility="private", show_progress="hidden",
         queue=False,
     )
-    model.change(gauge_for, [model, chatbot], gauge, trigger_mode="always_last", **quiet)
+    for changed in (model.change, system.change):
+        changed(gauge_for, [model, chatbot, system], gauge, trigger_mode="always_last", **quiet)
 
 
 def _chat_api(chat_ui: ChatUI) -> Callable[..., AsyncIterator[str]]:

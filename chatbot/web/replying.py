@@ -27,7 +27,7 @@ class Replying:
         self.max_age = max_age
         self.max_sessions = max_sessions
         # the sessions marked within max_age seconds; the least recently marked go first beyond max_sessions
-        self._marked: TTLCache[str, bool] = TTLCache(max_sessions, ttl=max_age, timer=time.monotonic)
+        self._marked: TTLCache[str, float] = TTLCache(max_sessions, ttl=max_age, timer=time.monotonic)
         self._lock = threading.Lock()
         self._turns: dict[str, list] = {}  # session -> [its lock, how many wait for or hold it]
 
@@ -36,7 +36,7 @@ class Replying:
         if not session:
             return
         with self._lock:
-            self._marked[session] = True
+            self._marked[session] = time.monotonic()
 
     def end(self, session: str | None) -> None:
         """The session's reply is over and saved (or will never be)."""
@@ -50,6 +50,21 @@ class Replying:
             return False
         with self._lock:
             return session in self._marked  # a mark older than max_age has expired (no reordering)
+
+    def marked_at(self, session: str | None) -> float | None:
+        """When ``session``'s reply was last marked (``time.monotonic()``), while it is in progress."""
+        with self._lock:
+            return self._marked.get(session) if session else None
+
+    def settled(self, session: str | None, wait_s: float) -> bool:
+        """Whether ``session`` has no reply in progress, waiting up to ``wait_s`` seconds for one whose
+        stream has ended (no mark since the wait began) to be saved; a reply still streaming ends the wait."""
+        began = time.monotonic()
+        while (marked := self.marked_at(session)) is not None:
+            if marked > began or time.monotonic() - began >= wait_s:
+                return False
+            time.sleep(0.05)
+        return True
 
     @contextmanager
     def turn(self, session: str | None) -> Iterator[None]:

@@ -58,8 +58,9 @@ def estimate(chat: Any, model_name: str | None, messages: object, session: str |
 
 
 def wire_stopped(chat: Any, *, textbox: gr.MultimodalTextbox, chatbot: gr.Chatbot, chatbot_state: gr.State,
-                 model: gr.Dropdown, totals: gr.State, session: gr.Markdown) -> None:
-    """On Stop: the "stopped" note after the partial answer, and its tokens in the session's total."""
+                 model: gr.Dropdown, totals: gr.State, session: gr.Markdown) -> Any:
+    """On Stop: the "stopped" note after the partial answer, and its tokens in the session's total. Returns
+    the event, so the saved chat is saved after it, with the note (chatbot.web.chats_panel)."""
 
     def stopped(messages: list, model_name: str | None, session_totals: dict, request: gr.Request) -> tuple:
         lang = language_of(request)
@@ -77,5 +78,5 @@ def wire_stopped(chat: Any, *, textbox: gr.MultimodalTextbox, chatbot: gr.Chatbo
         kept = kept.add(usage) if usage is not None else kept
         return shown, shown, kept.as_dict(), kept.render(lang, chat.settings.demo)
 
-    textbox.stop(stopped, [chatbot, model, totals], [chatbot, chatbot_state, totals, session],
-                 api_visibility="private", show_progress="hidden", queue=False)
+    return textbox.stop(stopped, [chatbot, model, totals], [chatbot, chatbot_state, totals, session],
+                        api_visibility="private", show_progress="hidden", queue=False)

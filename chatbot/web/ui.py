@@ -33,7 +33,7 @@ from chatbot.core.events import Event, Idle, Usage
 from chatbot.core.history import History, clean_history
 from chatbot.core.i18n import DEFAULT_LANGUAGE, language_of, text
 from chatbot.core.limits import Visitor, visitor_from
-from chatbot.core.params import Params
+from chatbot.core.params import Params, effective
 from chatbot.core.reply import ReplyState
 from chatbot.core.settings import Settings
 from chatbot.core.upstream import Upstream
@@ -267,8 +267,9 @@ class ChatUI:
         return self.upstream.resolve(name) is not None
 
     def gauge(self, model_name: str | None, history: object, lang: str = DEFAULT_LANGUAGE,
-              session: str | None = None) -> str:
-        """The context gauge (HTML) for a conversation on a model: system prompt and history (with the
+              session: str | None = None, system: object = None) -> str:
+        """The context gauge (HTML) for a conversation on a model: the system prompt that will be sent (the
+        chat's own ``system``, else the operator's: chatbot.core.params.effective) and the history (with the
         attachments ``session`` may read) as they would be sent, against the model's prompt budget.
         Cheap: token counts are cached per message."""
         model = self.upstream.resolve(model_name)
@@ -278,9 +279,9 @@ class ChatUI:
             budget, reserve = self.upstream.budget(model)
             plain = self.history_for_upstream(history, model, images="estimate" if model.vision else "skip",
                                               session=session)
-            prompt = self.settings.system_prompt
-            system = [{"role": "system", "content": prompt}] if prompt else []
-            return measure(system + plain, model, budget, reserve).render(lang)
+            prompt = effective(Params.of({"system": system}), self.settings).system
+            sent = [{"role": "system", "content": prompt}] if prompt else []
+            return measure(sent + plain, model, budget, reserve).render(lang)
         except Exception as exc:  # a gauge is never worth an error
             log.warning("context gauge failed", exc_info=exc)
             return ""
@@ -293,14 +294,14 @@ class ChatUI:
 
     async def after_reply(
         self, message: object, history: list, shown: list[dict], model: str | None, view: ReplyView,
-        totals: object, lang: str, session_hash: str | None = None,
+        totals: object, lang: str, session_hash: str | None = None, system: object = None,
     ) -> tuple[Any, ...]:
         """(session totals, session line, gauge, finished conversation) once a reply has ended."""
         session = Totals.from_dict(totals)
         if view.usage is not None:
             session = session.add(view.usage)
         conversation = [*(history or []), _user_message(message), *shown]
-        gauge = await asyncio.to_thread(self.gauge, model, conversation, lang, session_hash)
+        gauge = await asyncio.to_thread(self.gauge, model, conversation, lang, session_hash, system)
         finished = {"messages": conversation, "at": time.time()}
         return session.as_dict(), session.render(lang, self.settings.demo), gauge, finished
 
