@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.browser, needs_chromium]
 
 OLD = ["old question one", "old question two", "old question three"]
 NEW = "new question while streaming"
-SLOW = "slow words " * 1000  # 11,000 characters, 4 a chunk, 0.05 s apart: over 2 minutes (Stop ends it)
+SLOW = "slow words " * 4000  # 44,000 characters, 4 a chunk, 0.05 s apart: over 9 minutes (Stop ends it)
 
 
 def questions(page: Page) -> list[str]:
