@@ -34,18 +34,23 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
 
 def _group(item: pytest.Item) -> tuple[int, str]:
     """(rank, group) of a test: one worker runs a group's tests in a row; lower ranks are sent first, so
-    that the long tests start early rather than end the run alone, and the process-heavy ones (``slow``)
-    mostly one or two at a time, beside light ones. The browser tests are one group (one chromium at a
-    time); a module whose tests share a module- or class-scoped fixture (an app server) is one group, so
-    that the fixture is set up once, not once per worker. Every other test is a group of its own."""
+    that the long tests start early rather than end the run alone, and the many short ones come last and
+    fill the workers evenly. A module whose tests share a module- or class-scoped fixture (an app server, a
+    chromium, balancers) is one group, so that the fixture is set up once, not once per worker: each browser
+    module is one (its own chromium), sent right after the benchmark runs, since the browser modules together
+    are longer than a worker's share of the run; then the groups of process-heavy modules (``slow``, the
+    real model), the other module groups, the process-heavy tests one by one. Every other test is a group
+    of its own."""
     if item.get_closest_marker("bench"):
         return 0, item.nodeid  # the longest single test
+    module = item.nodeid.split("::")[0]
     if item.get_closest_marker("browser"):
-        return 1, "browser"
+        return 1, module
+    heavy = item.get_closest_marker("slow") or item.get_closest_marker("llama")
     scopes = {defs[-1].scope for defs in item._fixtureinfo.name2fixturedefs.values() if defs}
     if scopes & {"module", "class", "package"}:
-        return 2, item.nodeid.split("::")[0]
-    return (3 if item.get_closest_marker("slow") else 4), item.nodeid
+        return (2 if heavy else 3), module
+    return (4 if heavy else 5), item.nodeid
 
 
 def _groups_file(testrunuid: str) -> Path:

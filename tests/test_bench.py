@@ -18,6 +18,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 YOUNG_THRESHOLD = 7_000  # app.GC_YOUNG_THRESHOLD: checked against app.py below
+#: The test proves the run goes end to end (every app, path, scenario, table and plot), not the figures: the
+#: smallest counts that still take every path (two TTFT rounds of two, one throughput run, a ramp of 1 and 3
+#: visitors, history at 2 and 10 turns, five sessions per memory figure). The apps' starts are the rest.
+SMALLEST = ("--ttft-rounds", "2", "--ttft-samples", "2", "--runs", "1", "--throughput-tokens", "100",
+            "--ramp", "1,3", "--reply-tokens", "10", "--tps", "100", "--history-turns", "2,10", "--sessions", "5")
 
 
 @pytest.mark.bench
@@ -27,7 +32,7 @@ def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATBOT_", "OPENAI_", "REDIS_URL"))}
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
     # its own session: whatever happens, nothing the benchmark started outlives the test
-    with subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=ROOT, env=env,
+    with subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--out", str(out), *SMALLEST], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
         try:
             stdout, stderr = proc.communicate(timeout=240)

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,19 +111,35 @@ def open_page(browser: Browser, url: str, locale: str) -> Page:
     return page
 
 
+#: The bot's answer as shown (messages that are not a thinking block or a note).
+ANSWER_JS = """() => Array.from(document.querySelectorAll('#chatbot [data-testid="bot"]'))
+    .filter(e => !e.querySelector('.thought-group')).map(e => e.innerText.trim()).join('\\n')"""
+#: Whether the thinking block is open (null: there is none).
+THINKING_JS = """() => { const t = Array.from(document.querySelectorAll('#chatbot .thought-group .title'))
+    .find(e => /Thinking|Pensando/.test(e.innerText)); return t ? t.classList.contains('expanded') : null }"""
+
+
 def answer_text(page: Page) -> str:
-    """The bot's answer as shown (messages that are not a thinking block or a note)."""
-    return page.evaluate(
-        """() => Array.from(document.querySelectorAll('#chatbot [data-testid="bot"]'))
-            .filter(e => !e.querySelector('.thought-group')).map(e => e.innerText.trim()).join('\\n')"""
-    )
+    return page.evaluate(ANSWER_JS)
 
 
-def thinking_open(page: Page) -> bool | None:
-    return page.evaluate(
-        """() => { const t = Array.from(document.querySelectorAll('#chatbot .thought-group .title'))
-            .find(e => /Thinking|Pensando/.test(e.innerText)); return t ? t.classList.contains('expanded') : null }"""
-    )
+def record_states(page: Page) -> None:
+    """From now on the page itself records each (answer, thinking open) the chat shows, at every change of
+    the chat's DOM: a reply that streams in pieces is seen in pieces however slowly the test polls."""
+    page.evaluate(f"""() => {{
+        const answer = {ANSWER_JS}, thinking = {THINKING_JS};
+        window.__states = [];
+        const read = () => {{
+            const state = [answer(), thinking()], last = window.__states[window.__states.length - 1];
+            if (!last || last[0] !== state[0] || last[1] !== state[1]) window.__states.push(state);
+        }};
+        new MutationObserver(read).observe(document.querySelector('#chatbot'),
+            {{subtree: true, childList: true, characterData: true, attributes: true}});
+    }}""")
+
+
+def recorded_states(page: Page) -> list[tuple[str, bool | None]]:
+    return [(text, state) for text, state in page.evaluate("() => window.__states")]
 
 
 def screenshot(page: Page, folder: Path, name: str) -> Path:
@@ -154,18 +169,15 @@ def test_chat_stream_thinking_stop_and_saved_chats(
     # The reply streams in: first the thinking block, open; then the answer, with the block closed.
     before = page.locator("#context-gauge").get_attribute("data-used")
     fake.push(Behaviour(reasoning=THOUGHT, reply=ANSWER, chunk_size=3, delay=0.04))
+    record_states(page)
     send(page, QUESTION)
-    snapshots: list[tuple[str, bool | None]] = []
-    streaming_shot = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        snapshots.append((answer_text(page), thinking_open(page)))
-        if not streaming_shot and snapshots[-1][1] and len(page.locator("#chatbot").inner_text()) > 80:
-            screenshot(page, shots, "chat-thinking-live.png")
-            streaming_shot = True
-        if "tokens in" in page.locator("#chatbot").inner_text():
-            break
-        page.wait_for_timeout(30)
+    # the docs' picture of the thinking block open mid-reply, when this machine shows it long enough to take
+    page.wait_for_function(f"""() => {{ const shown = document.querySelector('#chatbot').innerText;
+        return ({THINKING_JS})() === true && shown.length > 80 || shown.includes('tokens in') }}""", timeout=60_000)
+    if page.evaluate(THINKING_JS) is True:
+        screenshot(page, shots, "chat-thinking-live.png")
+    expect(page.locator("#chatbot")).to_contain_text("tokens in", timeout=60_000)
+    snapshots = recorded_states(page)
     final = answer_text(page)
     assert final.endswith(ANSWER)
     partial = {text for text, _ in snapshots if text and text != ANSWER and ANSWER.startswith(text)}

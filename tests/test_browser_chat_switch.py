@@ -15,12 +15,18 @@ pytestmark = [pytest.mark.browser, needs_chromium]
 
 OLD = ["old question one", "old question two", "old question three"]
 NEW = "new question while streaming"
-SLOW = "slow words " * 1000  # 11,000 characters, 4 a chunk, 0.05 s apart: over 2 minutes (Stop ends it)
+SLOW = "slow words " * 4000  # 44,000 characters, 4 a chunk, 0.05 s apart: over 9 minutes (Stop ends it)
 
 
 def questions(page: Page) -> list[str]:
     """The visitor's messages shown in the chat, in order."""
     return [t.strip() for t in page.locator('#chatbot [data-testid="user"]').all_inner_texts()]
+
+
+def shows(page: Page, expected: list[str]) -> None:
+    """The chat just opened shows exactly ``expected`` (its messages render after its title box: wait for them)."""
+    expect(page.locator('#chatbot [data-testid="user"]')).to_have_count(len(expected))
+    assert questions(page) == expected
 
 
 def selected(page: Page) -> str | None:
@@ -92,7 +98,7 @@ def test_switching_mid_reply_then_rename_delete_reload_keeps_every_chat(
 
     # Rename the older chat; then a third chat is made and deleted.
     open_chat(page, OLD[0])
-    assert questions(page) == OLD
+    shows(page, OLD)
     page.locator("#chat-title input, #chat-title textarea").first.fill("Older, renamed")
     page.locator("#rename-chat").click()
     expect(page.locator("#saved-chats")).to_contain_text("Older, renamed")
@@ -114,11 +120,11 @@ def test_switching_mid_reply_then_rename_delete_reload_keeps_every_chat(
     expect(page.locator("#saved-chats label")).to_have_count(2)
     open_chat(page, "Older, renamed")
     expect(chat).to_contain_text(f"you said {OLD[2]}")
-    assert questions(page) == OLD
+    shows(page, OLD)
     assert chat.inner_text().count("you said") == 3
     assert "slow words" not in chat.inner_text()
     open_chat(page, NEW)
     expect(chat).to_contain_text("slow words slow words")  # the partial reply Stop kept
-    assert questions(page) == [NEW]
+    shows(page, [NEW])
     assert "you said" not in chat.inner_text()
     context.close()

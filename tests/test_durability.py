@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import APP_START_S, TEST_KEY, RedisServer, free_port, stop_process, wait_until
+from conftest import APP_START_S, TEST_KEY, RedisServer, free_port, make_settings, stop_process, wait_until
 from fake_upstream import FakeUpstream
 
-# app processes killed and restarted, a redis-server killed, a tmpfs filled; up to three app starts a test
+# app processes killed (and brought back in-process), a redis-server killed, a tmpfs filled
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +83,23 @@ class App:
 
     def reply(self, cid: str, seq: int = 2) -> dict:
         return self.conversation(cid)["messages"][seq - 1]
+
+
+class InProcess(App):
+    """The same app served in the test's own process (``app.build_server``, the production assembly): for an
+    app the test never kills, without the cost of a ``python app.py`` start (Gradio's imports) on a loaded
+    machine. Its log is not collected."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        import app as switchboard
+
+        settings = make_settings(env["OPENAI_BASE_URL"], **{k: v for k, v in env.items() if k != "OPENAI_BASE_URL"})
+        self.server = switchboard.serve_in_thread(switchboard.build_server(settings), timeout=APP_START_S)
+        self.url = self.server.url
+        self.output = []
+
+    def stop(self) -> None:
+        self.server.stop()
 
 
 def app_env(fake: FakeUpstream, **extra: str) -> dict[str, str]:
@@ -147,29 +164,34 @@ def kill_mid_reply(app: App, reader: Reader) -> str:
 def test_sqlite_kill_9_mid_reply_keeps_what_the_visitor_saw_a_second_before(
     fake: FakeUpstream, tmp_path: Path
 ) -> None:
-    app = App(app_env(fake, CHATBOT_DB=str(tmp_path / "c.db")))
+    env = app_env(fake, CHATBOT_DB=str(tmp_path / "c.db"))
+    app, restarted = App(env), None
     try:
         reader = Reader(app.url, SLOW)
         before = kill_mid_reply(app, reader)
         assert reader.cid
-        app.start()  # the same CHATBOT_DB
-        reply = app.reply(reader.cid)
+        restarted = InProcess(env)  # the app again on the same CHATBOT_DB: the store opens it as at a restart
+        reply = restarted.reply(reader.cid)
         assert reply["content"].startswith(before) and len(reply["content"]) >= len(before), (
             len(reply["content"]), len(before),
         )
         assert reply["status"] == "interrupted" and reply["error"] == "restart"
         # The next turn sees the saved text as context.
-        response = httpx.post(app.url + "chat", json={"message": "go on", "conversation_id": reader.cid}, timeout=60)
+        response = httpx.post(restarted.url + "chat", json={"message": "go on", "conversation_id": reader.cid},
+                              timeout=60)
         assert response.status_code == 200
         assert fake.last.messages[-2]["content"] == reply["content"]
     finally:
         app.stop()
+        if restarted is not None:
+            restarted.stop()
 
 
 def test_replica_killed_mid_reply_leaves_no_reply_streaming(fake: FakeUpstream, tmp_path: Path) -> None:
     redis = RedisServer()
     env = app_env(fake, REDIS_URL=redis.url, CHATBOT_DB=str(tmp_path / "unused.db"))
-    a, b = App(env), App(env)
+    a, b = App(env), InProcess(env)  # a is killed; b, the other replica, never is
+    replicas = [a, b]
     try:
         reader = Reader(a.url, SLOW)
         before = kill_mid_reply(a, reader)
@@ -177,16 +199,16 @@ def test_replica_killed_mid_reply_leaves_no_reply_streaming(fake: FakeUpstream, 
         reply = b.reply(reader.cid)  # the other replica reads it
         assert reply["status"] == "interrupted" and reply["error"] == "lease_expired", reply["status"]
         assert reply["content"].startswith(before) and len(reply["content"]) >= len(before)
-        a.start()  # the killed replica comes back; later turns go through both
-        for app in (a, b):
+        replicas.append(InProcess(env))  # a replica comes back in a's place; later turns go through both
+        for app in replicas[1:]:
             response = httpx.post(app.url + "chat", json={"message": "next", "conversation_id": reader.cid},
                                   timeout=60)
             assert response.status_code == 200, response.text
-        messages = a.conversation(reader.cid)["messages"]
+        messages = replicas[2].conversation(reader.cid)["messages"]
         assert [m["status"] for m in messages] == ["complete", "interrupted"] + ["complete"] * 4
         assert messages[1]["content"] == reply["content"]
     finally:
-        for app in (a, b):
+        for app in replicas:
             app.stop()
         redis.stop()
 
@@ -215,11 +237,14 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+MEDIUM = "tell me [[reply_lines=150]] [[chunk=8]] [[delay=0.01]]"  # about 2,300 characters, 3 s
+
+
 def test_full_disk_mid_reply_is_reported_unsaved_then_repaired(fake: FakeUpstream, tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "disk") as disk:
         app = App(app_env(fake, CHATBOT_DB=str(disk / "c.db")))
         try:
-            reader = Reader(app.url, SLOW)
+            reader = Reader(app.url, MEDIUM)
             reader.wait_for(200)
             filler = fill(disk)
             done = reader.done()
@@ -234,9 +259,6 @@ def test_full_disk_mid_reply_is_reported_unsaved_then_repaired(fake: FakeUpstrea
             assert app.reply(reader.cid)["content"] == reader.text
         finally:
             app.stop()
-
-
-MEDIUM = "tell me [[reply_lines=150]] [[chunk=8]] [[delay=0.02]]"  # about 2,300 characters, 6 s
 
 
 def stream_text_face(app: App, redis: RedisServer) -> str:
@@ -347,7 +369,7 @@ async def test_chat_tab_with_redis_down_says_so_and_does_not_claim_the_message_i
 
 
 def test_a_saved_reply_says_so_on_every_face(fake: FakeUpstream, tmp_path: Path) -> None:
-    app = App(app_env(fake, CHATBOT_DB=str(tmp_path / "c.db")))
+    app = InProcess(app_env(fake, CHATBOT_DB=str(tmp_path / "c.db")))
     try:
         response = httpx.post(app.url + "chat", json={"message": "hi"}, timeout=60)
         assert response.status_code == 200 and response.json()["saved"] is True

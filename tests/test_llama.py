@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -196,14 +197,28 @@ NOTE = ("Here is a note about the history of the lighthouse keepers of the north
         "burning through storms and long winters, wrote down the ships that passed, and mended the lenses. ")
 
 
-def test_a_conversation_past_the_window_is_trimmed_and_every_turn_answers(switchboard) -> None:
+def test_a_conversation_past_the_window_is_trimmed_and_every_turn_answers(switchboard, caplog) -> None:
+    """Three turns, as few and as short as crossing the window allows (prompt processing is the cost on a
+    2-core machine): the first fills most of the window; the second takes the conversation past it, the
+    server answers the whole history with 200 and an empty body, and the app retries it trimmed to half;
+    the third is trimmed at once to the budget learned then. Storage keeps the whole conversation."""
     url = switchboard()
-    cid = None
-    for number in range(1, 8):  # ~450 tokens a message: the window is full by the fifth turn
-        cid, events = turn(url, f"Note {number}. {NOTE * 10}Reply with one short sentence.", cid)
-        answered(events)
-    kept = sum(len(m["content"]) for m in stored(url, cid))
-    assert kept > 1.5 * N_CTX * 4  # half as long again as the window at least (~4 characters a token)
+    retried = "empty answer to a"  # conversation._attempts' log line for the trimmed retry
+    caplog.set_level(logging.INFO, logger="switchboard.upstream")
+    # ~1,290 SmolLM2 tokens, then ~810: the two with the reply pass 2,048 (NOTE is ~40 tokens)
+    cid, events = turn(url, f"Note 1. {NOTE * 32}Reply with one short sentence.")
+    answered(events)
+    assert events[-1]["history_trimmed_turns"] == 0 and retried not in caplog.text
+    _, events = turn(url, f"Note 2. {NOTE * 20}Reply with one short sentence.", cid)
+    answered(events)
+    assert events[-1]["history_trimmed_turns"] >= 1 and caplog.text.count(retried) == 1, caplog.text
+    _, events = turn(url, "Note 3. Reply with one short sentence about lighthouses.", cid)
+    answered(events)
+    assert events[-1]["history_trimmed_turns"] >= 1 and caplog.text.count(retried) == 1, caplog.text
+    messages = stored(url, cid)
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 3
+    assert all(m["status"] == "complete" and m["content"].strip() for m in messages[1::2])
+    assert sum(len(m["content"]) for m in messages) > N_CTX * 4  # longer than the window (~4 characters a token)
 
 
 def test_stop_ends_generation_on_the_server(switchboard, llama) -> None:
