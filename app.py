@@ -47,6 +47,7 @@ from chatbot.compat import (  # noqa: E402
     quiet_event_failures,
     warm_up_gradio,
 )
+from chatbot.compat_chat import lazy_session_configs  # noqa: E402
 from chatbot.core.demo import demo_http_client  # noqa: E402
 from chatbot.core.errors import render  # noqa: E402
 from chatbot.core.i18n import language_of  # noqa: E402
@@ -86,6 +87,7 @@ def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
     LiveModels(settings, upstream.catalogue).start()
     demo = build_page(ChatUI(settings, upstream))
     cache_component_signatures()
+    lazy_session_configs()  # a new browser session no longer configures every block at once
     warm_up_gradio()
     # No default limit of one event at a time; no direct REST route that skips the queue. At most
     # CHATBOT_MAX_CONCURRENCY jobs at once in both assemblies (what launch(max_threads=...) does).

@@ -1,0 +1,107 @@
+"""chatbot/compat_chat.py: one test per use of Gradio's internals, so an upgrade that moves one fails here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+import pytest
+from conftest import make_settings
+from fake_upstream import Behaviour, FakeUpstream
+from gradio.blocks import BlocksConfig
+from gradio.state_holder import SessionState
+
+import app as switchboard
+from chatbot.compat_chat import lazy_session_configs
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmark's client plays the page
+
+
+def test_lazy_session_configs_configures_a_block_when_gradio_first_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new session configures no block at once; what Gradio reads is the value it built before."""
+    lazy_session_configs()
+    with gr.Blocks() as demo:
+        gr.Textbox(value="a", label="A")
+        chat = gr.Chatbot()
+        gr.State(1)
+    eager = {k: BlocksConfig.config_for_block(k, [], v) for k, v in demo.default_config.blocks.items()
+             if k in demo.blocks}
+    made: list[int] = []
+    original = BlocksConfig.config_for_block
+    monkeypatch.setattr(BlocksConfig, "config_for_block",
+                        staticmethod(lambda key, *rest: made.append(key) or original(key, *rest)))
+    state = SessionState(demo)
+    assert made == []  # Gradio's own __init__ configures every block here
+    history = [{"role": "user", "content": "hi"}]
+    state._update_value_in_config(chat._id, history)  # what every update of the chat does
+    assert made == [chat._id] and chat._id in state.config_values
+    eager[chat._id]["props"]["value"] = history
+    assert list(state.components) == [c for c in eager.values() if c]  # the deep link's read, in order
+    assert lazy_session_configs() is False  # once per process
+
+
+def _chain(config: dict[str, Any], box: int) -> list[dict[str, Any]]:
+    """The steps a message from ``box`` runs in the page, as Gradio's front end follows them."""
+    deps = {d["id"]: d for d in config["dependencies"]}
+    first = min((d for d in deps.values() if [box, "submit"] in [list(t) for t in d["targets"]]
+                 and d["api_name"] == "_clear_and_save_textbox"), key=lambda d: d["id"])
+    chain, frontier = [first], [first["id"]]
+    while frontier:
+        nxt = [d for d in deps.values() if d.get("trigger_after") in frontier]
+        chain += nxt
+        frontier = [d["id"] for d in nxt]
+    return chain
+
+
+async def test_shorten_submit_chain_sends_three_requests_per_message_and_the_same_updates(fake: FakeUpstream) -> None:
+    """The box's submit chain: three steps reach the server (take the message, the reply, keep the
+    conversation), the button steps run in the browser with the update the server sent for them, and the
+    merged first step empties the box, keeps the message and shows it."""
+    demo = switchboard.build(make_settings(fake.base_url))
+    config = demo.get_config_file()
+    box = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "message")
+    chain = _chain(config, box)
+    server = [d for d in chain if d["backend_fn"] and not d.get("js_implementation")]
+    browser = [d for d in chain if d.get("js_implementation")]
+    assert len(server) == 3 and len(browser) == 3, [(d["id"], d["api_name"]) for d in chain]
+    for dep in browser:  # the update each button step's JavaScript gives is the server's for that step
+        out = await demo.process_api(demo.fns[dep["id"]], [], state=SessionState(demo))
+        shown = json.loads(dep["js_implementation"].removeprefix("() => (").removesuffix(")"))
+        assert dep["outputs"] == [box] and out["data"][0] == shown
+    assert {"stop_btn": True, "submit_btn": False} in [{k: v for k, v in json.loads(
+        d["js_implementation"][7:-1]).items() if k.endswith("_btn")} for d in browser]
+    take = demo.fns[server[0]["id"]]
+    out = await demo.process_api(take, [{"text": "hello", "files": []}, []], state=SessionState(demo))
+    emptied, _, shown_chat = out["data"]
+    assert emptied["value"] == {"text": "", "files": []}
+    assert shown_chat[-1]["role"] == "user" and "hello" in json.dumps(shown_chat[-1]["content"])
+    keep = server[2]
+    assert len(keep["outputs"]) == 1 and keep["inputs"] == [c["id"] for c in config["components"]
+                                                            if c["type"] == "chatbot"][:1]
+
+
+async def test_a_shortened_chain_keeps_the_conversation_for_the_next_message(fake: FakeUpstream, serve) -> None:
+    """Two messages from one page through the shortened chain (played as Gradio's front end plays it):
+    each reply is shown whole, and the second request upstream carries the first exchange."""
+    from bench.clients import BrowserChatTarget, fetch_config, make_http_client
+
+    url = serve().rstrip("/")
+    client = make_http_client()
+    target = BrowserChatTarget("test", SimpleNamespace(url=url), client, await fetch_config(client, url))
+    try:
+        page, values = uuid.uuid4().hex[:12], target.new_page()
+        fake.push(Behaviour(reply="First answer."), Behaviour(reply="Second answer."))
+        first = await target.visit("one", None, "First answer.", page=values, session_hash=page)
+        assert first.ok, first.error
+        second = await target.visit("two", None, "Second answer.", page=values, session_hash=page)
+        assert second.ok, second.error
+        sent = [(m["role"], m["content"]) for m in fake.last.messages if m["role"] != "system"]
+        assert [r for r, _ in sent] == ["user", "assistant", "user"] and "First answer." in json.dumps(sent)
+    finally:
+        await target.close()
+        await client.aclose()
