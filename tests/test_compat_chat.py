@@ -105,3 +105,34 @@ async def test_a_shortened_chain_keeps_the_conversation_for_the_next_message(fak
     finally:
         await target.close()
         await client.aclose()
+
+
+def test_track_states_by_step_scans_the_pages_events_once_per_step() -> None:
+    """Which State outputs another event listens to is found once per step; every call still hashes the
+    values, so a changed State is seen as Gradio sees it."""
+    from chatbot.compat_chat import track_states_by_step
+
+    with gr.Blocks() as demo:
+        watched, quiet = gr.State(1), gr.State(2)
+        box = gr.Textbox()
+        box.submit(lambda: (3, 4), None, [watched, quiet])
+        watched.change(lambda v: v, watched, box)
+    block_fn = next(f for f in demo.fns.values() if f.outputs == [watched, quiet])
+    original = demo.get_state_ids_to_track(block_fn, SessionState(demo))
+
+    class Counted(dict):
+        scans = 0
+
+        def values(self):  # noqa: ANN202
+            Counted.scans += 1
+            return super().values()
+
+    track_states_by_step(demo)
+    state = SessionState(demo)
+    state.blocks_config.fns = Counted(state.blocks_config.fns)
+    assert demo.get_state_ids_to_track(block_fn, state) == original == ([watched._id], [original[1][0]])
+    scanned = Counted.scans
+    state[watched._id] = 5
+    ids, hashes = demo.get_state_ids_to_track(block_fn, state)
+    assert Counted.scans == scanned  # Gradio's own scans the page's events again at every call
+    assert ids == [watched._id] and hashes != original[1]
