@@ -169,25 +169,32 @@ def _in_browser(block_fn: Any, update: dict[str, Any]) -> None:
     block_fn.fn = step
 
 
-def _take_and_show(chat: Any) -> Callable[..., tuple]:
-    """The step that takes a message: what ChatInterface's first two steps did (empty the box and keep the
-    message; show it in the chat), in one request."""
+def _take_and_show(chat: Any, empties_box: bool) -> Callable[..., tuple]:
+    """The step that takes a message: what ChatInterface's first two steps did (keep the message, show it in
+    the chat; and empty the box, unless the browser does), in one request."""
 
     def take(message: Any, history: list) -> tuple:
         box, kept = chat._clear_and_save_textbox(message)
-        return box, kept, chat._append_message_to_history(kept, history or [], "user")
+        shown = chat._append_message_to_history(kept, history or [], "user")
+        return (box, kept, shown) if empties_box else (kept, shown)
 
     return take
+
+
+def _emptied(box: Any) -> Any:
+    """The box's value once emptied, as the server sends it."""
+    value = box.postprocess("")
+    return value.model_dump() if hasattr(value, "model_dump") else value
 
 
 def shorten_submit_chain(demo: gr.Blocks, chat: gr.ChatInterface) -> dict[str, int]:
     """The chain ChatInterface registers for a message sent from the box (the box's ``submit``), as cheap
     for the server as it can be, with what the page shows unchanged. How many steps each change touched:
 
-    - ``merged``: emptying the box and keeping the message, and showing the message in the chat, are one
-      request (they were two, one after the other);
-    - ``in_browser``: the steps that only change the box's buttons (Stop shown, then Send again, the box
-      unlocked) run in the browser (each was a request);
+    - ``merged``: keeping the message and showing it in the chat are one request (they were two, one after
+      the other, the first also emptying the box);
+    - ``in_browser``: the steps that only change the box run in the browser (each was a request): Stop
+      shown (and the box emptied) once the message is taken, then Send again, the box unlocked;
     - ``one_state``: after the reply, the conversation is kept in ``chatbot_state`` only: ChatInterface also
       copied it into ``chatbot_value``, whose change the page answered with two more requests that set the
       chat to what it already showed (this app never sets ``chatbot_value``);
@@ -207,9 +214,15 @@ def shorten_submit_chain(demo: gr.Blocks, chat: gr.ChatInterface) -> dict[str, i
         return counts
     show = next((f for f in _steps_after(demo, take._id) if f.fn == chat._append_message_to_history), None)
     if show is not None:
-        take.fn = _take_and_show(chat)
+        # Stop shown, when the message is taken: the browser also empties the box then
+        stop = next((f for f in _steps_after(demo, take._id) if f.trigger_only_on_success and _box_only(f, box)), None)
+        update = _update_for_browser(stop, box) if stop is not None else None
+        if stop is not None and update is not None:
+            _in_browser(stop, {**update, "value": _emptied(box)})
+            counts["in_browser"] += 1
+        take.fn = _take_and_show(chat, empties_box=update is None)
         take.inputs = [*take.inputs, chat.chatbot]
-        take.outputs = [*take.outputs, chat.chatbot]
+        take.outputs = [*(o for o in take.outputs if update is None or o is not box), chat.chatbot]
         for follower in _steps_after(demo, show._id):
             follower.trigger_after = take._id
         show.trigger_after = None  # nothing triggers it any more (it stays callable by index)
@@ -228,6 +241,8 @@ def shorten_submit_chain(demo: gr.Blocks, chat: gr.ChatInterface) -> dict[str, i
 
 def counts_for(step: Any, box: Any, chat: Any, counts: dict[str, int]) -> None:
     """One step of the chain: moved to the browser, narrowed to ``chatbot_state``, dropped, or left."""
+    if getattr(step.fn, "__js_implementation__", None):
+        return
     if _box_only(step, box):
         update = _update_for_browser(step, box)
         if update is not None:

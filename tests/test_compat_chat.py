@@ -69,16 +69,17 @@ async def test_shorten_submit_chain_sends_three_requests_per_message_and_the_sam
     server = [d for d in chain if d["backend_fn"] and not d.get("js_implementation")]
     browser = [d for d in chain if d.get("js_implementation")]
     assert len(server) == 3 and len(browser) == 3, [(d["id"], d["api_name"]) for d in chain]
-    for dep in browser:  # the update each button step's JavaScript gives is the server's for that step
+    emptied = {"text": "", "files": []}  # what ChatInterface's first step set the box to
+    for dep in browser:  # each step's JavaScript gives the update the server gave for it (and Stop's empties)
         out = await demo.process_api(demo.fns[dep["id"]], [], state=SessionState(demo))
         shown = json.loads(dep["js_implementation"].removeprefix("() => (").removesuffix(")"))
-        assert dep["outputs"] == [box] and out["data"][0] == shown
-    assert {"stop_btn": True, "submit_btn": False} in [{k: v for k, v in json.loads(
-        d["js_implementation"][7:-1]).items() if k.endswith("_btn")} for d in browser]
+        assert dep["outputs"] == [box]
+        assert shown == (out["data"][0] if "value" not in shown else {**out["data"][0], "value": emptied})
+    stop = next(d for d in browser if d["trigger_only_on_success"])
+    assert stop["trigger_after"] == server[0]["id"] and '"stop_btn": true' in stop["js_implementation"]
     take = demo.fns[server[0]["id"]]
     out = await demo.process_api(take, [{"text": "hello", "files": []}, []], state=SessionState(demo))
-    emptied, _, shown_chat = out["data"]
-    assert emptied["value"] == {"text": "", "files": []}
+    _, shown_chat = out["data"]
     assert shown_chat[-1]["role"] == "user" and "hello" in json.dumps(shown_chat[-1]["content"])
     keep = server[2]
     assert len(keep["outputs"]) == 1 and keep["inputs"] == [c["id"] for c in config["components"]
