@@ -137,3 +137,38 @@ def test_track_states_by_step_scans_the_pages_events_once_per_step() -> None:
     ids, hashes = demo.get_state_ids_to_track(block_fn, state)
     assert Counted.scans == scanned  # Gradio's own scans the page's events again at every call
     assert ids == [watched._id] and hashes != original[1]
+
+
+async def test_calmer_queue_sleeps_longer_while_no_event_waits() -> None:
+    """Gradio's queue looks for events every millisecond while none waits; after the touch every 10 ms (and
+    for progress every 100 ms)."""
+    import asyncio
+
+    from chatbot.compat_chat import PROGRESS_IDLE_SLEEP, QUEUE_IDLE_SLEEP, calmer_queue
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        box.submit(lambda text: text.upper(), box, box)
+    demo.queue()
+    queue = demo._queue
+    assert (queue.sleep_when_free, queue.progress_update_sleep_when_free) == (0.001, 0.01)  # Gradio's
+    calmer_queue(demo)
+    assert (queue.sleep_when_free, queue.progress_update_sleep_when_free) == (QUEUE_IDLE_SLEEP, PROGRESS_IDLE_SLEEP)
+    turns = 0
+    real_sleep = asyncio.sleep
+
+    async def counted(delay: float, *args: Any) -> Any:
+        nonlocal turns
+        turns += delay == QUEUE_IDLE_SLEEP
+        return await real_sleep(delay, *args)
+
+    asyncio.sleep = counted  # type: ignore[assignment]
+    try:
+        queue.stopped = False
+        loop = asyncio.create_task(queue.start_processing())
+        await real_sleep(0.3)
+        queue.stopped = True
+        await asyncio.wait_for(loop, 5)
+    finally:
+        asyncio.sleep = real_sleep  # type: ignore[assignment]
+    assert 0 < turns < 60  # Gradio's own loop turns about 300 times in 0.3 s
