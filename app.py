@@ -47,6 +47,7 @@ from chatbot.compat import (  # noqa: E402
     quiet_event_failures,
     warm_up_gradio,
 )
+from chatbot.compat_chat import calmer_queue, lazy_session_configs  # noqa: E402
 from chatbot.core.demo import demo_http_client  # noqa: E402
 from chatbot.core.errors import render  # noqa: E402
 from chatbot.core.i18n import language_of  # noqa: E402
@@ -86,11 +87,13 @@ def _build_ui(settings: Settings, upstream: Upstream) -> gr.Blocks:
     LiveModels(settings, upstream.catalogue).start()
     demo = build_page(ChatUI(settings, upstream))
     cache_component_signatures()
+    lazy_session_configs()  # a new browser session no longer configures every block at once
     warm_up_gradio()
     # No default limit of one event at a time; no direct REST route that skips the queue. At most
     # CHATBOT_MAX_CONCURRENCY jobs at once in both assemblies (what launch(max_threads=...) does).
     limit_queue_threads(demo, settings.max_concurrency)
     demo.queue(default_concurrency_limit=None, api_open=False)
+    calmer_queue(demo)  # Gradio's queue looks for events every 10 ms while none waits, not every 1 ms
     # Both assemblies (launch() and build_server's mount): Gradio's path checks on every event input, and
     # a failing event (a malformed payload) is an error for its caller and one log line, never a traceback.
     enforce_path_checks(demo)

@@ -598,7 +598,8 @@ class BrowserChatTarget(Target):
         ends, every ``.then()`` (and, as it went, ``.success()`` or ``.failure()``) follower is sent
         without waiting for its siblings, each reading the page's values as they are at that moment."""
         failed = False
-        if dep.get("backend_fn", True):
+        # A step Gradio's front end runs itself (its ``js_implementation``) sends no request.
+        if dep.get("backend_fn", True) and not dep.get("js_implementation"):
             data = [None if self.types.get(i) == "state" else values.get(i) for i in dep["inputs"]]
             outs_ids = dep["outputs"]
 

@@ -70,15 +70,19 @@ def section(res: dict[str, Any], level: str = "##") -> list[str]:
                          str(r.get("cut_streams", "")),
                          fmt_num(r["ttft_p50"], "ms"), fmt_num(r["ttft_p99"], "ms"), fmt_num(r["max_gap"], "ms"),
                          fmt_num(r["gap_p99"], "ms"), vs, fmt_num(r["wall_s"], "s"),
-                         " + ".join(f"{c:.1f}" for c in cpu) + " s", fmt_num(r["haproxy_cpu_s"], "s"),
+                         " + ".join(f"{c:.1f}" for c in cpu) + " s", f"{sum(cpu) / r['visitors'] * 1000:.0f} ms",
+                         fmt_num(r["haproxy_cpu_s"], "s"),
                          fmt_num(r["client_cpu_s"], "s"), f"{spent / nominal:.2f}",
                          ", ".join(f"{k} {v}" for k, v in r["per_replica"].items()) if setup != DIRECT else "",
                          f"**{verdict(r)}**" if setup != DIRECT and r["visitors"] == top else ""])
     L += _table(["Setup", "Visitors", "Completed", "Errors", "Queue streams cut", "TTFT p50", "TTFT p99",
                  "Longest gap", "Gap p99",
-                 "vs 1 process (TTFT p99 / gap)", "Wall", "Replicas' CPU", "haproxy CPU", "Client CPU",
+                 "vs 1 process (TTFT p99 / gap)", "Wall", "Replicas' CPU", "Per visitor", "haproxy CPU", "Client CPU",
                  "Cores needed",
                  "Visitors per replica", "Target"], rows)
+    L.append("")
+    L.append("Per visitor: the replicas' CPU in the step divided by its visitors (the app's cost of one "
+             "message and its reply, the chain's steps included).")
     L.append("")
     L.append(f"Cores needed: the CPU the replicas, haproxy and the benchmark's client spent in the step, per "
              f"second of the {nominal:g} s the replies take at the upstream's pace: above the machine's cores, "

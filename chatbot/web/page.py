@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from chatbot.compat import hide_progress, keep_typed_text, name_unnamed_controls, uploaded_by_gradio
+from chatbot.compat_chat import shorten_submit_chain, track_states_by_step
 from chatbot.core.attachments import FILE_TYPES
 from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
@@ -106,6 +107,8 @@ def build_page(chat: ChatUI) -> gr.Blocks:
         name_unnamed_controls(demo, textbox, BROWSER_TEXTS)  # browser-only; last: the others keep their indices
     hide_progress(demo, [chatbot, textbox])  # no overlay or timer on the chat and its box, whichever event
     keep_typed_text(demo, textbox)  # the end of a reply's chain no longer empties the (never locked) box
+    shorten_submit_chain(demo, chat_interface)  # a message costs the server 3 requests, not 8 (compat_chat.py)
+    track_states_by_step(demo)  # which States an update may change: worked out once per step, not per update
     return demo
 
 

@@ -154,11 +154,13 @@ def _note(title: str, body: str, status: str | None = None, note_id: str = NOTE_
 class Pacer:
     """Shares one budget of screen updates among all the streams of the app.
 
-    Every update costs Gradio about 2 ms of CPU whatever its size, so 200 streams at 25 updates a second
-    would need 10 CPU-seconds a second. While few streams run, each gets UPDATE_INTERVAL; when many do,
-    each gets an equal share of UPDATE_BUDGET, but never less than one update per MAX_INTERVAL."""
+    Every update costs the process about 1 ms of CPU whatever its size (Gradio's processing, the event
+    stream's write), so 200 streams at 25 updates a second would need 5 CPU-seconds a second. While few
+    streams run, each gets UPDATE_INTERVAL; when many do, each gets an equal share of ``budget`` updates a
+    second (an eighth of a core), but never less than one update per MAX_INTERVAL: from 50 streams on, a
+    process (each replica of several on one machine too) updates each stream every MAX_INTERVAL."""
 
-    def __init__(self, budget: float = 250.0) -> None:
+    def __init__(self, budget: float = 125.0) -> None:
         self.budget = budget
         self.active = 0
 

@@ -1,0 +1,174 @@
+"""chatbot/compat_chat.py: one test per use of Gradio's internals, so an upgrade that moves one fails here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+import pytest
+from conftest import make_settings
+from fake_upstream import Behaviour, FakeUpstream
+from gradio.blocks import BlocksConfig
+from gradio.state_holder import SessionState
+
+import app as switchboard
+from chatbot.compat_chat import lazy_session_configs
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmark's client plays the page
+
+
+def test_lazy_session_configs_configures_a_block_when_gradio_first_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new session configures no block at once; what Gradio reads is the value it built before."""
+    lazy_session_configs()
+    with gr.Blocks() as demo:
+        gr.Textbox(value="a", label="A")
+        chat = gr.Chatbot()
+        gr.State(1)
+    eager = {k: BlocksConfig.config_for_block(k, [], v) for k, v in demo.default_config.blocks.items()
+             if k in demo.blocks}
+    made: list[int] = []
+    original = BlocksConfig.config_for_block
+    monkeypatch.setattr(BlocksConfig, "config_for_block",
+                        staticmethod(lambda key, *rest: made.append(key) or original(key, *rest)))
+    state = SessionState(demo)
+    assert made == []  # Gradio's own __init__ configures every block here
+    history = [{"role": "user", "content": "hi"}]
+    state._update_value_in_config(chat._id, history)  # what every update of the chat does
+    assert made == [chat._id] and chat._id in state.config_values
+    eager[chat._id]["props"]["value"] = history
+    assert list(state.components) == [c for c in eager.values() if c]  # the deep link's read, in order
+    assert lazy_session_configs() is False  # once per process
+
+
+def _chain(config: dict[str, Any], box: int) -> list[dict[str, Any]]:
+    """The steps a message from ``box`` runs in the page, as Gradio's front end follows them."""
+    deps = {d["id"]: d for d in config["dependencies"]}
+    first = min((d for d in deps.values() if [box, "submit"] in [list(t) for t in d["targets"]]
+                 and d["api_name"] == "_clear_and_save_textbox"), key=lambda d: d["id"])
+    chain, frontier = [first], [first["id"]]
+    while frontier:
+        nxt = [d for d in deps.values() if d.get("trigger_after") in frontier]
+        chain += nxt
+        frontier = [d["id"] for d in nxt]
+    return chain
+
+
+async def test_shorten_submit_chain_sends_three_requests_per_message_and_the_same_updates(fake: FakeUpstream) -> None:
+    """The box's submit chain: three steps reach the server (take the message, the reply, keep the
+    conversation), the button steps run in the browser with the update the server sent for them, and the
+    merged first step empties the box, keeps the message and shows it."""
+    demo = switchboard.build(make_settings(fake.base_url))
+    config = demo.get_config_file()
+    box = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "message")
+    chain = _chain(config, box)
+    server = [d for d in chain if d["backend_fn"] and not d.get("js_implementation")]
+    browser = [d for d in chain if d.get("js_implementation")]
+    assert len(server) == 3 and len(browser) == 3, [(d["id"], d["api_name"]) for d in chain]
+    emptied = {"text": "", "files": []}  # what ChatInterface's first step set the box to
+    for dep in browser:  # each step's JavaScript gives the update the server gave for it (and Stop's empties)
+        out = await demo.process_api(demo.fns[dep["id"]], [], state=SessionState(demo))
+        shown = json.loads(dep["js_implementation"].removeprefix("() => (").removesuffix(")"))
+        assert dep["outputs"] == [box]
+        assert shown == (out["data"][0] if "value" not in shown else {**out["data"][0], "value": emptied})
+    stop = next(d for d in browser if d["trigger_only_on_success"])
+    assert stop["trigger_after"] == server[0]["id"] and '"stop_btn": true' in stop["js_implementation"]
+    take = demo.fns[server[0]["id"]]
+    out = await demo.process_api(take, [{"text": "hello", "files": []}, []], state=SessionState(demo))
+    _, shown_chat = out["data"]
+    assert shown_chat[-1]["role"] == "user" and "hello" in json.dumps(shown_chat[-1]["content"])
+    keep = server[2]
+    assert len(keep["outputs"]) == 1 and keep["inputs"] == [c["id"] for c in config["components"]
+                                                            if c["type"] == "chatbot"][:1]
+
+
+async def test_a_shortened_chain_keeps_the_conversation_for_the_next_message(fake: FakeUpstream, serve) -> None:
+    """Two messages from one page through the shortened chain (played as Gradio's front end plays it):
+    each reply is shown whole, and the second request upstream carries the first exchange."""
+    from bench.clients import BrowserChatTarget, fetch_config, make_http_client
+
+    url = serve().rstrip("/")
+    client = make_http_client()
+    target = BrowserChatTarget("test", SimpleNamespace(url=url), client, await fetch_config(client, url))
+    try:
+        page, values = uuid.uuid4().hex[:12], target.new_page()
+        fake.push(Behaviour(reply="First answer."), Behaviour(reply="Second answer."))
+        first = await target.visit("one", None, "First answer.", page=values, session_hash=page)
+        assert first.ok, first.error
+        second = await target.visit("two", None, "Second answer.", page=values, session_hash=page)
+        assert second.ok, second.error
+        sent = [(m["role"], m["content"]) for m in fake.last.messages if m["role"] != "system"]
+        assert [r for r, _ in sent] == ["user", "assistant", "user"] and "First answer." in json.dumps(sent)
+    finally:
+        await target.close()
+        await client.aclose()
+
+
+def test_track_states_by_step_scans_the_pages_events_once_per_step() -> None:
+    """Which State outputs another event listens to is found once per step; every call still hashes the
+    values, so a changed State is seen as Gradio sees it."""
+    from chatbot.compat_chat import track_states_by_step
+
+    with gr.Blocks() as demo:
+        watched, quiet = gr.State(1), gr.State(2)
+        box = gr.Textbox()
+        box.submit(lambda: (3, 4), None, [watched, quiet])
+        watched.change(lambda v: v, watched, box)
+    block_fn = next(f for f in demo.fns.values() if f.outputs == [watched, quiet])
+    original = demo.get_state_ids_to_track(block_fn, SessionState(demo))
+
+    class Counted(dict):
+        scans = 0
+
+        def values(self):  # noqa: ANN202
+            Counted.scans += 1
+            return super().values()
+
+    track_states_by_step(demo)
+    state = SessionState(demo)
+    state.blocks_config.fns = Counted(state.blocks_config.fns)
+    assert demo.get_state_ids_to_track(block_fn, state) == original == ([watched._id], [original[1][0]])
+    scanned = Counted.scans
+    state[watched._id] = 5
+    ids, hashes = demo.get_state_ids_to_track(block_fn, state)
+    assert Counted.scans == scanned  # Gradio's own scans the page's events again at every call
+    assert ids == [watched._id] and hashes != original[1]
+
+
+async def test_calmer_queue_sleeps_longer_while_no_event_waits() -> None:
+    """Gradio's queue looks for events every millisecond while none waits; after the touch every 10 ms (and
+    for progress every 100 ms)."""
+    import asyncio
+
+    from chatbot.compat_chat import PROGRESS_IDLE_SLEEP, QUEUE_IDLE_SLEEP, calmer_queue
+
+    with gr.Blocks() as demo:
+        box = gr.Textbox()
+        box.submit(lambda text: text.upper(), box, box)
+    demo.queue()
+    queue = demo._queue
+    assert (queue.sleep_when_free, queue.progress_update_sleep_when_free) == (0.001, 0.01)  # Gradio's
+    calmer_queue(demo)
+    assert (queue.sleep_when_free, queue.progress_update_sleep_when_free) == (QUEUE_IDLE_SLEEP, PROGRESS_IDLE_SLEEP)
+    turns = 0
+    real_sleep = asyncio.sleep
+
+    async def counted(delay: float, *args: Any) -> Any:
+        nonlocal turns
+        turns += delay == QUEUE_IDLE_SLEEP
+        return await real_sleep(delay, *args)
+
+    asyncio.sleep = counted  # type: ignore[assignment]
+    try:
+        queue.stopped = False
+        loop = asyncio.create_task(queue.start_processing())
+        await real_sleep(0.3)
+        queue.stopped = True
+        await asyncio.wait_for(loop, 5)
+    finally:
+        asyncio.sleep = real_sleep  # type: ignore[assignment]
+    assert 0 < turns < 60  # Gradio's own loop turns about 300 times in 0.3 s
