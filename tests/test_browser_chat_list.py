@@ -120,7 +120,7 @@ def test_the_chat_list_a_person_can_live_with(page: Page, fake: FakeUpstream) ->
     expect(stopped).to_be_visible()
     shown = page.evaluate("key => localStorage.getItem(key)", STORAGE_KEY)
     page.wait_for_function("([key, before]) => localStorage.getItem(key) !== before", arg=[STORAGE_KEY, shown],
-                           timeout=WAIT_MS)  # the save after the note
+                           polling=100, timeout=WAIT_MS)  # the save after the note
     page.reload()
     page.wait_for_selector("#chatbot", timeout=WAIT_MS)
     expect(page.locator("#chatbot")).to_contain_text("you said a long one")
