@@ -351,8 +351,8 @@ def _browser_turns(page: Page, url: str) -> None:
     expect(page.locator("#chatbot")).to_contain_text("you said endless page", timeout=WAIT_MS)
     # the streaming reply is saved in the browser as it goes (chatbot/web/cut_reply.py): wait for one save
     shown = page.evaluate("key => localStorage.getItem(key)", STORAGE_KEY)
-    page.wait_for_function("([key, before]) => localStorage.getItem(key) !== before", arg=[STORAGE_KEY, shown], polling=100,
-                           timeout=WAIT_MS)
+    page.wait_for_function("([key, before]) => localStorage.getItem(key) !== before", arg=[STORAGE_KEY, shown],
+                           polling=100, timeout=WAIT_MS)
 
 
 def _browser_goes_on(page: Page) -> None:
