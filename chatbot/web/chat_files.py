@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -141,3 +142,10 @@ def write_export(chat: Mapping[str, Any], kind: str, directory: str | os.PathLik
     if not path.exists():
         path.write_text(body, encoding="utf-8")
     return str(path)
+
+
+def prune(directory: Path, keep: int) -> None:
+    """Remove the oldest export folders beyond ``keep``."""
+    folders = sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for folder in folders[: max(0, len(folders) - keep)]:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -20,10 +20,9 @@ from __future__ import annotations
 import html
 import logging
 import os
-import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +64,6 @@ def upload_root() -> str:
     return upload_folder()
 
 
-def _prune(directory: Path, keep: int) -> None:
-    """Remove the oldest export folders beyond ``keep``."""
-    folders = sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    for folder in folders[: max(0, len(folders) - keep)]:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def _schema_once(button: gr.UploadButton) -> gr.UploadButton:
     """The button with its API schema computed once. Gradio builds every component's config for each new
     session, and UploadButton (unlike the components with a data model) regenerates its pydantic JSON schema
@@ -79,19 +71,6 @@ def _schema_once(button: gr.UploadButton) -> gr.UploadButton:
     schema = button.api_info()
     button.api_info = lambda: schema  # type: ignore[method-assign]
     return button
-
-
-def question(message: object) -> list[dict[str, Any]]:
-    """The visitor's message as chat messages, from the message box's value (``{"text", "files"}``, files
-    as paths or file dicts) or a string; :func:`chatbot.web.chats.clean_messages` decides which files are kept."""
-    if not isinstance(message, Mapping):
-        return [{"role": "user", "content": [message]}] if isinstance(message, str) and message else []
-    files = message.get("files")
-    files = files[:64] if isinstance(files, list) else []
-    parts: list[Any] = [{"path": f} if isinstance(f, str) else f for f in files]
-    if isinstance(message.get("text"), str) and message["text"]:
-        parts.append(message["text"])
-    return [{"role": "user", "content": parts}] if parts else []
 
 
 class ChatsPanel:
@@ -165,7 +144,7 @@ class ChatsPanel:
             try:
                 md = chat_files.write_export(chat, "md", EXPORT_DIR, lang)
                 json_path = chat_files.write_export(chat, "json", EXPORT_DIR, lang)
-                _prune(EXPORT_DIR, MAX_EXPORTS)
+                chat_files.prune(EXPORT_DIR, MAX_EXPORTS)
             except OSError as exc:
                 log.warning("could not write an export: %s", exc)
         return (
@@ -228,7 +207,7 @@ class ChatsPanel:
         if chats.valid_id(shown):
             self.replying.mark(_session(request))  # from now on the list waits for the reply
         params = ChatSettings.params(system, temperature, max_tokens).as_dict()
-        root, asked = self._root(request, saving=True), question(message)
+        root, asked = self._root(request, saving=True), cut_reply.question(message)
         started = chats.begin(store, shown, asked, model, root, lang, settings=params)
         return self._view(cut_reply.started(store, started, shown, asked, root, lang), lang)
 

@@ -28,6 +28,19 @@ CUT_ID = "switchboard-cut"
 SAVE_EVERY = 2.0
 
 
+def question(message: object) -> list[dict[str, Any]]:
+    """The visitor's message as chat messages, from the message box's value (``{"text", "files"}``, files
+    as paths or file dicts) or a string; :func:`chatbot.web.chats.clean_messages` decides which files are kept."""
+    if not isinstance(message, Mapping):
+        return [{"role": "user", "content": [message]}] if isinstance(message, str) and message else []
+    files = message.get("files")
+    files = files[:64] if isinstance(files, list) else []
+    parts: list[Any] = [{"path": f} if isinstance(f, str) else f for f in files]
+    if isinstance(message.get("text"), str) and message["text"]:
+        parts.append(message["text"])
+    return [{"role": "user", "content": parts}] if parts else []
+
+
 def note(lang: str) -> dict[str, Any]:
     """The note after a cut turn (an app note: it has a title, so it is never sent upstream)."""
     return {"role": "assistant", "content": [{"type": "text", "text": ""}],
