@@ -207,6 +207,19 @@ def test_a_failed_attempt_is_listed_then_not_kept_by_itself() -> None:
     assert chats.find(ui.saved(outputs[0], answered, "fast", Tab())[0], "try1") is not None
 
 
+def test_a_failed_attempt_settled_before_its_start_is_listed_is_not_listed_after() -> None:
+    """The list's start and the reply run as separate events: a reply that fails at once can be settled on
+    the server before the start is (a loaded CI run listed the failed attempt as a third chat). The start
+    that comes after lists nothing, and leaves the tab free for the list's changes."""
+    ui, tab = panel(), Tab("tab-fast-fail")
+    failed = {"messages": [QUESTION, FAILED_NOTE], "chat": "try2", "at": 1.0}
+    settled = ui.saved(chats.empty_store(), failed, "fast", tab)[0]
+    late = ui.started(settled, "try2", {"text": "Hi"}, "fast", *NO_SETTINGS, tab)[0]
+    assert chats.find(late, "try2") is None and not ui.replying.busy(tab.session_hash)
+    again = ui.started(late, "try2", {"text": "Hi"}, "fast", *NO_SETTINGS, tab)[0]  # the next try is listed
+    assert chats.find(again, "try2") is not None
+
+
 def test_delete_and_clear_can_be_undone() -> None:
     """15.2: Delete (and the chat box's Clear) offer an Undo that brings the chat back, on screen."""
     ui = panel()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from cachetools import TTLCache
 
 from chatbot.compat import upload_folder
 from chatbot.core.i18n import language_of, text
@@ -95,6 +96,8 @@ class ChatsPanel:
         self.replying = replying if replying is not None else Replying()  # marked by the chat function
         self.list = ChatList()
         self.latest = LatestStores()  # the store each tab was last sent
+        # tab -> the chat whose failed attempt was settled before its start was listed (see started)
+        self.discarded: TTLCache[str, str] = TTLCache(10_000, ttl=60.0)
         self._held = threading.local()  # how deep this thread is in its tab's turn
         self.save_wait_s = SAVE_WAIT_S
         # a streaming reply, saved as it goes
@@ -204,6 +207,8 @@ class ChatsPanel:
         under its id."""
         lang = language_of(request)
         store = self._store(raw, request)
+        if shown is not None and self.discarded.pop(_session(request) or "", None) == shown:
+            return self._view(store, lang)  # its reply failed and was settled first: nothing to list
         if chats.valid_id(shown):
             self.replying.mark(_session(request))  # from now on the list waits for the reply
         params = ChatSettings.params(system, temperature, max_tokens).as_dict()
@@ -231,6 +236,8 @@ class ChatsPanel:
                 store = chats.save(store, kept or messages, model, root, lang, chat_id=target,
                                    settings=given.get("settings"))
             elif target:  # a failed attempt is not kept by itself
+                if chats.find(store, target) is None and (tab := _session(request)):  # its start is not
+                    self.discarded[tab] = target  # listed yet (the two run apart): started lists nothing
                 store = chats.delete(store, target)
             shown = (kept, kept) if kept else (gr.skip(), gr.skip())
             query = self.latest.search(_session(request), query)  # the box's latest, not the one sent
