@@ -406,15 +406,18 @@ async def test_an_edit_in_place_is_what_goes_upstream_next_turn(fake: FakeUpstre
         assert ("assistant", "edited in place") in sent()
 
 
-def test_pacer_gives_each_stream_the_longest_interval_from_fifty_streams() -> None:
-    """One stream is updated every UPDATE_INTERVAL; from 50 streams in a process (a replica's share of 150
-    visitors on three) each gets MAX_INTERVAL, the most updates a gap under 0.5 s allows."""
+def test_pacer_gives_each_stream_the_longest_interval_from_a_hundred_streams() -> None:
+    """One stream is updated every UPDATE_INTERVAL; 50 streams in a process share the budget (each more often
+    than MAX_INTERVAL); from 100 (a replica's share of 200 visitors on two) each gets MAX_INTERVAL, the most
+    updates a gap under 0.5 s allows."""
     from chatbot.web.ui import MAX_INTERVAL, UPDATE_INTERVAL, Pacer
 
     pacer = Pacer()
     pacer.active = 1
     assert pacer.interval() == UPDATE_INTERVAL
     pacer.active = 50
+    assert UPDATE_INTERVAL < pacer.interval() < MAX_INTERVAL
+    pacer.active = 100
     assert pacer.interval() == MAX_INTERVAL
     pacer.active = 10
-    assert UPDATE_INTERVAL < pacer.interval() < MAX_INTERVAL
+    assert pacer.interval() == UPDATE_INTERVAL  # ten streams all get the full rate

@@ -157,10 +157,11 @@ class Pacer:
     Every update costs the process about 1 ms of CPU whatever its size (Gradio's processing, the event
     stream's write), so 200 streams at 25 updates a second would need 5 CPU-seconds a second. While few
     streams run, each gets UPDATE_INTERVAL; when many do, each gets an equal share of ``budget`` updates a
-    second (an eighth of a core), but never less than one update per MAX_INTERVAL: from 50 streams on, a
-    process (each replica of several on one machine too) updates each stream every MAX_INTERVAL."""
+    second (a quarter of a core), but never less than one update per MAX_INTERVAL: from 100 streams on, a
+    process (each replica of several on one machine too) updates each stream every MAX_INTERVAL. (A budget of
+    125 saved CPU but widened the chat tab's longest gap at 50 visitors from 344 to 456 ms: docs/benchmarks.)"""
 
-    def __init__(self, budget: float = 125.0) -> None:
+    def __init__(self, budget: float = 250.0) -> None:
         self.budget = budget
         self.active = 0
 
