@@ -5,7 +5,6 @@ reopened chat once came back without its system prompt under load)."""
 from __future__ import annotations
 
 import threading
-import time
 
 from test_chats_panel import ANSWER, QUESTION, Tab, panel
 
@@ -41,10 +40,8 @@ def test_a_chat_opened_while_the_reply_before_is_being_saved_opens_with_its_sett
              "chat": "other1", "at": 1.0}
     late = threading.Timer(0.5, ui.saved, (started, reply, "fast", tab))  # the save, still on its way
     late.start()
-    began = time.monotonic()
     opened = ui.open(started, "first1", "other1", "fast", tab)  # the click carries the store before the save
     late.join()
     store = opened[0]
-    assert time.monotonic() - began < ui.save_wait_s
     assert store["current"] == "first1" and opened[SYSTEM] == "Answer briefly."
     assert [m["content"][0]["text"] for m in chats.find(store, "other1")["messages"]] == ["Other chat", "Sure."]
