@@ -322,11 +322,13 @@ class ChatsPanel:
             store = back if back["current"] else store
         return (*self._view(store, lang), *self._shown(store, model, lang, _session(request), shown))
 
-    def searched(self, raw: object, query: object, request: gr.Request) -> list[Any]:
-        """The list with only the chats whose title matches the search (kept for the tab's next save)."""
+    @_one_at_a_time
+    def searched(self, raw: object, query: object, request: gr.Request) -> tuple[Any, ...]:
+        """The list with only the chats whose title matches the search (kept for the tab's next save). One at a
+        time with the tab's saves: a save that read the search before it changed never answers after it."""
         store = self._store(raw, request)
         query = self.latest.searched(_session(request), query if isinstance(query, str) else "")
-        return self.list.updates(store, query)
+        return tuple(self.list.updates(store, query))
 
     @_one_at_a_time
     def imported(self, raw: object, file: object, shown: str | None, model: str | None,
