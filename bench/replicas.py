@@ -27,7 +27,7 @@ import psutil
 
 from .clients import BrowserChatTarget, SessionStream, Target, Visit, fetch_config, gather_visits
 from .fake_server import reply_text
-from .procs import ROOT, AppProcess, free_port
+from .procs import ROOT, AppProcess, free_port, stop_process
 
 HAPROXY_CFG = ROOT / "deploy" / "haproxy.cfg"
 DIRECT = "direct"  # the configuration without the balancer: one process, visited on its own port
@@ -76,13 +76,7 @@ class Server:
         return _cpu(self.ps)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def start_redis() -> Server:

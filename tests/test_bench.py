@@ -27,12 +27,12 @@ SMALLEST = ("--ttft-rounds", "2", "--ttft-samples", "2", "--runs", "1", "--throu
 
 @pytest.mark.bench
 @pytest.mark.slow
-def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
-    out = tmp_path / "bench"
+def _bench(out: Path, *args: str) -> str:
+    """``python -m bench --quick --out out *args`` in its own session (whatever happens, nothing it started
+    outlives the test); asserts it succeeded and returns what it printed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATBOT_", "OPENAI_", "REDIS_URL"))}
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
-    # its own session: whatever happens, nothing the benchmark started outlives the test
-    with subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--out", str(out), *SMALLEST], cwd=ROOT, env=env,
+    with subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--out", str(out), *args], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
         try:
             stdout, stderr = proc.communicate(timeout=240)
@@ -40,6 +40,12 @@ def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    stdout = _bench(out, *SMALLEST)
 
     table = (out / "results.md").read_text(encoding="utf-8")
     assert "## Headlines" in table
@@ -83,17 +89,7 @@ def test_quick_replicas_benchmark_routes_each_visitor_through_haproxy(tmp_path: 
     for name in ("haproxy", "redis-server"):
         _binary(name)
     out = tmp_path / "bench"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATBOT_", "OPENAI_", "REDIS_URL"))}
-    env["GRADIO_ANALYTICS_ENABLED"] = "False"
-    with subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--only", "replicas", "--out", str(out)],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as proc:
-        try:
-            stdout, stderr = proc.communicate(timeout=240)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, stderr[-3000:]
+    stdout = _bench(out, "--only", "replicas")
     assert not (out / "results.md").exists()  # its own document
     table = (out / "replicas.md").read_text(encoding="utf-8")
     assert table.strip() in stdout and "failed" not in table, table
