@@ -1,15 +1,19 @@
-"""A visit: what one visitor saw for one message, the :class:`Target` a visitor sends to, and many visitors
-at once (:func:`gather_visits`). The targets themselves: bench/targets.py (the upstream floor, Gradio's API,
-Switchboard's HTTP API) and bench/clients.py (the chat page, its browser submit chain)."""
+"""A visit: what one visitor saw for one message, the :class:`Target` a visitor sends to, many visitors at
+once (:func:`gather_visits`) and what they saw together (:func:`visit_stats`). The targets themselves:
+bench/targets.py (the upstream floor, Gradio's API, Switchboard's HTTP API) and bench/clients.py (the chat
+page, its browser submit chain)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from bench.stats import percentile
 
 perf = time.perf_counter
 
@@ -105,3 +109,18 @@ async def gather_visits(target: Target, n: int, message: str, expected: str | No
     ends = [v.end for v in visits if v.end is not None]
     t_end = t_cut if censored else max(ends, default=perf())
     return visits, t_start, t_end, censored
+
+
+def visit_stats(visits: list[Visit]) -> dict[str, Any]:
+    """Visitors' TTFT and gaps (p50, p99, longest), completions and errors, over one step."""
+    ttfts = [v.ttft if v.ttft is not None else math.inf for v in visits]
+    gaps = [v.max_gap for v in visits if v.ok and v.max_gap is not None]
+    errors = [v.error for v in visits if not v.ok]
+    return {
+        "n": len(visits), "completed": sum(v.ok for v in visits), "errors": len(errors),
+        "error_examples": sorted(set(e for e in errors if e))[:3],
+        "ttft_p50": percentile(ttfts, 50), "ttft_p99": percentile(ttfts, 99), "ttft_max": max(ttfts, default=math.nan),
+        "max_gap": max(gaps, default=math.nan), "gap_p99": percentile(gaps, 99) if gaps else math.nan,
+        "updates": sum(len(v.updates) for v in visits),
+    }
+
