@@ -34,13 +34,13 @@ def _ratio(value: float, base: float) -> str:
 
 
 def section(res: dict[str, Any], level: str = "##") -> list[str]:
+    """The replicas scenario's section (none when it did not run): how it was measured, the table, notes."""
     rep = res.get("scenarios", {}).get("replicas", {})
     L: list[str] = []
     if not rep.get("setups"):
         return L
     setups = rep["setups"]
     top = max(rep["visitors"])
-    direct = {r["visitors"]: r for r in setups.get(DIRECT, [])}
     nominal = rep["reply_tokens"] / rep["tps"]  # seconds one stream takes at the upstream's pace
     counts = ", ".join(str(int(k.split("-")[1])) for k in setups if k != DIRECT)
     L.append(f"{level} The chat tab through a load balancer: 1 process against {counts} replicas")
@@ -58,6 +58,23 @@ def section(res: dict[str, Any], level: str = "##") -> list[str]:
     L.append(f"Target (issue 17): with replicas, at {top} visitors, TTFT p99 ≤ {TTFT_P99_TARGET * 1000:.0f} ms, "
              f"no gap over {GAP_TARGET * 1000:.0f} ms between two pieces, 0 errors.")
     L.append("")
+    L += _table(["Setup", "Visitors", "Completed", "Errors", "Queue streams cut", "TTFT p50", "TTFT p99",
+                 "Longest gap", "Gap p99",
+                 "vs 1 process (TTFT p99 / gap)", "Wall", "Replicas' CPU", "Per visitor", "haproxy CPU", "Client CPU",
+                 "Cores needed",
+                 "Visitors per replica", "Target"], _rows(setups, top, nominal))
+    L.append("")
+    L += _explanations(nominal)
+    examples = sorted({e for steps in setups.values() for r in steps for e in r.get("error_examples", [])})
+    if examples:
+        L.append("Errors seen: " + "; ".join(f"`{e}`" for e in examples[:4]) + ".")
+        L.append("")
+    return L
+
+
+def _rows(setups: dict[str, list[dict[str, Any]]], top: int, nominal: float) -> list[list[str]]:
+    """One row per setup and step, each balanced setup beside the 1-process baseline at the same step."""
+    direct = {r["visitors"]: r for r in setups.get(DIRECT, [])}
     rows = []
     for setup, steps in setups.items():
         for r in steps:
@@ -75,12 +92,12 @@ def section(res: dict[str, Any], level: str = "##") -> list[str]:
                          fmt_num(r["client_cpu_s"], "s"), f"{spent / nominal:.2f}",
                          ", ".join(f"{k} {v}" for k, v in r["per_replica"].items()) if setup != DIRECT else "",
                          f"**{verdict(r)}**" if setup != DIRECT and r["visitors"] == top else ""])
-    L += _table(["Setup", "Visitors", "Completed", "Errors", "Queue streams cut", "TTFT p50", "TTFT p99",
-                 "Longest gap", "Gap p99",
-                 "vs 1 process (TTFT p99 / gap)", "Wall", "Replicas' CPU", "Per visitor", "haproxy CPU", "Client CPU",
-                 "Cores needed",
-                 "Visitors per replica", "Target"], rows)
-    L.append("")
+    return rows
+
+
+def _explanations(nominal: float) -> list[str]:
+    """What the table's derived columns mean."""
+    L: list[str] = []
     L.append("Per visitor: the replicas' CPU in the step divided by its visitors (the app's cost of one "
              "message and its reply, the chain's steps included).")
     L.append("")
@@ -93,10 +110,6 @@ def section(res: dict[str, Any], level: str = "##") -> list[str]:
              "event was still pending (what a replica that does not hold the session does); the benchmark's "
              "client reopens it, Gradio's front end would show an error, so the target counts them as errors.")
     L.append("")
-    examples = sorted({e for steps in setups.values() for r in steps for e in r.get("error_examples", [])})
-    if examples:
-        L.append("Errors seen: " + "; ".join(f"`{e}`" for e in examples[:4]) + ".")
-        L.append("")
     return L
 
 

@@ -26,10 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.clients import HTTPStreamTarget, SDKTarget, gather_visits, make_http_client
 from bench.fake_server import reply_text
 from bench.procs import ROOT, AppProcess, FakeProcess
 from bench.stats import percentile
+from bench.targets import HTTPStreamTarget, SDKTarget
+from bench.visit import gather_visits, make_http_client
 
 
 def describe(name: str, n: int, visits, wall: float, cpu: float | None) -> str:
@@ -64,7 +65,7 @@ def _with_env(app: AppProcess, extra: dict[str, str], path: str):
     return cmd_env
 
 
-async def main() -> None:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.probes.http_gaps")
     p.add_argument("--streams", default="50,200")
     p.add_argument("--tokens", type=int, default=400)
@@ -78,16 +79,26 @@ async def main() -> None:
     p.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     p.add_argument("--env", action="append", default=[], help="KEY=VALUE for the app's environment")
     p.add_argument("--no-floor", action="store_true", help="skip the upstream floor steps")
-    a = p.parse_args()
-    steps = [int(x) for x in a.streams.split(",") if x]
-    fake = FakeProcess()
-    logs = Path(tempfile.mkdtemp(prefix="http-gaps-"))
+    return p.parse_args(argv)
+
+
+def app_processes(a: argparse.Namespace, fake: FakeProcess) -> dict[str, AppProcess]:
+    """One Switchboard per ``--root`` (default this checkout), with ``--env`` and its extra PYTHONPATH."""
     apps: dict[str, AppProcess] = {}
     for i, spec in enumerate(a.root or [str(ROOT)]):
         root, _, path = spec.partition(":PYTHONPATH=")
-        app = AppProcess("switchboard", fake.base_url, root=Path(os.path.realpath(root)))  # noqa: ASYNC240 - once, before any load
+        app = AppProcess("switchboard", fake.base_url, root=Path(os.path.realpath(root)))
         app.command = _with_env(app, dict(kv.split("=", 1) for kv in a.env), path)  # type: ignore[method-assign]
         apps[f"HTTP#{i}" if len(a.root) > 1 else "HTTP"] = app
+    return apps
+
+
+async def main() -> None:
+    a = parse()
+    steps = [int(x) for x in a.streams.split(",") if x]
+    fake = FakeProcess()
+    logs = Path(tempfile.mkdtemp(prefix="http-gaps-"))
+    apps = app_processes(a, fake)
     try:
         for app in apps.values():
             app.start(180.0, logs)
