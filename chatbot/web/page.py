@@ -49,10 +49,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
     with gr.Blocks(
         title="Switchboard", analytics_enabled=False, fill_height=True, delete_cache=(3_600, 86_400)
     ) as demo:
-        gr.Markdown(ui("header"), elem_id="sb-header")
-        if settings.demo:
-            # a visitor of a public demo can set no variable: the banner tells them only what it is
-            gr.Markdown(ui("demo_banner_public" if settings.public else "demo_banner"), elem_id="demo-banner")
+        _header(settings)
         chat.files.uploaded = uploaded_by_gradio(demo)
         panel = ChatsPanel(browser_secret(settings), chat.gauge, chat.model_update, chat.files, chat.replying)
         chat_settings = ChatSettings(settings)  # the chat's own system prompt, temperature, reply length
@@ -63,13 +60,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
             gr.LoginButton()
         # The model picker, the gauge and the session line sit under the message box (rendered there,
         # after the chat; made here because the chat takes the picker as an input).
-        with gr.Row(render=False, elem_id="sb-controls", equal_height=False) as controls:
-            model = _model_picker(settings, chat.upstream.catalogue)
-            with gr.Column(scale=2, min_width=240):
-                gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
-                session = gr.Markdown(ui("session_empty"), elem_id="session-total")
-            with gr.Column(scale=1, min_width=240, visible=_key_shown(settings)):
-                user_key = _user_key_box(settings)
+        controls, model, gauge, session, user_key = _controls(settings, chat.upstream.catalogue)
         chatbot, textbox = _chat_area(chat_height(banner=settings.demo))
         totals = gr.State(Totals().as_dict())
         finished = gr.State(None)
@@ -110,6 +101,27 @@ def build_page(chat: ChatUI) -> gr.Blocks:
     shorten_submit_chain(demo, chat_interface)  # a message costs the server 3 requests, not 8 (compat_chat.py)
     track_states_by_step(demo)  # which States an update may change: worked out once per step, not per update
     return demo
+
+
+def _header(settings: Settings) -> None:
+    """The title, and on the offline demo the banner that says what it is."""
+    gr.Markdown(ui("header"), elem_id="sb-header")
+    if settings.demo:
+        # a visitor of a public demo can set no variable: the banner tells them only what it is
+        gr.Markdown(ui("demo_banner_public" if settings.public else "demo_banner"), elem_id="demo-banner")
+
+
+def _controls(settings: Settings, catalogue: Catalogue) -> tuple[gr.Row, gr.Dropdown, gr.HTML, gr.Markdown, gr.Textbox]:
+    """The row under the message box (not rendered yet): the model picker, the gauge and the session line, the
+    visitor's own key; (the row, the picker, the gauge, the session line, the key box)."""
+    with gr.Row(render=False, elem_id="sb-controls", equal_height=False) as controls:
+        model = _model_picker(settings, catalogue)
+        with gr.Column(scale=2, min_width=240):
+            gauge = gr.HTML("", elem_id="gauge")  # filled on page load, in the visitor's language
+            session = gr.Markdown(ui("session_empty"), elem_id="session-total")
+        with gr.Column(scale=1, min_width=240, visible=_key_shown(settings)):
+            user_key = _user_key_box(settings)
+    return controls, model, gauge, session, user_key
 
 
 def _model_picker(settings: Settings, catalogue: Catalogue) -> gr.Dropdown:
