@@ -55,6 +55,8 @@ def machine_info() -> dict[str, Any]:
 
 
 class Bench:
+    """One benchmark run: its apps and their targets, which every scenario module reads and starts more of."""
+
     def __init__(self, opts: Options, log=print) -> None:
         self.opts = opts
         self.log = log
