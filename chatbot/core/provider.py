@@ -23,6 +23,7 @@ import openai
 import orjson
 
 from chatbot.compat import ShortWaitClient
+from chatbot.compat_sdk import AioHttpClient
 from chatbot.core.catalogue import Model
 from chatbot.core.chunks import ThinkSplitter, chunk_events, decode_chunk, sse_data, stream_error
 from chatbot.core.errors import FirstTokenTimeout, IdleTimeout, StreamProblem, friendly, friendly_error
@@ -63,13 +64,14 @@ def make_client(settings: Settings, api_key: str | None = None, **kwargs: object
     """An ``AsyncOpenAI`` for the configured base URL: one per process (or per visitor's own key)."""
     key = api_key or (settings.api_key.get_secret_value() if settings.api_key else "demo")
     longest_silence = max(settings.first_token_timeout, settings.idle_timeout) + 5
-    if api_key is None and "http_client" not in kwargs:
-        # The process's shared client keeps a connection alive per concurrent stream (the SDK keeps 100):
-        # after a busy minute, the next burst of visitors reuses them instead of opening a connection
-        # each (a new connection was ~20% of the app's CPU while 200 visitors arrived at once, py-spy).
+    if "http_client" not in kwargs:
+        # The SDK's aiohttp transport (chatbot.compat_sdk: its bodies are parsed in C; see replicas.md,
+        # fourth session). The process's shared client keeps a connection alive per concurrent stream (the
+        # SDK keeps 100): after a busy minute, the next burst of visitors reuses them instead of opening a
+        # connection each (a new connection was ~20% of the app's CPU while 200 visitors arrived at once).
         limits = httpx2.Limits(max_connections=max(1000, settings.max_concurrency),
                                max_keepalive_connections=settings.max_concurrency)
-        kwargs["http_client"] = openai.DefaultAsyncHttpxClient(limits=limits)
+        kwargs["http_client"] = AioHttpClient(limits=limits) if api_key is None else AioHttpClient()
     client = ShortWaitClient(
         api_key=key,
         base_url=settings.base_url,
