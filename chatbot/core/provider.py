@@ -166,7 +166,8 @@ async def _read(
             "model": model.id, "messages": prepared.messages, "stream": True,
             "stream_options": {"include_usage": True}, **cap,
         })
-        http = await client.post("/chat/completions", cast_to=httpx2.Response, content=body, stream=True)
+        http = await client.post("/chat/completions", cast_to=httpx2.Response, content=body, stream=True,
+                                 options={"timeout": _stream_timeout(client.timeout)})
         try:  # closing a response that was not read to its end closes the connection: the provider stops
             raw = http.aiter_bytes()
             finish = await _relayed(http, raw, prepared, mailbox, counter)
@@ -185,6 +186,15 @@ async def _read(
             else:  # classified (and shown to the visitor) as the provider's failure
                 log.warning("upstream request failed: %s", type(exc).__name__)
             mailbox.put(exc)
+
+
+def _stream_timeout(timeout: float | httpx2.Timeout | None) -> httpx2.Timeout:
+    """The client's time-outs for a reply's request, without the one for reading: the reply's silences are
+    timed by :func:`reply_events` (first token, idle, the whole reply), which closes the connection, and a read
+    time-out would only re-arm a timer for every packet of the body."""
+    if isinstance(timeout, httpx2.Timeout):
+        return httpx2.Timeout(connect=timeout.connect, read=None, write=timeout.write, pool=timeout.pool)
+    return httpx2.Timeout(None, connect=timeout)
 
 
 async def _relayed(
