@@ -18,7 +18,7 @@ retries and :func:`chatbot.core.errors.friendly_error` see the same failures whi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import httpx2
@@ -51,6 +51,14 @@ def as_httpx_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def _reraise(exc: Exception) -> NoReturn:
+    """Raise :func:`as_httpx_error` of ``exc``, caused by aiohttp's exception (``exc`` as it was otherwise)."""
+    mapped = as_httpx_error(exc)
+    if mapped is exc:
+        raise exc
+    raise mapped from mapped.__cause__
+
+
 class _MappedStream(httpx2.AsyncByteStream):
     """A response body from the adapter, its read errors translated (:func:`as_httpx_error`)."""
 
@@ -62,7 +70,7 @@ class _MappedStream(httpx2.AsyncByteStream):
             async for chunk in self._inner:
                 yield chunk
         except Exception as exc:
-            raise as_httpx_error(exc) from None
+            _reraise(exc)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -78,7 +86,7 @@ class MappedTransport(httpx2.AsyncBaseTransport):
         try:
             response = await self.inner.handle_async_request(request)
         except Exception as exc:
-            raise as_httpx_error(exc) from None
+            _reraise(exc)
         if isinstance(response.stream, httpx2.AsyncByteStream):
             response.stream = _MappedStream(response.stream)
         return response

@@ -119,6 +119,26 @@ async def test_a_failure_reads_the_same_through_aiohttp_as_through_httpx2(serve:
         assert kinds == [kind, kind]
 
 
+class _Failing(httpx2.AsyncBaseTransport):
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        raise self.exc
+
+
+async def test_a_translated_error_keeps_aiohttps_as_its_cause() -> None:
+    request = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    disconnected = aiohttp.ServerDisconnectedError()
+    with pytest.raises(httpx2.RemoteProtocolError) as raised:
+        await MappedTransport(_Failing(disconnected)).handle_async_request(request)
+    assert raised.value.__cause__ is disconnected
+    own = httpx2.ReadTimeout("slow")
+    with pytest.raises(httpx2.ReadTimeout) as raised_own:
+        await MappedTransport(_Failing(own)).handle_async_request(request)
+    assert raised_own.value is own
+
+
 def test_only_aiohttp_errors_are_translated() -> None:
     other = ValueError("not a transport's")
     assert as_httpx_error(other) is other
