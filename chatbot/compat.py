@@ -1,5 +1,5 @@
-"""Every use of Gradio's and the SDK's private internals, one function per touch, each tested in
-tests/test_compat.py (those that make a chat-tab message cheaper: chatbot/compat_chat.py, test_compat_chat.py).
+"""Every use of Gradio's and the SDK's private internals, one function per touch, each tested in tests/test_compat.py
+(a cheaper chat-tab message: compat_chat.py, test_compat_chat.py; the SDK's aiohttp transport: compat_sdk.py).
 
 Each function says which internal it relies on (checked against Gradio 6.31 and openai 3.57, the versions
 requirements.txt pins), so an upgrade that moves it fails that function's test rather than silently

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx2
 import pytest
-from conftest import TEST_KEY
+from conftest import TEST_KEY, make_settings
 from fake_upstream import Behaviour, FakeUpstream
 
 from chatbot.core.chunks import ThinkSplitter, chunk_events, sse_data
 from chatbot.core.events import Done, ErrorEvent, HistoryTrimmed, Idle, ReasoningDelta, TextDelta, Usage
 from chatbot.core.history import History
+from chatbot.core.provider import _stream_timeout
 from chatbot.core.reply import drain
 from chatbot.core.upstream import Upstream, prepares_inline
 
@@ -182,6 +184,28 @@ async def test_idle_timeout_mid_reply(fake: FakeUpstream, settings_for) -> None:
     core = upstream_for(settings_for, CHATBOT_IDLE_TIMEOUT="0.5")
     text, events = await drain(core.stream("Hi", [], "fast"))
     assert text == "abcd" and events[-1].error.kind == "idle_timeout" and events[-1].partial
+
+
+async def test_a_provider_that_never_answers_is_cut_at_the_first_token_timeout() -> None:
+    """A reply's request has no read time-out of the transport's (provider._stream_timeout keeps the client's
+    others): the turn's own first-token time-out ends a request whose answer never starts, and closes it."""
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # no answer, not even a status line; until the app closes the connection
+        closed.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+        core = Upstream(make_settings(url, CHATBOT_FIRST_TOKEN_TIMEOUT="0.5"))
+        _, events = await drain(core.stream("Hi", [], None))
+        assert events[-1].error.kind == "first_token_timeout"
+        await asyncio.wait_for(closed.wait(), 10)
+    finally:
+        server.close()
+    timeout = _stream_timeout(httpx2.Timeout(30.0, connect=5.0))
+    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (5.0, None, 30.0, 30.0)
 
 
 async def test_idle_events_while_silent(fake: FakeUpstream, settings_for) -> None:

@@ -23,6 +23,7 @@ import openai
 import orjson
 
 from chatbot.compat import ShortWaitClient
+from chatbot.compat_sdk import AioHttpClient
 from chatbot.core.catalogue import Model
 from chatbot.core.chunks import ThinkSplitter, chunk_events, decode_chunk, sse_data, stream_error
 from chatbot.core.errors import FirstTokenTimeout, IdleTimeout, StreamProblem, friendly, friendly_error
@@ -63,13 +64,14 @@ def make_client(settings: Settings, api_key: str | None = None, **kwargs: object
     """An ``AsyncOpenAI`` for the configured base URL: one per process (or per visitor's own key)."""
     key = api_key or (settings.api_key.get_secret_value() if settings.api_key else "demo")
     longest_silence = max(settings.first_token_timeout, settings.idle_timeout) + 5
-    if api_key is None and "http_client" not in kwargs:
-        # The process's shared client keeps a connection alive per concurrent stream (the SDK keeps 100):
-        # after a busy minute, the next burst of visitors reuses them instead of opening a connection
-        # each (a new connection was ~20% of the app's CPU while 200 visitors arrived at once, py-spy).
+    if "http_client" not in kwargs:
+        # The SDK's aiohttp transport (chatbot.compat_sdk: its bodies are parsed in C; see replicas.md,
+        # fourth session). The process's shared client keeps a connection alive per concurrent stream (the
+        # SDK keeps 100): after a busy minute, the next burst of visitors reuses them instead of opening a
+        # connection each (a new connection was ~20% of the app's CPU while 200 visitors arrived at once).
         limits = httpx2.Limits(max_connections=max(1000, settings.max_concurrency),
                                max_keepalive_connections=settings.max_concurrency)
-        kwargs["http_client"] = openai.DefaultAsyncHttpxClient(limits=limits)
+        kwargs["http_client"] = AioHttpClient(limits=limits) if api_key is None else AioHttpClient()
     client = ShortWaitClient(
         api_key=key,
         base_url=settings.base_url,
@@ -164,7 +166,8 @@ async def _read(
             "model": model.id, "messages": prepared.messages, "stream": True,
             "stream_options": {"include_usage": True}, **cap,
         })
-        http = await client.post("/chat/completions", cast_to=httpx2.Response, content=body, stream=True)
+        http = await client.post("/chat/completions", cast_to=httpx2.Response, content=body, stream=True,
+                                 options={"timeout": _stream_timeout(client.timeout)})
         try:  # closing a response that was not read to its end closes the connection: the provider stops
             raw = http.aiter_bytes()
             finish = await _relayed(http, raw, prepared, mailbox, counter)
@@ -183,6 +186,15 @@ async def _read(
             else:  # classified (and shown to the visitor) as the provider's failure
                 log.warning("upstream request failed: %s", type(exc).__name__)
             mailbox.put(exc)
+
+
+def _stream_timeout(timeout: float | httpx2.Timeout | None) -> httpx2.Timeout:
+    """The client's time-outs for a reply's request, without the one for reading: the reply's silences are
+    timed by :func:`reply_events` (first token, idle, the whole reply), which closes the connection, and a read
+    time-out would only re-arm a timer for every packet of the body."""
+    if isinstance(timeout, httpx2.Timeout):
+        return httpx2.Timeout(connect=timeout.connect, read=None, write=timeout.write, pool=timeout.pool)
+    return httpx2.Timeout(None, connect=timeout)
 
 
 async def _relayed(
