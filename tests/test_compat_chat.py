@@ -18,6 +18,7 @@ from gradio.state_holder import SessionState
 
 import app as switchboard
 from chatbot.compat_chat import lazy_session_configs
+from chatbot.web.chats import new_id
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmark's client plays the page
 
@@ -58,17 +59,18 @@ def _chain(config: dict[str, Any], box: int) -> list[dict[str, Any]]:
     return chain
 
 
-async def test_shorten_submit_chain_sends_three_requests_per_message_and_the_same_updates(fake: FakeUpstream) -> None:
-    """The box's submit chain: three steps reach the server (take the message, the reply, keep the
-    conversation), the button steps run in the browser with the update the server sent for them, and the
-    merged first step empties the box, keeps the message and shows it."""
+async def test_a_message_costs_two_steps_on_the_server_and_the_same_updates(fake: FakeUpstream) -> None:
+    """The box's submit chain (shorten_submit_chain, then chatbot/web/message_steps.py): two steps reach the
+    server (take the message, with the saved-chats list's change folded in; the reply, which keeps the
+    conversation itself), the button steps run in the browser with the update the server sent for them, and
+    the merged first step empties the box, keeps the message and shows it."""
     demo = switchboard.build(make_settings(fake.base_url))
     config = demo.get_config_file()
     box = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "message")
     chain = _chain(config, box)
     server = [d for d in chain if d["backend_fn"] and not d.get("js_implementation")]
     browser = [d for d in chain if d.get("js_implementation")]
-    assert len(server) == 3 and len(browser) == 3, [(d["id"], d["api_name"]) for d in chain]
+    assert len(server) == 2 and len(browser) == 3, [(d["id"], d["api_name"]) for d in chain]
     emptied = {"text": "", "files": []}  # what ChatInterface's first step set the box to
     for dep in browser:  # each step's JavaScript gives the update the server gave for it (and Stop's empties)
         out = await demo.process_api(demo.fns[dep["id"]], [], state=SessionState(demo))
@@ -78,12 +80,16 @@ async def test_shorten_submit_chain_sends_three_requests_per_message_and_the_sam
     stop = next(d for d in browser if d["trigger_only_on_success"])
     assert stop["trigger_after"] == server[0]["id"] and '"stop_btn": true' in stop["js_implementation"]
     take = demo.fns[server[0]["id"]]
-    out = await demo.process_api(take, [{"text": "hello", "files": []}, []], state=SessionState(demo))
-    _, shown_chat = out["data"]
+    session = SessionState(demo)
+    session[take.inputs[3]._id] = new_id()  # the chat on screen (the panel's `shown`, after the store)
+    out = await demo.process_api(take, [{"text": "hello", "files": []}, *[None] * (len(take.inputs) - 1)], state=session)
+    _, shown_chat, store = out["data"][:3]
     assert shown_chat[-1]["role"] == "user" and "hello" in json.dumps(shown_chat[-1]["content"])
-    keep = server[2]
-    assert len(keep["outputs"]) == 1 and keep["inputs"] == [c["id"] for c in config["components"]
-                                                            if c["type"] == "chatbot"][:1]
+    assert "hello" in json.dumps(store)  # the list's change (the panel's started) came with it
+    chatbot_state = next(c["id"] for c in config["components"] if c["type"] == "state"
+                         and c["id"] in server[1]["outputs"])
+    assert chatbot_state in server[1]["outputs"] and not [d for d in chain if d["trigger_after"] == server[1]["id"]
+                                                          and d["backend_fn"] and not d.get("js_implementation")]
 
 
 async def test_a_shortened_chain_keeps_the_conversation_for_the_next_message(fake: FakeUpstream, serve) -> None:

@@ -34,18 +34,15 @@ def test_a_turn_is_saved_when_it_starts_and_as_it_streams_until_its_reply_is_sav
     # while it streams, the timer saves what the chat shows
     streaming = [QUESTION, ANSWER, {"role": "user", "content": "And of Chile?"},
                  {"role": "assistant", "content": [{"type": "text", "text": "Santi"}]}]
-    saved, timer = ui.saver.save(store, streaming, "chat1", tab)
-    assert timer == gr.skip()  # the timer goes on
+    saved = ui.saver.save(store, streaming, "chat1", tab)
     assert _texts(ui.restore(saved, "fast", tab)[CHAT])[2:] == ["And of Chile?", "Santi", cut]
     assert chats.find(saved, "chat1")["messages"] == [QUESTION, ANSWER]  # the saved chat is as it was
-    # the reply's own save ends the turn; a later tick changes nothing and stops the timer
+    # the reply's own save ends the turn; a later save changes nothing
     final = [*streaming[:3], {"role": "assistant", "content": "Santiago."}]
     done = store_of(ui.saved(saved, {"messages": final, "chat": "chat1", "at": 2.0}, "fast", tab))
     assert "unfinished" not in chats.find(done, "chat1")
     assert _texts(ui.restore(done, "fast", tab)[CHAT]) == ["Capital of Peru?", "Lima.", "And of Chile?", "Santiago."]
-    late, stopped = ui.saver.save(done, streaming, "chat1", tab)
-    assert late == gr.skip()
-    assert stopped.active is False
+    assert ui.saver.save(done, streaming, "chat1", tab) == gr.skip()
 
 
 def test_a_new_chat_cut_before_any_answer_shows_its_question_and_the_note() -> None:
@@ -63,7 +60,7 @@ def test_a_retried_answer_is_still_kept_when_its_turn_was_saved_while_streaming(
     tab = Tab("t3")
     store = chats.save(chats.empty_store(), [QUESTION, ANSWER], "fast", None, chat_id="r1")
     ui.replying.mark("t3")  # the retry's reply streams (retry does not go through started)
-    ticked, _ = ui.saver.save(store, [QUESTION, {"role": "assistant", "content": "Li"}], "r1", tab)
+    ticked = ui.saver.save(store, [QUESTION, {"role": "assistant", "content": "Li"}], "r1", tab)
     assert chats.find(ticked, "r1")["unfinished"] == {
         "from": 1, "messages": [{"role": "assistant", "content": [{"type": "text", "text": "Li"}]}]}
     again = [QUESTION, {"role": "assistant", "content": "Lima, on the coast."}]

@@ -3,7 +3,9 @@
 The store is a ``gr.BrowserState`` with a fixed storage key and secret (see :func:`chatbot.web.chats.browser_secret`),
 so it outlives reloads and server restarts. It travels to the server only for the events that change it:
 when a message is sent, after a reply (and after Stop), when a chat is opened, renamed, deleted or
-imported, and every few seconds while a reply streams (its turn so far, :mod:`chatbot.web.cut_reply`).
+imported, and every few seconds while a reply streams (its turn so far, :mod:`chatbot.web.cut_reply`, carried
+by the reply's own stream). When a message is sent, the list changes in the request that takes the message, and
+after a reply in the one that also updates the session line (:mod:`chatbot.web.message_steps`).
 
 Which chat is on screen is a server-side ``gr.State`` (``shown``): an id, given before the chat's first
 message (a new chat is listed as soon as that message is sent, see :func:`chatbot.web.chats.begin`). Every
@@ -133,7 +135,6 @@ class ChatsPanel:
             ui("import_json"), file_types=[".json"], file_count="single", size="sm", elem_id="import-json"
         ))
         gr.Markdown(ui("saved_note"))
-        self.saver.render()
 
     # --- what every handler returns -------------------------------------------------------------------
 
@@ -392,6 +393,4 @@ class ChatsPanel:
         self.delete.click(self.deleted, [self.store, self.shown, model], view + shown, **quiet)
         self.import_json.upload(self.imported, [self.store, self.import_json, self.shown, model], view + shown,
                                 **quiet)
-        self.saver.wire([textbox.submit, chatbot.retry, chatbot.edit], store=self.store, chatbot=chatbot,
-                        shown=self.shown, quiet=quiet)
 
