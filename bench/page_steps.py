@@ -15,7 +15,6 @@ Steps the front end runs itself (``js_implementation``) send nothing; ``queue: f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from typing import Any
 
@@ -81,10 +80,12 @@ class _Page:
         deadline = perf() + SETTLE_S
         while self.tasks and perf() < deadline:
             await asyncio.wait(set(self.tasks), timeout=max(0.0, deadline - perf()))
-        for task in list(self.tasks):
-            task.cancel()
         for timer in self.active:
             self.active[timer] = False
+        left = list(self.tasks)
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)  # none goes on once the page's visit has ended
 
     async def run(self, dep: dict[str, Any]) -> None:
         """One step, then its followers at once (each reading the page's values as they are then)."""
@@ -182,12 +183,14 @@ class _Page:
 
     async def tick(self, cid: int) -> None:
         """A running timer: its ``tick`` steps every interval, a tick skipped while the last one runs."""
-        pending: asyncio.Task | None = None
-        with contextlib.suppress(asyncio.CancelledError):
+        pending: asyncio.Future | None = None
+        try:
             while self.active.get(cid):
                 await asyncio.sleep(self.steps.timers.get(cid, 1.0))
                 if self.active.get(cid) and (pending is None or pending.done()):
-                    pending = asyncio.ensure_future(asyncio.gather(
-                        *(self.run(d) for d in self.steps.triggered(cid, "tick"))))
+                    pending = asyncio.gather(*(self.run(d) for d in self.steps.triggered(cid, "tick")))
             if pending is not None:
                 await pending
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
