@@ -91,8 +91,8 @@ def test_a_note_that_says_it_all_in_its_title_is_kept() -> None:
 
 
 async def test_a_streaming_reply_carries_its_turn_saved_as_it_goes() -> None:
-    """The reply's own updates carry the store with the turn so far (no timer, no request of their own); its
-    last update, after which the panel's save comes, saves nothing."""
+    """The reply's own updates carry the store with the turn so far (no timer, no request of their own), saved
+    when what is shown changed; its last update, after which the panel's save comes, saves nothing."""
     ui = panel()
     tab = Tab("t5")
     store = chats.save(chats.empty_store(), [QUESTION, ANSWER], "fast", None, chat_id="s1")
@@ -103,15 +103,17 @@ async def test_a_streaming_reply_carries_its_turn_saved_as_it_goes() -> None:
 
     async def updates():  # ChatInterface's: (null, the chat, totals, finished)
         yield None, [*asked, {"role": "assistant", "content": [{"type": "text", "text": "Santi"}]}], skip, skip
+        yield None, [*asked, {"role": "assistant", "content": [{"type": "text", "text": "Santi"}]}], skip, skip  # idle
         yield None, [*asked, {"role": "assistant", "content": [{"type": "text", "text": "Santiago"}]}], skip, skip
         yield None, [*asked, {"role": "assistant", "content": "Santiago."}], {}, {"messages": [], "at": 1.0}
 
     ui.saver.every = 3600.0  # none due: every update carries the store as the browser sent it
-    assert [s for _, s in [pair async for pair in ui.saver.along(updates(), store, "s1", tab)]] == [store] * 3
+    assert [s for _, s in [pair async for pair in ui.saver.along(updates(), store, "s1", tab)]] == [store] * 4
     ui.saver.every = 0.0  # each one due
     carried = [s async for _, s in ui.saver.along(updates(), store, "s1", tab)]
     cut = "⚠️ " + text("reply_cut", "en")
     assert _texts(cut_reply.conversation(chats.find(carried[0], "s1"), "en"))[2:] == ["And of Chile?", "Santi", cut]
-    assert _texts(ui.restore(carried[1], "fast", tab)[CHAT])[2:] == ["And of Chile?", "Santiago", cut]
-    assert carried[2] is carried[1]  # the last update ends the turn: the panel's save follows it
-    assert carried[1]["rev"] > carried[0]["rev"] > store["rev"]  # numbered as every store the tab is sent
+    assert carried[1] is carried[0]  # nothing new shown: nothing saved
+    assert _texts(ui.restore(carried[2], "fast", tab)[CHAT])[2:] == ["And of Chile?", "Santiago", cut]
+    assert carried[3] is carried[2]  # the last update ends the turn: the panel's save follows it
+    assert carried[2]["rev"] > carried[0]["rev"] > store["rev"]  # numbered as every store the tab is sent

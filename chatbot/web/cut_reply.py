@@ -105,14 +105,15 @@ class ReplySaver:
         self.root = root  # (request, saving=True) -> where the session's attachments may be
         self.every = SAVE_EVERY
 
-    def save(self, raw: object, shown: object, chat_id: str | None, request: gr.Request) -> Any:
+    def save(self, raw: object, shown: object, chat_id: str | None, request: gr.Request, clean: bool = False) -> Any:
         """The store with the chat's turn as ``shown``, while its tab's reply is in progress; else gr.skip()
-        (a save that comes after the reply's own would undo it: the tab's turn orders them)."""
+        (a save that comes after the reply's own would undo it: the tab's turn orders them). ``clean``: ``raw``
+        is a store this saver made (not rebuilt again)."""
         session = getattr(request, "session_hash", None)
         with self.replying.turn(session):
             if not self.replying.busy(session) or not chats.valid_id(chat_id):
                 return gr.skip()
-            store = self.store(raw, request)
+            store = self.latest.fresh(session, raw) if clean and isinstance(raw, dict) else self.store(raw, request)
             if chats.find(store, chat_id) is None:
                 return gr.skip()
             root = self.root(request, saving=True)
@@ -122,14 +123,16 @@ class ReplySaver:
                     request: gr.Request) -> AsyncIterator[tuple[tuple, Any]]:
         """(update, store) for each of a streaming reply's ``updates`` (ChatInterface's: the chat second):
         the store the browser sent (``raw``), then the one with the turn as shown, saved every
-        :attr:`every` seconds; the reply's last update (it ends its turn: ``finished`` is set) saves nothing."""
-        store, last = raw, time.monotonic()
+        :attr:`every` seconds when what is shown changed; the reply's last update (it ends its turn:
+        ``finished`` is set) saves nothing."""
+        store, last, saved_shown = raw, time.monotonic(), None
         async with contextlib.aclosing(updates):  # type: ignore[type-var]
             async for update in updates:
-                if time.monotonic() - last >= self.every and not ends_turn(update):
+                if (time.monotonic() - last >= self.every and not ends_turn(update)
+                        and update[1] != saved_shown):
                     last = time.monotonic()
-                    saved = await asyncio.to_thread(self.save, raw, update[1], chat_id, request)
-                    store = store if saved == gr.skip() else saved
+                    saved = await asyncio.to_thread(self.save, store, update[1], chat_id, request, store is not raw)
+                    store, saved_shown = (store, saved_shown) if saved == gr.skip() else (saved, update[1])
                 yield update, store
 
 
