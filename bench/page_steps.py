@@ -194,3 +194,4 @@ class _Page:
         finally:
             if pending is not None and not pending.done():
                 pending.cancel()
+                pending.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved: no warning
