@@ -99,7 +99,10 @@ class BrowserChatTarget(Target):
     it (``queue: false`` steps through ``run/predict``, queued ones through the queue, State inputs sent
     as null, other inputs from the values the page holds). Works for any ChatInterface from /config."""
 
-    def __init__(self, name: str, app, client: httpx.AsyncClient, config: dict) -> None:
+    def __init__(self, name: str, app, client: httpx.AsyncClient, config: dict, whole_page: bool = True) -> None:
+        from .page_steps import PageSteps  # every step the page sends for a message, not only the box's chain
+
+        self.page_steps = PageSteps(self, config) if whole_page else None
         self.name, self.app, self.client, self.url = name, app, client, app.url
         self.pages = PageClients()
         comps = {c["id"]: c for c in config["components"]}
@@ -137,7 +140,10 @@ class BrowserChatTarget(Target):
         v = v if v is not None else Visit(perf())
         try:
             async with self.pages.page() as client:
-                await self._run_step(self.chain[0], values, session_hash, v, client, headers)
+                if self.page_steps is not None:
+                    await self.page_steps.message(values, session_hash, v, client, headers)
+                else:
+                    await self._run_step(self.chain[0], values, session_hash, v, client, headers)
         except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             v.error = f"{type(exc).__name__}: {exc}"[:200]
         v.text = reply_text_of(values.get(self.chatbot))

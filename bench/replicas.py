@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +134,33 @@ async def open_pages(url: str, count: int, concurrency: int = 20) -> list[dict[s
 
 
 class Pages(Target):
-    """The chat tab's visitors, each with the page (and cookies) it opened: one per ``visit``."""
+    """The chat tab's visitors, each with the page (and cookies) it opened: one per ``visit``. :meth:`load` first
+    sends each page's load events, as a browser does once it shows the page (before the clock starts)."""
 
     def __init__(self, target: BrowserChatTarget, pages: list[dict[str, str]]) -> None:
-        self.target, self.pages, self.name = target, list(pages), target.name
+        self.target, self.name = target, target.name
+        self.pages: list[tuple[dict[str, str], dict | None, str | None]] = [(h, None, None) for h in pages]
+
+    async def load(self, concurrency: int = 20) -> list[str]:
+        """Every page's load events (bench/page_steps.py); the errors."""
+        steps, sem = self.target.page_steps, asyncio.Semaphore(concurrency)
+        if steps is None:
+            return []
+
+        async def one(headers: dict[str, str]) -> tuple[tuple[dict[str, str], dict, str], str | None]:
+            values, session = self.target.new_page(), uuid.uuid4().hex[:12]
+            async with sem, self.target.pages.page() as client:
+                seen = await steps.load(values, session, client, headers)
+            return (headers, values, session), seen.error
+
+        loaded = await asyncio.gather(*(one(h) for h, _, _ in self.pages))
+        self.pages = [page for page, _ in loaded]
+        return [error for _, error in loaded if error]
 
     async def visit(self, message, history=None, expected=None, v=None) -> Visit:
-        return await self.target.visit(message, history, expected, v, headers=self.pages.pop())
+        headers, values, session = self.pages.pop()
+        return await self.target.visit(message, history, expected, v, page=values, session_hash=session,
+                                       headers=headers)
 
 
 def per_replica(pages: list[dict[str, str]]) -> dict[str, int]:
@@ -201,7 +222,9 @@ async def measure(bench, setup: str, url: str, apps: list[AppProcess], balancer:
     target.url = url  # the page is the balancer's (or the one process's); its config is every replica's
     for app in apps:  # the first message after start-up (lazy imports, first connection) is not measured
         warm = BrowserChatTarget(setup, app, client, await fetch_config(client, app.url))
-        await warm.visit("warm-up", None, expected)
+        page = Pages(warm, await open_pages(app.url, 1))
+        await page.load()
+        await page.visit("warm-up", None, expected)
         await warm.close()
     one_stream = o.ramp_reply_tokens / o.ramp_tps
     deadline = max(60.0, 8 * one_stream)
@@ -209,16 +232,20 @@ async def measure(bench, setup: str, url: str, apps: list[AppProcess], balancer:
     try:
         for n in o.replica_visitors:
             await bench.fake.wait_idle(60)
-            pages = await open_pages(url, n)
+            pages = Pages(target, await open_pages(url, n))
+            load_errors = await pages.load()
             await asyncio.sleep(0.1 if o.quick else 0.5)
             cpu0 = [a.cpu() for a in apps]
             lb0 = balancer.cpu() if balancer else 0.0
             me0 = time.process_time()
             cut0 = SessionStream.cut
-            visits, t0, t1, censored = await gather_visits(Pages(target, pages), n, f"replicas {n}", expected,
-                                                           deadline)
+            sent0 = sum(target.page_steps.sent.values()) if target.page_steps else 0
+            cookies = [h for h, _, _ in pages.pages]
+            visits, t0, t1, censored = await gather_visits(pages, n, f"replicas {n}", expected, deadline)
             row = {"setup": setup, "replicas": len(apps), "visitors": n, **visit_stats(visits), "wall_s": t1 - t0,
-                   "censored": censored, "per_replica": per_replica(pages), "cut_streams": SessionStream.cut - cut0,
+                   "censored": censored, "per_replica": per_replica(cookies), "cut_streams": SessionStream.cut - cut0,
+                   "load_errors": len(load_errors), "requests_per_visitor": (
+                       (sum(target.page_steps.sent.values()) - sent0) / n if target.page_steps else math.nan),
                    "app_cpu_s": [a.cpu() - c for a, c in zip(apps, cpu0, strict=True)],
                    "haproxy_cpu_s": balancer.cpu() - lb0 if balancer else math.nan,
                    "client_cpu_s": time.process_time() - me0}
@@ -226,7 +253,10 @@ async def measure(bench, setup: str, url: str, apps: list[AppProcess], balancer:
             bench.log(f"    {setup:10s} {n:4d} visitors: {row['completed']}/{n} ok, TTFT p50 "
                       f"{row['ttft_p50'] * 1000:.0f} ms p99 {row['ttft_p99'] * 1000:.0f} ms, longest gap "
                       f"{row['max_gap'] * 1000:.0f} ms, per replica {row['per_replica']}, "
-                      f"queue streams cut {row['cut_streams']}")
+                      f"queue streams cut {row['cut_streams']}, requests per visitor "
+                      f"{row['requests_per_visitor']:.1f}, app CPU per visitor "
+                      f"{sum(row['app_cpu_s']) / n * 1000:.0f} ms"
+                      + (f", load errors {len(load_errors)}: {load_errors[0]}" if load_errors else ""))
     finally:
         await target.close()
     return rows

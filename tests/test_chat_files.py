@@ -97,3 +97,27 @@ def test_a_chats_settings_are_saved_exported_and_imported_with_it() -> None:
     plain = chats.save(chats.empty_store(), conversation(), "fast", None)
     assert "settings" not in chats.current(plain) and "settings" not in json.loads(
         chat_files.export_json(chats.current(plain)))
+
+
+def test_the_export_folder_is_pruned_once_every_few_writes(tmp_path: Path) -> None:
+    """Exports: at most ``keep`` folders after a prune, which comes once every ``every`` writes (not at each)."""
+    exports = chat_files.Exports(tmp_path, keep=2, every=3)
+
+    def chat(n: int) -> dict:
+        return chats.find(chats.save(chats.empty_store(), [{"role": "user", "content": f"question {n}"},
+                                                          {"role": "assistant", "content": "answer"}],
+                                     "fast", None, chat_id=f"c{n}"), f"c{n}")
+
+    def folders() -> int:
+        return sum(p.is_dir() for p in tmp_path.iterdir())
+
+    exports.write(chat(1), "md")
+    exports.write(chat(2), "md")
+    assert folders() == 2
+    exports.write(chat(3), "md")  # the third write prunes
+    assert folders() == 2
+    exports.write(chat(4), "md")
+    exports.write(chat(5), "md")
+    assert folders() == 4  # no prune between
+    path = exports.write(chat(6), "md")
+    assert folders() == 2 and Path(path).exists()  # the newest kept

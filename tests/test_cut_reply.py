@@ -34,18 +34,15 @@ def test_a_turn_is_saved_when_it_starts_and_as_it_streams_until_its_reply_is_sav
     # while it streams, the timer saves what the chat shows
     streaming = [QUESTION, ANSWER, {"role": "user", "content": "And of Chile?"},
                  {"role": "assistant", "content": [{"type": "text", "text": "Santi"}]}]
-    saved, timer = ui.saver.save(store, streaming, "chat1", tab)
-    assert timer == gr.skip()  # the timer goes on
+    saved = ui.saver.save(store, streaming, "chat1", tab)
     assert _texts(ui.restore(saved, "fast", tab)[CHAT])[2:] == ["And of Chile?", "Santi", cut]
     assert chats.find(saved, "chat1")["messages"] == [QUESTION, ANSWER]  # the saved chat is as it was
-    # the reply's own save ends the turn; a later tick changes nothing and stops the timer
+    # the reply's own save ends the turn; a later save changes nothing
     final = [*streaming[:3], {"role": "assistant", "content": "Santiago."}]
     done = store_of(ui.saved(saved, {"messages": final, "chat": "chat1", "at": 2.0}, "fast", tab))
     assert "unfinished" not in chats.find(done, "chat1")
     assert _texts(ui.restore(done, "fast", tab)[CHAT]) == ["Capital of Peru?", "Lima.", "And of Chile?", "Santiago."]
-    late, stopped = ui.saver.save(done, streaming, "chat1", tab)
-    assert late == gr.skip()
-    assert stopped.active is False
+    assert ui.saver.save(done, streaming, "chat1", tab) == gr.skip()
 
 
 def test_a_new_chat_cut_before_any_answer_shows_its_question_and_the_note() -> None:
@@ -63,7 +60,7 @@ def test_a_retried_answer_is_still_kept_when_its_turn_was_saved_while_streaming(
     tab = Tab("t3")
     store = chats.save(chats.empty_store(), [QUESTION, ANSWER], "fast", None, chat_id="r1")
     ui.replying.mark("t3")  # the retry's reply streams (retry does not go through started)
-    ticked, _ = ui.saver.save(store, [QUESTION, {"role": "assistant", "content": "Li"}], "r1", tab)
+    ticked = ui.saver.save(store, [QUESTION, {"role": "assistant", "content": "Li"}], "r1", tab)
     assert chats.find(ticked, "r1")["unfinished"] == {
         "from": 1, "messages": [{"role": "assistant", "content": [{"type": "text", "text": "Li"}]}]}
     again = [QUESTION, {"role": "assistant", "content": "Lima, on the coast."}]
@@ -91,3 +88,32 @@ def test_a_note_that_says_it_all_in_its_title_is_kept() -> None:
     assert chats.clean_messages([QUESTION, stopped], None)[1] == {
         "role": "assistant", "content": [{"type": "text", "text": ""}], "metadata": stopped["metadata"]}
     assert chats.clean_messages([{"role": "assistant", "content": ""}], None) == []  # an empty answer is not
+
+
+async def test_a_streaming_reply_carries_its_turn_saved_as_it_goes() -> None:
+    """The reply's own updates carry the store with the turn so far (no timer, no request of their own), saved
+    when what is shown changed; its last update, after which the panel's save comes, saves nothing."""
+    ui = panel()
+    tab = Tab("t5")
+    store = chats.save(chats.empty_store(), [QUESTION, ANSWER], "fast", None, chat_id="s1")
+    store = store_of(ui.started(store, "s1", {"text": "And of Chile?"}, "fast", *NO_SETTINGS, tab))
+    ui.replying.mark("t5")  # the chat function marks its tab
+    asked = [QUESTION, ANSWER, {"role": "user", "content": "And of Chile?"}]
+    skip = gr.skip()
+
+    async def updates():  # ChatInterface's: (null, the chat, totals, finished)
+        yield None, [*asked, {"role": "assistant", "content": [{"type": "text", "text": "Santi"}]}], skip, skip
+        yield None, [*asked, {"role": "assistant", "content": [{"type": "text", "text": "Santi"}]}], skip, skip  # idle
+        yield None, [*asked, {"role": "assistant", "content": [{"type": "text", "text": "Santiago"}]}], skip, skip
+        yield None, [*asked, {"role": "assistant", "content": "Santiago."}], {}, {"messages": [], "at": 1.0}
+
+    ui.saver.every = 3600.0  # none due: every update carries the store as the browser sent it
+    assert [s for _, s in [pair async for pair in ui.saver.along(updates(), store, "s1", tab)]] == [store] * 4
+    ui.saver.every = 0.0  # each one due
+    carried = [s async for _, s in ui.saver.along(updates(), store, "s1", tab)]
+    cut = "⚠️ " + text("reply_cut", "en")
+    assert _texts(cut_reply.conversation(chats.find(carried[0], "s1"), "en"))[2:] == ["And of Chile?", "Santi", cut]
+    assert carried[1] is carried[0]  # nothing new shown: nothing saved
+    assert _texts(ui.restore(carried[2], "fast", tab)[CHAT])[2:] == ["And of Chile?", "Santiago", cut]
+    assert carried[3] is carried[2]  # the last update ends the turn: the panel's save follows it
+    assert carried[2]["rev"] > carried[0]["rev"] > store["rev"]  # numbered as every store the tab is sent

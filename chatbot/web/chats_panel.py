@@ -3,7 +3,9 @@
 The store is a ``gr.BrowserState`` with a fixed storage key and secret (see :func:`chatbot.web.chats.browser_secret`),
 so it outlives reloads and server restarts. It travels to the server only for the events that change it:
 when a message is sent, after a reply (and after Stop), when a chat is opened, renamed, deleted or
-imported, and every few seconds while a reply streams (its turn so far, :mod:`chatbot.web.cut_reply`).
+imported, and every few seconds while a reply streams (its turn so far, :mod:`chatbot.web.cut_reply`, carried
+by the reply's own stream). When a message is sent, the list changes in the request that takes the message, and
+after a reply in the one that also updates the session line (:mod:`chatbot.web.message_steps`).
 
 Which chat is on screen is a server-side ``gr.State`` (``shown``): an id, given before the chat's first
 message (a new chat is listed as soon as that message is sent, see :func:`chatbot.web.chats.begin`). Every
@@ -35,6 +37,7 @@ from chatbot.web import chat_files, chats, cut_reply
 from chatbot.web.answers import keep_previous
 from chatbot.web.chat_list_view import ChatList
 from chatbot.web.chat_settings import ChatSettings
+from chatbot.web.export_button import ExportButton
 from chatbot.web.labels import ui
 from chatbot.web.latest_stores import SAVE_WAIT_S, LatestStores
 from chatbot.web.latest_stores import one_at_a_time as _one_at_a_time
@@ -100,6 +103,7 @@ class ChatsPanel:
         self.discarded: TTLCache[str, str] = TTLCache(10_000, ttl=60.0)
         self._held = threading.local()  # how deep this thread is in its tab's turn
         self.save_wait_s = SAVE_WAIT_S
+        self.exports = chat_files.Exports(EXPORT_DIR, MAX_EXPORTS)  # pruned now and then, not at every write
         # a streaming reply, saved as it goes
         self.saver = cut_reply.ReplySaver(self.replying, self._store, self.latest, self._root)
 
@@ -127,13 +131,12 @@ class ChatsPanel:
                 self.title = gr.Textbox(label=ui("title"), max_lines=1, scale=3, elem_id="chat-title")
                 self.rename = gr.Button(ui("rename"), size="sm", scale=1, elem_id="rename-chat")
             self.delete = gr.Button(ui("delete"), variant="stop", size="sm", elem_id="delete-chat")
-            self.export_md = gr.DownloadButton(ui("export_markdown"), value=None, size="sm", elem_id="export-md")
-            self.export_json = gr.DownloadButton(ui("export_json"), value=None, size="sm", elem_id="export-json")
+            self.export_md = ExportButton(ui("export_markdown"), value=None, size="sm", elem_id="export-md")
+            self.export_json = ExportButton(ui("export_json"), value=None, size="sm", elem_id="export-json")
         self.import_json = _schema_once(gr.UploadButton(
             ui("import_json"), file_types=[".json"], file_count="single", size="sm", elem_id="import-json"
         ))
         gr.Markdown(ui("saved_note"))
-        self.saver.render()
 
     # --- what every handler returns -------------------------------------------------------------------
 
@@ -145,9 +148,7 @@ class ChatsPanel:
         md = json_path = None
         if chat is not None:
             try:
-                md = chat_files.write_export(chat, "md", EXPORT_DIR, lang)
-                json_path = chat_files.write_export(chat, "json", EXPORT_DIR, lang)
-                chat_files.prune(EXPORT_DIR, MAX_EXPORTS)
+                md, json_path = self.exports.write(chat, "md", lang), self.exports.write(chat, "json", lang)
             except OSError as exc:
                 log.warning("could not write an export: %s", exc)
         return (
@@ -392,6 +393,4 @@ class ChatsPanel:
         self.delete.click(self.deleted, [self.store, self.shown, model], view + shown, **quiet)
         self.import_json.upload(self.imported, [self.store, self.import_json, self.shown, model], view + shown,
                                 **quiet)
-        self.saver.wire([textbox.submit, chatbot.retry, chatbot.edit], store=self.store, chatbot=chatbot,
-                        shown=self.shown, quiet=quiet)
 

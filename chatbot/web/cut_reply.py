@@ -5,14 +5,18 @@ The saved chats live in the browser and change only through an event's outputs, 
 when it has ended (the panel's save after a reply, or Stop's). Until then the chat holds its turn in
 progress as ``unfinished`` (see :mod:`chatbot.web.chats`): the question, saved when it is sent
 (:func:`started`), then what the chat shows, saved every :data:`SAVE_EVERY` seconds while the reply streams
-(:class:`ReplySaver`: a ``gr.Timer`` that runs only while its tab has a reply in progress). The reply's own
-save ends it. A chat shown while still unfinished (Gradio reloads a page whose server went away; behind the
-balancer, from a live replica) shows the saved turn and the note (:func:`conversation`).
+(:class:`ReplySaver`: the reply's own stream carries the saved chats then, see :mod:`chatbot.web.message_steps`;
+no request of its own). The reply's own save ends it. A chat shown while still unfinished (Gradio reloads a page
+whose server went away; behind the balancer, from a live replica) shows the saved turn and the note
+(:func:`conversation`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import gradio as gr
@@ -91,7 +95,7 @@ def started(before: Mapping[str, Any], after: Mapping[str, Any], chat_id: str | 
 
 
 class ReplySaver:
-    """The timer that saves a streaming reply as it stands (render it in the Blocks, then :meth:`wire`)."""
+    """Saves a streaming reply as it stands, from the reply's own stream (:meth:`along`)."""
 
     def __init__(self, replying: Replying, store: Callable[..., dict[str, Any]], latest: LatestStores,
                  root: Callable[..., chats.Root]) -> None:
@@ -99,30 +103,39 @@ class ReplySaver:
         self.store = store  # (what the browser sent, request) -> the tab's store, cleaned and fresh
         self.latest = latest  # the store each tab was last sent
         self.root = root  # (request, saving=True) -> where the session's attachments may be
+        self.every = SAVE_EVERY
 
-    def render(self) -> None:
-        self.timer = gr.Timer(SAVE_EVERY, active=False)
-
-    def save(self, raw: object, shown: object, chat_id: str | None, request: gr.Request) -> tuple[Any, Any]:
-        """(store, timer): the chat's turn as shown, while its tab's reply is in progress; else the timer stops
-        (a save that comes after the reply's own would undo it: the tab's turn orders them)."""
+    def save(self, raw: object, shown: object, chat_id: str | None, request: gr.Request, clean: bool = False) -> Any:
+        """The store with the chat's turn as ``shown``, while its tab's reply is in progress; else gr.skip()
+        (a save that comes after the reply's own would undo it: the tab's turn orders them). ``clean``: ``raw``
+        is a store this saver made (not rebuilt again)."""
         session = getattr(request, "session_hash", None)
         with self.replying.turn(session):
             if not self.replying.busy(session) or not chats.valid_id(chat_id):
-                return gr.skip(), gr.Timer(active=False)
-            store = self.store(raw, request)
+                return gr.skip()
+            store = self.latest.fresh(session, raw) if clean and isinstance(raw, dict) else self.store(raw, request)
             if chats.find(store, chat_id) is None:
-                return gr.skip(), gr.skip()
+                return gr.skip()
             root = self.root(request, saving=True)
-            return self.latest.sent(session, unfinished(store, chat_id, shown, root, language_of(request))), gr.skip()
+            return self.latest.sent(session, unfinished(store, chat_id, shown, root, language_of(request)))
 
-    def wire(self, starts: Sequence[Any], *, store: gr.BrowserState, chatbot: gr.Chatbot, shown: gr.State,
-             quiet: Mapping[str, Any]) -> None:
-        """``starts``: the event listeners that start a reply (the box's submit, the chat's retry and edit)."""
-        for start in starts:
-            start(lambda: gr.Timer(active=True), None, self.timer, api_visibility="private", queue=False,
-                  show_progress="hidden")
-        # one save at a time per tab (a tick while one is pending is dropped), in workers of their own: the
-        # saves never hold up the panel's changes
-        self.timer.tick(self.save, [store, chatbot, shown], [store, self.timer], trigger_mode="once",
-                        **{**quiet, "concurrency_limit": 2, "concurrency_id": "switchboard-reply-saves"})
+    async def along(self, updates: AsyncIterator[tuple], raw: object, chat_id: str | None,
+                    request: gr.Request) -> AsyncIterator[tuple[tuple, Any]]:
+        """(update, store) for each of a streaming reply's ``updates`` (ChatInterface's: the chat second):
+        the store the browser sent (``raw``), then the one with the turn as shown, saved every
+        :attr:`every` seconds when what is shown changed; the reply's last update (it ends its turn:
+        ``finished`` is set) saves nothing."""
+        store, last, saved_shown = raw, time.monotonic(), None
+        async with contextlib.aclosing(updates):  # type: ignore[type-var]
+            async for update in updates:
+                if (time.monotonic() - last >= self.every and not ends_turn(update)
+                        and update[1] != saved_shown):
+                    last = time.monotonic()
+                    saved = await asyncio.to_thread(self.save, store, update[1], chat_id, request, store is not raw)
+                    store, saved_shown = (store, saved_shown) if saved == gr.skip() else (saved, update[1])
+                yield update, store
+
+
+def ends_turn(update: tuple) -> bool:
+    """Whether a reply's update is its last (``finished`` is set: the panel's save follows it)."""
+    return any(isinstance(value, dict) and "at" in value and "messages" in value for value in update[2:])

@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from chatbot.compat import hide_progress, keep_typed_text, name_unnamed_controls, uploaded_by_gradio
-from chatbot.compat_chat import shorten_submit_chain, track_states_by_step
+from chatbot.compat_chat import track_states_by_step
 from chatbot.core.attachments import FILE_TYPES
 from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
@@ -30,6 +30,7 @@ from chatbot.web.compare_view import CompareView, compare_api
 from chatbot.web.first_screen import chat_height, wire_first_screen
 from chatbot.web.labels import ui
 from chatbot.web.message_box import MessageBox
+from chatbot.web.message_steps import cheaper_message
 from chatbot.web.stopped import wire_stopped
 from chatbot.web.ui import ChatUI
 
@@ -98,7 +99,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
         name_unnamed_controls(demo, textbox, BROWSER_TEXTS)  # browser-only; last: the others keep their indices
     hide_progress(demo, [chatbot, textbox])  # no overlay or timer on the chat and its box, whichever event
     keep_typed_text(demo, textbox)  # the end of a reply's chain no longer empties the (never locked) box
-    shorten_submit_chain(demo, chat_interface)  # a message costs the server 3 requests, not 8 (compat_chat.py)
+    cheaper_message(demo, chat_interface, panel, finished)  # a message: 3 server requests, not 12 (message_steps.py)
     track_states_by_step(demo)  # which States an update may change: worked out once per step, not per update
     return demo
 
