@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 
-from .clients import SessionStream, Visit, _is_diff, apply_diff, perf, reply_text_of
+from bench.clients import reply_text_of
+from bench.gradio_queue import SessionStream, _is_diff, apply_diff
+from bench.visit import Visit, perf
 
 #: Longest a page keeps playing steps after its reply ended (a timer that never stops, a loop of changes).
 SETTLE_S = 30.0
