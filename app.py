@@ -202,6 +202,10 @@ def build_server(
     return app
 
 
+#: Seconds an idle HTTP connection stays open (uvicorn's default is 5).
+KEEP_ALIVE_S = 75
+
+
 class _Server(uvicorn.Server):
     """uvicorn that tells the app when shutdown begins, before it waits for open connections."""
 
@@ -218,6 +222,10 @@ def _server(app: FastAPI, host: str, port: int, **options: object) -> uvicorn.Se
         # X-Forwarded-For is judged by CHATBOT_TRUSTED_PROXIES alone (chatbot/core/limits.py): uvicorn would
         # otherwise believe it from any local peer and a forged header would pick the visitor's bucket.
         proxy_headers=False,
+        # An idle connection stays open longer than a balancer keeps its pooled connections to a replica
+        # (haproxy purges idle ones every few seconds; deploy/nginx.conf closes them after 4 s): when the replica
+        # closed first, haproxy would lose the request sent on it and close the visitor's connection unanswered.
+        timeout_keep_alive=KEEP_ALIVE_S,
         lifespan="on", timeout_graceful_shutdown=3, **options,  # type: ignore[arg-type]
     )
     return _Server(config)

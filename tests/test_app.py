@@ -148,3 +148,28 @@ def test_settle_heap_freezes_the_built_app_and_widens_the_young_generation() -> 
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_an_idle_connection_stays_open_longer_than_a_balancer_keeps_it_pooled(serve) -> None:
+    """haproxy keeps idle connections to a replica pooled and purges them only every few seconds
+    (``pool-purge-delay``, 5 s by default); a request it sends on one the replica has just closed is lost, and it
+    closes the visitor's connection without an answer (the replicas benchmark: "Server disconnected without
+    sending a response"). uvicorn's own default closes an idle connection after 5 s: the app keeps it longer."""
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    url = urlsplit(serve())
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=60)
+    try:
+        sockets = []
+        for _ in range(2):
+            connection.request("GET", "/healthz")  # http.client sends on the open connection, never reconnects
+            response = connection.getresponse()
+            assert response.status == 200, response.read()
+            response.read()
+            sockets.append(connection.sock)
+            time.sleep(6.5)  # idle past uvicorn's default keep-alive (5 s)
+        assert sockets[0] is sockets[1] is not None  # one connection answered both
+    finally:
+        connection.close()
