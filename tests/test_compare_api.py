@@ -42,7 +42,12 @@ def test_http_compare_streams_tagged_events_and_stores_every_column(fake: FakeUp
         thinker = record_of(fake, "fake/thinker")
         assert stats["fake/thinker"]["tokens_out"] == thinker.chunks_sent + thinker.reasoning_chunks_sent
         summary = next(e for e in events if e["type"] == "summary")
-        assert summary["cheapest"] == "fake/thinker" and summary["fastest_stream"] == "fake/fast"
+        # the fastest stream is the one whose measured speed is highest (the summary reads the stats it sent;
+        # which model that is depends on how the app's loop read the streams: on a loaded machine a column's
+        # chunks may come in one burst, see test_compare.py for the core's choice at a known pace)
+        speeds = {m: s["tokens_per_second"] for m, s in stats.items()
+                  if m != "fake/broken" and s["tokens_per_second"] is not None}
+        assert summary["cheapest"] == "fake/thinker" and summary["fastest_stream"] == max(speeds, key=speeds.get)
 
         cid = events[0]["conversation_id"]
         stored = client.get(f"{url}conversations/{cid}", headers=auth).json()["messages"]
