@@ -25,8 +25,6 @@ SMALLEST = ("--ttft-rounds", "2", "--ttft-samples", "2", "--runs", "1", "--throu
             "--ramp", "1,3", "--reply-tokens", "10", "--tps", "100", "--history-turns", "2,10", "--sessions", "5")
 
 
-@pytest.mark.bench
-@pytest.mark.slow
 def _bench(out: Path, *args: str) -> str:
     """``python -m bench --quick --out out *args`` in its own session (whatever happens, nothing it started
     outlives the test); asserts it succeeded and returns what it printed."""
@@ -43,6 +41,8 @@ def _bench(out: Path, *args: str) -> str:
     return stdout
 
 
+@pytest.mark.bench
+@pytest.mark.slow
 def test_quick_benchmark_writes_its_table_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     stdout = _bench(out, *SMALLEST)

@@ -93,9 +93,12 @@ class Replica:
 
         wait_until(healthy, START_S, f"replica {self.name} healthy")
 
-    def holds(self, port: int) -> bool:
-        """Whether this replica owns the TCP connection whose local port is ``port``."""
-        return any(c.laddr and c.laddr.port == port for c in self.ps.net_connections(kind="tcp"))
+    def holds(self, port: int, remote_port: int) -> bool:
+        """Whether this replica owns the TCP connection from local ``port`` to ``remote_port``: both, since
+        Linux gives one local port to several connections that go to different places (this replica's
+        connection to redis may have the port of the other replica's connection to the upstream)."""
+        return any(c.laddr and c.laddr.port == port and c.raddr and c.raddr.port == remote_port
+                   for c in self.ps.net_connections(kind="tcp"))
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -118,7 +121,9 @@ worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/logs/error.log warn;
 events {{ worker_connections 512; }}
-http {{ access_log off; {temp} include {root}/switchboard.conf; }}
+http {{ log_format upstreams '$msec $request_method $uri $status upstream=$upstream_addr:$upstream_status '
+                             'cookie=$cookie_switchboard_replica id=$request_id';
+       access_log {root}/logs/access.log upstreams; {temp} include {root}/switchboard.conf; }}
 """)
     return conf
 
@@ -138,8 +143,10 @@ class Balancer:
             conf = _nginx_site(self.port, replicas, tmp)
             command = [_binary("nginx"), "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
         self.log = tmp / f"{kind}.out"
-        # where it says which replica it could not reach (nginx: "upstream server temporarily disabled")
+        # where it says which replica it could not reach (nginx: "upstream server temporarily disabled"), and
+        # nginx's access log: each request's replica and its status (haproxy's log says both in self.log)
         self.errors = tmp / "nginx" / "logs" / "error.log" if kind == "nginx" else self.log
+        self.access = tmp / "nginx" / "logs" / "access.log" if kind == "nginx" else None
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
@@ -164,17 +171,23 @@ class Deployment:
     url: str
     replicas: list[Replica]
     balancer_log: Path
+    access_log: Path | None = None
 
     def explained(self, failure: AssertionError) -> AssertionError:
-        """``failure`` with what the balancer logged (a replica taken out moves its visitors' sessions)."""
-        logged = self.balancer_log.read_text(errors="replace")[-3000:] if self.balancer_log.exists() else ""
-        return AssertionError(f"{failure}\n--- the balancer's log:\n{logged}")
+        """``failure`` with what the balancer logged (a replica taken out moves its visitors' sessions), which
+        replica is which, and nginx's last requests with the replica each went to."""
+        def tail(path: Path | None) -> str:
+            return path.read_text(errors="replace")[-4000:] if path is not None and path.exists() else ""
+
+        names = ", ".join(f"{r.name} = {r.address}" for r in self.replicas)
+        return AssertionError(f"{failure}\n--- replicas: {names}\n--- the balancer's log:\n{tail(self.balancer_log)}"
+                              f"\n--- its last requests:\n{tail(self.access_log)}")
 
     def replica_of(self, fake: FakeUpstream, marker: str) -> Replica:
         """The replica that sent the fake the request whose last message contains ``marker``."""
         record = wait_until(lambda: next((r for r in list(fake.requests) if marker in str(r.messages[-1])), None),
                             REPLY_S, f"the request {marker!r} upstream")
-        return wait_until(lambda: next((r for r in self.replicas if r.holds(record.client_port)), None),
+        return wait_until(lambda: next((r for r in self.replicas if r.holds(record.client_port, fake.port)), None),
                           10, f"the replica that sent {marker!r}")
 
 
@@ -190,7 +203,7 @@ def deployment(request: pytest.FixtureRequest, fake_upstream: FakeUpstream, tmp_
         for replica in replicas:
             replica.wait_ready()
         balancer = Balancer(request.param, [r.address for r in replicas], tmp)
-        yield Deployment(balancer.url, replicas, balancer.errors)
+        yield Deployment(balancer.url, replicas, balancer.errors, balancer.access)
     finally:
         if balancer is not None:
             balancer.stop()
@@ -287,14 +300,19 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
                 raise deployment.explained(exc) from exc
             assert deployment.replica_of(fake, "endless page") is victim
         # ... while another visitor's reply streams from the survivor
+        # (new visitors are spread by a random cookie: all of 16 on one live replica is a 1 in 65,536 chance)
         others = []
         while not others or deployment.replica_of(fake, others[-1][0]) is not survivor:
-            assert len(others) < 8, "no visitor landed on the other replica"
+            if len(others) == 16:
+                raise deployment.explained(AssertionError("no visitor landed on the other replica"))
             marker = f"slow reply {len(others)}"
             other = Client(deployment.url, verbose=False)
             others.append((marker, other, other.submit(f"{marker} [[delay=0.1]] [[chunk=2]]", model="fast",
                                                        api_name="/chat")))
         time.sleep(1.5)  # the API reply's partial text is saved about every second
+        if deployment.balancer_log.name == "error.log":  # nginx: no live replica was taken out before the kill
+            assert "temporarily disabled" not in deployment.balancer_log.read_text(), deployment.explained(
+                AssertionError("nginx took a live replica out"))
 
         victim.process.kill()
         victim.process.wait(PROCESS_EXIT_S)
