@@ -101,8 +101,8 @@ class Replica:
 
     def holds(self, port: int, remote_port: int) -> bool:
         """Whether this replica owns the TCP connection from local ``port`` to ``remote_port``: both, since
-        Linux gives one local port to several connections that go to different places (this replica's
-        connection to redis may have the port of the other replica's connection to the upstream)."""
+        Linux may give one local port to connections that go to different places (short of free ports,
+        this replica's connection to redis may have the port of the other one's connection upstream)."""
         return any(c.laddr and c.laddr.port == port and c.raddr and c.raddr.port == remote_port
                    for c in self.ps.net_connections(kind="tcp"))
 
@@ -330,7 +330,7 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
         while not others or deployment.replica_of(fake, others[-1][0]) is not survivor:
             if len(others) == 16:
                 raise deployment.explained(AssertionError("no visitor landed on the other replica"))
-            marker = f"slow reply {len(others)}"
+            marker = f"slow reply {len(others):02d}"  # no marker holds another
             other = Client(deployment.url, verbose=False)
             others.append((marker, other, other.submit(f"{marker} [[delay=0.1]] [[chunk=2]]", model="fast",
                                                        api_name="/chat")))
