@@ -734,6 +734,9 @@ def _stop_app(process: subprocess.Popen) -> str:
 def test_two_app_processes_sharing_redis_serve_one_conversation(
     redis_server: RedisServer, fake: FakeUpstream, tmp_path: Path
 ) -> None:
+    """Two ``python app.py`` processes on one redis-server: each serves the UI and the HTTP API on its one port
+    and says where; a conversation goes on across both, racing requests included. (``python app.py`` on a
+    SQLite file, killed and started again: test_durability.py.)"""
     env = {
         "OPENAI_API_KEY": TEST_KEY, "OPENAI_BASE_URL": fake.base_url, "CHATBOT_MAX_RETRIES": "0",
         "REDIS_URL": redis_server.url, "CHATBOT_DB": str(tmp_path / "unused.db"),
@@ -751,6 +754,9 @@ def test_two_app_processes_sharing_redis_serve_one_conversation(
                     return False
 
             wait_until(ready, timeout=APP_START_S)
+        assert httpx.get(urls[0], timeout=30).status_code == 200  # the UI on the API's port
+        response, events = stream(urls[0], {"message": "¡Hola!", "model": "gpt-4.1-mini"})
+        assert events[-1] == "[DONE]" and "¡Hola!" in text_of(events)
         cid = None
         for turn in range(6):  # alternate between the two processes
             body = {"message": f"turn {turn}", "conversation_id": cid}
@@ -776,31 +782,7 @@ def test_two_app_processes_sharing_redis_serve_one_conversation(
     finally:
         outputs = [_stop_app(p) for p in processes]
     assert not any("Traceback" in out for out in outputs), outputs
-
-
-@pytest.mark.slow
-def test_python_app_py_serves_ui_and_api_on_one_port(fake: FakeUpstream, tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        "OPENAI_API_KEY": TEST_KEY, "OPENAI_BASE_URL": fake.base_url, "CHATBOT_DB": str(tmp_path / "app.db")
-    }
-    process = _spawn_app(port, env)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        def ready() -> bool:
-            assert process.poll() is None, _stop_app(process)
-            try:
-                return httpx.get(url, timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(ready, timeout=APP_START_S)
-        response, events = stream(url, {"message": "¡Hola!", "model": "gpt-4.1-mini"})
-        assert events[-1] == "[DONE]" and "¡Hola!" in text_of(events)
-        assert (tmp_path / "app.db").exists()
-    finally:
-        output = _stop_app(process)
-    assert f"serving on {url}" in output and "Traceback" not in output
+    assert all(f"serving on {url}" in out for url, out in zip(urls, outputs, strict=True)), outputs
 
 
 @pytest.mark.slow

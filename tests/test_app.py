@@ -90,7 +90,7 @@ def _offline(*args: str) -> dict:
 @pytest.fixture(scope="module")
 def offline_share() -> dict:
     """One offline start for both tests below: ``python app.py --share`` is the demo's start plus the share
-    link's attempt (the plain ``python app.py`` start: test_api.py's one-port test)."""
+    link's attempt (the plain ``python app.py`` start: test_api.py's two-process test)."""
     return _offline("--share")
 
 
