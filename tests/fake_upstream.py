@@ -445,6 +445,10 @@ class FakeUpstream:
             http="h11",
             ws="none",
             timeout_graceful_shutdown=1,
+            # Longer than the app's pooled connections live idle (httpx's keepalive_expiry, 5 s), as a
+            # provider's are: at uvicorn's default (also 5 s) the fake closed an idle connection as the app
+            # reused it, and that request failed with APIConnectionError (retries are off in the tests).
+            timeout_keep_alive=30,
         )
         uvicorn_error = logging.getLogger("uvicorn.error")
         if _HIDE_EXPECTED not in uvicorn_error.filters:

@@ -87,9 +87,16 @@ def _offline(*args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def offline_share() -> dict:
+    """One offline start for both tests below: ``python app.py --share`` is the demo's start plus the share
+    link's attempt (the plain ``python app.py`` start: test_api.py's two-process test)."""
+    return _offline("--share")
+
+
 @pytest.mark.slow
-def test_no_network_no_environment_demo_mode_streams_a_reply() -> None:
-    result = _offline()
+def test_no_network_no_environment_demo_mode_streams_a_reply(offline_share: dict) -> None:
+    result = offline_share
     assert result["started"], result["output"][-2000:]
     assert "demo simulator" in result["reply"] and "Hello offline" in result["reply"]
     assert "Demo mode" in result["page"]
@@ -97,8 +104,8 @@ def test_no_network_no_environment_demo_mode_streams_a_reply() -> None:
 
 
 @pytest.mark.slow
-def test_share_without_network_warns_and_keeps_serving() -> None:
-    result = _offline("--share")
+def test_share_without_network_warns_and_keeps_serving(offline_share: dict) -> None:
+    result = offline_share
     assert result["started"] and "demo simulator" in result["reply"]
     assert "share link could not be created" in result["output"]
 

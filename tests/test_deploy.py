@@ -42,7 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 #: How long a replica may take to start (imports Gradio and the SDK; minutes on a loaded 2-core machine).
 START_S = 240
-TOKENS = {name: f"deploy-test-{name}-token-0123456789" for name in ("conv", "limit", "kill")}
+BALANCERS = ("haproxy", "nginx")
+#: Each balancer's tests have tokens of their own: both run in turn against the same replicas and redis,
+#: where the API's limits count per token.
+TOKENS = {f"{name}-{kind}": f"deploy-test-{name}-{kind}-token-0123456789"
+          for name in ("conv", "limit", "kill") for kind in BALANCERS}
 LIMIT = 3
 #: The settings every replica must share (README, "Running several replicas"), plus the test's upstream.
 SHARED = {
@@ -57,27 +61,29 @@ SHARED = {
 }
 
 
-def _bearer(name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKENS[name]}"}
-
-
 class Replica:
     """``python app.py`` on a free port, in a folder of its own, with only the given settings."""
 
     def __init__(self, name: str, env: dict[str, str], tmp: Path) -> None:
         self.name = name
+        self.env = env
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.address}/"
-        home = tmp / name
-        home.mkdir()
-        self.log = home / "app.log"
+        self.home = tmp / name
+        self.home.mkdir()
+        self.log = self.home / "app.log"
+        self.start()
+
+    def start(self) -> None:
+        """Start the process (again, after a kill: the same port, folder and settings)."""
         inherited = {k: v for k, v in os.environ.items()
                      if not k.startswith(("CHATBOT_", "OPENAI_", "GRADIO_", "REDIS_")) and not k.endswith("_API_KEY")}
-        with self.log.open("wb") as out:
+        with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "app.py")], cwd=home, stdout=out, stderr=subprocess.STDOUT,
-                env={**inherited, **env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port)},
+                [sys.executable, str(ROOT / "app.py")], cwd=self.home, stdout=out, stderr=subprocess.STDOUT,
+                env={**inherited, **self.env, "GRADIO_SERVER_NAME": "127.0.0.1",
+                     "GRADIO_SERVER_PORT": str(self.port)},
             )
         self.ps = psutil.Process(self.process.pid)
 
@@ -93,9 +99,12 @@ class Replica:
 
         wait_until(healthy, START_S, f"replica {self.name} healthy")
 
-    def holds(self, port: int) -> bool:
-        """Whether this replica owns the TCP connection whose local port is ``port``."""
-        return any(c.laddr and c.laddr.port == port for c in self.ps.net_connections(kind="tcp"))
+    def holds(self, port: int, remote_port: int) -> bool:
+        """Whether this replica owns the TCP connection from local ``port`` to ``remote_port``: both, since
+        Linux may give one local port to connections that go to different places (short of free ports,
+        this replica's connection to redis may have the port of the other one's connection upstream)."""
+        return any(c.laddr and c.laddr.port == port and c.raddr and c.raddr.port == remote_port
+                   for c in self.ps.net_connections(kind="tcp"))
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -118,7 +127,9 @@ worker_processes 1;
 pid {root}/nginx.pid;
 error_log {root}/logs/error.log warn;
 events {{ worker_connections 512; }}
-http {{ access_log off; {temp} include {root}/switchboard.conf; }}
+http {{ log_format upstreams '$msec $request_method $uri $status upstream=$upstream_addr:$upstream_status '
+                             'cookie=$cookie_switchboard_replica id=$request_id';
+       access_log {root}/logs/access.log upstreams; {temp} include {root}/switchboard.conf; }}
 """)
     return conf
 
@@ -138,8 +149,10 @@ class Balancer:
             conf = _nginx_site(self.port, replicas, tmp)
             command = [_binary("nginx"), "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
         self.log = tmp / f"{kind}.out"
-        # where it says which replica it could not reach (nginx: "upstream server temporarily disabled")
+        # where it says which replica it could not reach (nginx: "upstream server temporarily disabled"), and
+        # nginx's access log: each request's replica and its status (haproxy's log says both in self.log)
         self.errors = tmp / "nginx" / "logs" / "error.log" if kind == "nginx" else self.log
+        self.access = tmp / "nginx" / "logs" / "access.log" if kind == "nginx" else None
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
@@ -161,42 +174,67 @@ class Balancer:
 
 @dataclass
 class Deployment:
+    kind: str
     url: str
     replicas: list[Replica]
     balancer_log: Path
+    access_log: Path | None = None
 
     def explained(self, failure: AssertionError) -> AssertionError:
-        """``failure`` with what the balancer logged (a replica taken out moves its visitors' sessions)."""
-        logged = self.balancer_log.read_text(errors="replace")[-3000:] if self.balancer_log.exists() else ""
-        return AssertionError(f"{failure}\n--- the balancer's log:\n{logged}")
+        """``failure`` with what the balancer logged (a replica taken out moves its visitors' sessions), which
+        replica is which, and nginx's last requests with the replica each went to."""
+        def tail(path: Path | None) -> str:
+            return path.read_text(errors="replace")[-4000:] if path is not None and path.exists() else ""
+
+        names = ", ".join(f"{r.name} = {r.address}" for r in self.replicas)
+        return AssertionError(f"{failure}\n--- replicas: {names}\n--- the balancer's log:\n{tail(self.balancer_log)}"
+                              f"\n--- its last requests:\n{tail(self.access_log)}")
+
+    def bearer(self, name: str) -> dict[str, str]:
+        """The header of this balancer's token ``name``."""
+        return {"Authorization": f"Bearer {TOKENS[f'{name}-{self.kind}']}"}
 
     def replica_of(self, fake: FakeUpstream, marker: str) -> Replica:
         """The replica that sent the fake the request whose last message contains ``marker``."""
         record = wait_until(lambda: next((r for r in list(fake.requests) if marker in str(r.messages[-1])), None),
                             REPLY_S, f"the request {marker!r} upstream")
-        return wait_until(lambda: next((r for r in self.replicas if r.holds(record.client_port)), None),
+        return wait_until(lambda: next((r for r in self.replicas if r.holds(record.client_port, fake.port)), None),
                           10, f"the replica that sent {marker!r}")
 
 
-@pytest.fixture(scope="module", params=["haproxy", "nginx"])
-def deployment(request: pytest.FixtureRequest, fake_upstream: FakeUpstream, tmp_path_factory) -> Iterator[Deployment]:
-    _binary(request.param)  # skip before starting anything
-    tmp = tmp_path_factory.mktemp(f"deploy-{request.param}")
+@pytest.fixture(scope="module")
+def replicas(fake_upstream: FakeUpstream, tmp_path_factory) -> Iterator[list[Replica]]:
+    """A redis-server and two replicas on it, for each balancer in turn (``deployment``)."""
+    tmp = tmp_path_factory.mktemp("deploy")
     redis = RedisServer()
     env = {**SHARED, "REDIS_URL": redis.url, "OPENAI_BASE_URL": fake_upstream.base_url}
-    replicas = [Replica(name, env, tmp) for name in ("a", "b")]
-    balancer = None
+    started: list[Replica] = []
     try:
-        for replica in replicas:
-            replica.wait_ready()
-        balancer = Balancer(request.param, [r.address for r in replicas], tmp)
-        yield Deployment(balancer.url, replicas, balancer.errors)
+        started += [Replica(name, env, tmp) for name in ("a", "b")]
+        yield started
     finally:
-        if balancer is not None:
-            balancer.stop()
-        for replica in replicas:
+        for replica in started:
             replica.stop()
         redis.stop()
+
+
+@pytest.fixture(scope="module", params=BALANCERS)
+def deployment(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Deployment]:
+    """The balancer in front of the module's replicas; a replica the other balancer's tests killed is started
+    again first."""
+    _binary(request.param)  # skip before starting anything
+    replicas: list[Replica] = request.getfixturevalue("replicas")
+    tmp = tmp_path_factory.mktemp(f"deploy-{request.param}")
+    for replica in replicas:
+        if replica.process.poll() is not None:
+            replica.start()
+    for replica in replicas:
+        replica.wait_ready()
+    balancer = Balancer(request.param, [r.address for r in replicas], tmp)
+    try:
+        yield Deployment(request.param, balancer.url, replicas, balancer.errors, balancer.access)
+    finally:
+        balancer.stop()
 
 
 def test_the_chat_tab_streams_through_the_balancer_for_several_visitors(
@@ -220,7 +258,7 @@ def test_the_chat_tab_streams_through_the_balancer_for_several_visitors(
 
 def test_an_http_conversation_continues_on_the_other_replica(deployment: Deployment, fake: FakeUpstream) -> None:
     a, b = deployment.replicas
-    with httpx.Client(timeout=REPLY_S, headers=_bearer("conv")) as http:
+    with httpx.Client(timeout=REPLY_S, headers=deployment.bearer("conv")) as http:
         first = http.post(a.url + "chat", json={"message": "My name is Ana."})
         assert first.status_code == 200, first.text
         cid = first.json()["conversation_id"]
@@ -228,7 +266,7 @@ def test_an_http_conversation_continues_on_the_other_replica(deployment: Deploym
         assert second.status_code == 200, second.text
         assert second.json()["conversation_id"] == cid
         assert "My name is Ana." in str(fake.last.messages)  # replica B sent replica A's turn as context
-        events = _ws_turn(deployment.url, {"message": "Third turn over the balancer.", "conversation_id": cid})
+        events = _ws_turn(deployment, {"message": "Third turn over the balancer.", "conversation_id": cid})
         assert [e["type"] for e in events][:2] == ["start", "delta"] and events[-1]["type"] == "done", events
         assert events[0]["conversation_id"] == cid
         stored = http.get(deployment.url + f"conversations/{cid}")
@@ -237,12 +275,12 @@ def test_an_http_conversation_continues_on_the_other_replica(deployment: Deploym
         ("user", "complete"), ("assistant", "complete")] * 3
 
 
-def _ws_turn(url: str, message: dict) -> list[dict]:
+def _ws_turn(deployment: Deployment, message: dict) -> list[dict]:
     """One message over the API's WebSocket (``/chat/ws``, through the balancer), its events up to ``done``."""
     from websockets.sync.client import connect
 
     events: list[dict] = []
-    with connect(url.replace("http://", "ws://") + "chat/ws", additional_headers=_bearer("conv"),
+    with connect(deployment.url.replace("http://", "ws://") + "chat/ws", additional_headers=deployment.bearer("conv"),
                  open_timeout=REPLY_S) as ws:
         ws.send(json.dumps(message))
         while not events or events[-1]["type"] not in ("done", "error"):
@@ -252,7 +290,7 @@ def _ws_turn(url: str, message: dict) -> list[dict]:
 
 def test_a_limit_is_shared_by_the_replicas(deployment: Deployment, fake: FakeUpstream) -> None:
     a, b = deployment.replicas
-    with httpx.Client(timeout=REPLY_S, headers=_bearer("limit")) as http:
+    with httpx.Client(timeout=REPLY_S, headers=deployment.bearer("limit")) as http:
         for url in (a.url, b.url, a.url):
             response = http.post(url + "chat", json={"message": "count me"})
             assert response.status_code == 200, response.text
@@ -270,7 +308,7 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
     cut_job = visitor.submit("endless ui [[endless=1]] [[delay=0.05]]", model="fast", api_name="/chat")
     victim = deployment.replica_of(fake, "endless ui")
     survivor = next(r for r in deployment.replicas if r is not victim)
-    http = httpx.Client(timeout=REPLY_S, headers=_bearer("kill"), cookies=visitor.cookies)
+    http = httpx.Client(timeout=REPLY_S, headers=deployment.bearer("kill"), cookies=visitor.cookies)
     stream = http.stream("POST", deployment.url + "chat/stream",
                          json={"message": "endless api [[endless=1]] [[delay=0.05]]"})
     response = stream.__enter__()
@@ -287,14 +325,19 @@ def test_a_killed_replica_leaves_the_other_serving(deployment: Deployment, fake:
                 raise deployment.explained(exc) from exc
             assert deployment.replica_of(fake, "endless page") is victim
         # ... while another visitor's reply streams from the survivor
+        # (new visitors are spread by a random cookie: all of 16 on one live replica is a 1 in 65,536 chance)
         others = []
         while not others or deployment.replica_of(fake, others[-1][0]) is not survivor:
-            assert len(others) < 8, "no visitor landed on the other replica"
-            marker = f"slow reply {len(others)}"
+            if len(others) == 16:
+                raise deployment.explained(AssertionError("no visitor landed on the other replica"))
+            marker = f"slow reply {len(others):02d}"  # no marker holds another
             other = Client(deployment.url, verbose=False)
             others.append((marker, other, other.submit(f"{marker} [[delay=0.1]] [[chunk=2]]", model="fast",
                                                        api_name="/chat")))
         time.sleep(1.5)  # the API reply's partial text is saved about every second
+        if deployment.balancer_log.name == "error.log":  # nginx: no live replica was taken out before the kill
+            assert "temporarily disabled" not in deployment.balancer_log.read_text(), deployment.explained(
+                AssertionError("nginx took a live replica out"))
 
         victim.process.kill()
         victim.process.wait(PROCESS_EXIT_S)

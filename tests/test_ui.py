@@ -339,41 +339,49 @@ def in_new_interpreter(code: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def test_gradio_warm_up_imports_what_the_first_event_would() -> None:
+#: What the tests below need from a Python that has not imported Gradio yet, in one fresh interpreter (each
+#: costs Gradio's imports): pyplot before and after the warm-up; then an app built without the cached
+#: component signatures, its config before and after caching them, and what caching reports.
+FRESH = """\
+import inspect, json, sys
+sys.path.insert(0, 'tests')
+from chatbot.compat import warm_up_gradio
+seen = {'pyplot_before': 'matplotlib.pyplot' in sys.modules}
+warm_up_gradio().join(60)
+seen['pyplot_after'] = 'matplotlib.pyplot' in sys.modules
+from conftest import make_settings
+import gradio as gr
+from gradio.state_holder import SessionState
+import app as switchboard
+from chatbot.compat import cache_component_signatures
+switchboard.cache_component_signatures = lambda: 0  # built as it was without them
+demo = switchboard.build(make_settings('http://127.0.0.1:9/v1'))
+dump = lambda: json.dumps([demo.get_config_file(), SessionState(demo).config_values], default=str)
+before = dump()
+seen['cached'] = cache_component_signatures()
+seen['inspect_returns_it'] = inspect.signature(gr.Textbox.__init__) is gr.Textbox.__init__.__signature__
+seen['cached_again'] = cache_component_signatures()
+seen['same_config'] = dump() == before
+print(json.dumps(seen))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh() -> dict:
+    return json.loads(in_new_interpreter(FRESH))
+
+
+def test_gradio_warm_up_imports_what_the_first_event_would(fresh: dict) -> None:
     """Gradio's first event imports pyplot when matplotlib is installed; the warm-up does it at start."""
     pytest.importorskip("matplotlib")
-    code = (
-        "import sys\n"
-        "from chatbot.compat import warm_up_gradio\n"
-        "assert 'matplotlib.pyplot' not in sys.modules\n"
-        "warm_up_gradio().join(60)\n"
-        "print('matplotlib.pyplot' in sys.modules)\n"
-    )
-    assert in_new_interpreter(code) == "True"
+    assert (fresh["pyplot_before"], fresh["pyplot_after"]) == (False, True)
 
 
-def test_cached_component_signatures_change_no_config() -> None:
+def test_cached_component_signatures_change_no_config(fresh: dict) -> None:
     """Gradio builds every block's config with inspect.signature; the cached signatures give the same
     /config and the same per-session config, and inspect then returns the cached object."""
-    code = (
-        "import inspect, json, sys\n"
-        "sys.path.insert(0, 'tests')\n"
-        "from conftest import make_settings\n"
-        "import gradio as gr\n"
-        "from gradio.state_holder import SessionState\n"
-        "import app as switchboard\n"
-        "from chatbot.compat import cache_component_signatures\n"
-        "switchboard.cache_component_signatures = lambda: 0  # built as it was without them\n"
-        "demo = switchboard.build(make_settings('http://127.0.0.1:9/v1'))\n"
-        "dump = lambda: json.dumps([demo.get_config_file(), SessionState(demo).config_values], default=str)\n"
-        "before = dump()\n"
-        "done = cache_component_signatures()\n"
-        "assert done > 20, done\n"
-        "assert inspect.signature(gr.Textbox.__init__) is gr.Textbox.__init__.__signature__\n"
-        "assert cache_component_signatures() == 0\n"
-        "print(dump() == before)\n"
-    )
-    assert in_new_interpreter(code) == "True"
+    assert fresh["cached"] > 20 and fresh["inspect_returns_it"] and fresh["cached_again"] == 0, fresh
+    assert fresh["same_config"]
 
 
 async def test_an_edit_in_place_is_what_goes_upstream_next_turn(fake: FakeUpstream) -> None:
