@@ -317,7 +317,9 @@ def test_a_saved_chats_attachment_needs_the_apps_seal(attack: Attack, fake: Fake
     with httpx.Client(timeout=60) as client:
         mine = _upload(attack, client, "notes.txt", f"my notes {attack.canary}-upload")
         _say(attack, client, owner, "read it", mine)
-        saved = attack.call(client, owner, _dependency(attack, "saved"), [None, None, "fast", ""])
+        after_reply = _dependency(attack, "saved")  # the saved chat, then the steps folded into its request
+        payload = [None, None, "fast", ""] + [None] * (len(after_reply["inputs"]) - 4)
+        saved = attack.call(client, owner, after_reply, payload)
         store = saved[-1]["output"]["data"][0]
         part = store["chats"][0]["messages"][0]["content"][0]
         assert part["type"] == "file" and part["file"]["path"] == mine and part["file"]["seal"]
