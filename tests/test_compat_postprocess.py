@@ -82,12 +82,14 @@ async def test_a_history_with_a_file_still_goes_through_the_thread(demo: gr.Bloc
 
 async def test_an_error_in_postprocess_is_reported_as_gradios(demo: gr.Blocks, hops: Counter[str]) -> None:
     broken = [{"role": "user", "content": "hi"}, {"role": None, "content": "text"}]  # text, but no message
-    errors = []
+    errors, threads = [], []
     for run in (demo.postprocess_data, lambda *a: Blocks.postprocess_data(demo, *a)):
         with pytest.raises(ComponentProcessingError) as caught:
             await run(_reply_step(demo), _update(_reply_step(demo), broken, STORE), SessionState(demo))
         errors.append((str(caught.value), type(caught.value.__cause__)))
-    assert errors[0] == errors[1]
+        threads.append(hops["Chatbot"])
+    assert errors[0] == errors[1] and "Chatbot" in errors[0][0]
+    assert threads == [0, 1]  # ours raised on the loop, Gradio's in its thread
 
 
 async def test_the_served_reply_streams_without_a_thread_hop(fake: FakeUpstream, serve, hops: Counter[str]) -> None:
@@ -107,8 +109,8 @@ async def test_the_served_reply_streams_without_a_thread_hop(fake: FakeUpstream,
         fake.push(Behaviour(reply="A short answer in a few pieces."))
         done = await target.visit("one", None, "A short answer in a few pieces.", page=values, session_hash=page)
         assert done.ok, done.error
-        print("HOPS", dict(hops), len(done.updates) if isinstance(done.updates, list) else done.updates)
-        assert hops["Chatbot"] <= 99, hops  # at most the take step's (the message shown), never the reply's
+        # the take step's chat (the message shown) and the two steps' saved chats; the reply's updates: none
+        assert hops["Chatbot"] <= 1 and hops["BrowserState"] <= 2, hops
     finally:
         await target.close()
         await client.aclose()
