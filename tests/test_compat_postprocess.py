@@ -88,7 +88,7 @@ async def test_an_error_in_postprocess_is_reported_as_gradios(demo: gr.Blocks, h
             await run(_reply_step(demo), _update(_reply_step(demo), broken, STORE), SessionState(demo))
         errors.append((str(caught.value), type(caught.value.__cause__)))
         threads.append(hops["Chatbot"])
-    assert errors[0] == errors[1] and "Chatbot" in errors[0][0]
+    assert errors[0] == errors[1] and "`chatbot` component" in errors[0][0]
     assert threads == [0, 1]  # ours raised on the loop, Gradio's in its thread
 
 
