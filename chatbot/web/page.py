@@ -17,6 +17,8 @@ import gradio as gr
 
 from chatbot.compat import hide_progress, keep_typed_text, name_unnamed_controls, uploaded_by_gradio
 from chatbot.compat_chat import track_states_by_step
+from chatbot.compat_postprocess import inline_postprocess
+from chatbot.compat_steps import reply_steps
 from chatbot.core.attachments import FILE_TYPES
 from chatbot.core.catalogue import Catalogue
 from chatbot.core.i18n import language_of
@@ -100,6 +102,7 @@ def build_page(chat: ChatUI) -> gr.Blocks:
     hide_progress(demo, [chatbot, textbox])  # no overlay or timer on the chat and its box, whichever event
     keep_typed_text(demo, textbox)  # the end of a reply's chain no longer empties the (never locked) box
     cheaper_message(demo, chat_interface, panel, finished)  # a message: 3 server requests, not 12 (message_steps.py)
+    inline_postprocess(demo, reply_steps(demo, chat_interface))  # a text reply's updates skip the thread hop
     track_states_by_step(demo)  # which States an update may change: worked out once per step, not per update
     return demo
 
