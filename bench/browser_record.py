@@ -104,7 +104,7 @@ def record(message: str, reply_tokens: int, tps: float, settle_s: float, after_s
 
     with FakeUpstream() as fake, tempfile.TemporaryDirectory() as tmp:
         fake.default = Behaviour(reply=reply_text(reply_tokens, 4), chunk_size=4, tokens_per_second=tps)
-        environ = {"OPENAI_API_KEY": "sk-record-0123456789abcdef", "OPENAI_BASE_URL": fake.base_url,
+        environ = {"OPENAI_API_KEY": "sk-bench", "OPENAI_BASE_URL": fake.base_url,
                    "CHATBOT_MAX_RETRIES": "0", "CHATBOT_LIVE_MODELS": "0",
                    "CHATBOT_BROWSER_SECRET": "record-secret-0123456789", "CHATBOT_DB": f"{tmp}/chats.db"}
         settings = Settings.load([], environ=environ, env_file=None)
