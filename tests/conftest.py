@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +291,25 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not met within {timeout:g} s")
         time.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def page_client(url: str) -> AsyncIterator[tuple[Any, dict, str]]:
+    """(target, the page's values, its session) for the benchmark's page client (bench/page_steps.py: every step
+    a browser's page sends) on a page of the app at ``url`` whose load events have run; closed after."""
+    from types import SimpleNamespace
+
+    from bench.clients import BrowserChatTarget, fetch_config, make_http_client
+
+    client = make_http_client()
+    target = BrowserChatTarget("test", SimpleNamespace(url=url.rstrip("/")), client,
+                               await fetch_config(client, url.rstrip("/")))
+    assert target.page_steps is not None
+    try:
+        page, values = uuid.uuid4().hex[:12], target.new_page()
+        async with target.pages.page() as pages:
+            assert (await target.page_steps.load(values, page, pages)).error is None
+        yield target, values, page
+    finally:
+        await target.close()
+        await client.aclose()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
 import pytest
-from conftest import make_settings
+from conftest import make_settings, page_client
 from fake_upstream import Behaviour, FakeUpstream
 from gradio.blocks import BlocksConfig
 from gradio.state_holder import SessionState
@@ -97,16 +95,7 @@ async def test_a_shortened_chain_keeps_the_conversation_for_the_next_message(fak
     """Two messages from one page, every step it sends played as Gradio's front end plays them (bench/page_steps.py):
     each reply is shown whole and saved in the page's store, the second request upstream carries the first
     exchange, and each message costs the server three requests (take it, the reply, the saved chat)."""
-    from bench.clients import BrowserChatTarget, fetch_config, make_http_client
-
-    url = serve().rstrip("/")
-    client = make_http_client()
-    target = BrowserChatTarget("test", SimpleNamespace(url=url), client, await fetch_config(client, url))
-    assert target.page_steps is not None
-    try:
-        page, values = uuid.uuid4().hex[:12], target.new_page()
-        async with target.pages.page() as pages:
-            assert (await target.page_steps.load(values, page, pages)).error is None
+    async with page_client(serve()) as (target, values, page):
         target.page_steps.sent.clear()
         fake.push(Behaviour(reply="First answer."), Behaviour(reply="Second answer."))
         first = await target.visit("one", None, "First answer.", page=values, session_hash=page)
@@ -119,9 +108,6 @@ async def test_a_shortened_chain_keeps_the_conversation_for_the_next_message(fak
         assert steps == sorted(["_clear_and_save_textbox", "_submit_fn", "saved"] * 2), target.page_steps.sent
         store = next(v for cid, v in values.items() if target.types.get(cid) == "browserstate")
         assert "Second answer." in json.dumps(store) and "unfinished" not in json.dumps(store)
-    finally:
-        await target.close()
-        await client.aclose()
 
 
 def test_track_states_by_step_scans_the_pages_events_once_per_step() -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import anyio.to_thread
 import gradio as gr
 import pytest
-from conftest import make_settings
+from conftest import make_settings, page_client
 from fake_upstream import Behaviour, FakeUpstream
 from gradio.blocks import Blocks
 from gradio.exceptions import ComponentProcessingError
@@ -95,22 +94,10 @@ async def test_an_error_in_postprocess_is_reported_as_gradios(demo: gr.Blocks, h
 async def test_the_served_reply_streams_without_a_thread_hop(fake: FakeUpstream, serve, hops: Counter[str]) -> None:
     """A message through the served app, every step played as the page plays them (bench/page_steps.py): the
     reply is shown whole, and none of its updates' Chatbot or saved-chats postprocess went to a thread."""
-    from bench.clients import BrowserChatTarget, fetch_config, make_http_client
-
-    url = serve().rstrip("/")
-    client = make_http_client()
-    target = BrowserChatTarget("test", SimpleNamespace(url=url), client, await fetch_config(client, url))
-    assert target.page_steps is not None
-    try:
-        page, values = uuid.uuid4().hex[:12], target.new_page()
-        async with target.pages.page() as pages:
-            assert (await target.page_steps.load(values, page, pages)).error is None
+    async with page_client(serve()) as (target, values, page):
         hops.clear()
         fake.push(Behaviour(reply="A short answer in a few pieces."))
         done = await target.visit("one", None, "A short answer in a few pieces.", page=values, session_hash=page)
         assert done.ok, done.error
         # the take step's chat (the message shown) and the two steps' saved chats; the reply's updates: none
         assert hops["Chatbot"] <= 1 and hops["BrowserState"] <= 2, hops
-    finally:
-        await target.close()
-        await client.aclose()
